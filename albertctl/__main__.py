@@ -1,0 +1,3 @@
+from albertctl.cli import main
+
+main()

@@ -1,0 +1,99 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from albertctl.core.config import Profile, builtin_profiles, load_profile, profile_from_dict
+from albertctl.core.errors import AlbertError
+
+
+def test_builtin_profiles_all_load():
+    names = builtin_profiles()
+    assert set(names) >= {"tiny", "base", "large", "xlarge", "xxlarge", "bert-base", "bert-large"}
+    for name in names:
+        assert load_profile(name).name == name
+
+
+def test_extends_merges_sections():
+    large = load_profile("large")
+    assert large.model.hidden_size == 1024 and large.model.embedding_size == 128  # inherited
+    assert large.train.optimizer == "lamb" and large.train.micro_batch_size == 16
+
+
+def test_user_file_extends_builtin_and_relative(tmp_path: Path):
+    (tmp_path / "mine.yaml").write_text("extends: tiny\ntrain:\n  learning_rate: 0.01\n")
+    (tmp_path / "child.yaml").write_text("extends: ./mine.yaml\nmodel:\n  num_hidden_layers: 2\n")
+    p = load_profile(tmp_path / "child.yaml")
+    assert p.name == "child"
+    assert p.train.learning_rate == 0.01 and p.model.num_hidden_layers == 2 and p.model.hidden_size == 128
+
+
+def test_overrides_parse_yaml_scalars():
+    p = load_profile("tiny", ["train.learning_rate=1e-4", "model.sharing=ffn", "train.compile=true"])
+    assert p.train.learning_rate == pytest.approx(1e-4)
+    assert p.model.sharing == "ffn" and p.train.compile is True
+
+
+def test_yaml_round_trip_is_identity():
+    for name in builtin_profiles():
+        p = load_profile(name)
+        again = profile_from_dict(yaml.safe_load(p.to_yaml()), source="x")
+        assert again == p
+        assert again.to_yaml() == p.to_yaml()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model:\n  hiden_size: 64\n", "unknown key model.hiden_size (did you mean hidden_size?)"),
+        ("modle:\n  hidden_size: 64\n", "unknown key modle (did you mean model?)"),
+        ("model:\n  hidden_size: '64'\n", "model.hidden_size must be an integer, got '64'"),
+        ("train:\n  learning_rate: fast\n", "train.learning_rate must be a number, got 'fast'"),
+        ("model:\n  hidden_size: 100\n  num_attention_heads: 12\n",
+         "model.hidden_size (100) must be divisible by model.num_attention_heads (12)"),
+        ("model:\n  embedding_size: 1024\n",
+         "model.embedding_size (1024) must not exceed model.hidden_size (768): factorisation needs E <= H"),
+        ("model:\n  sharing: some\n", "model.sharing must be one of 'all', 'attention', 'ffn', 'none', got 'some'"),
+        ("train:\n  micro_batch_size: 0\n", "train.micro_batch_size must be at least 1, got 0"),
+        ("train:\n  micro_batch_size: -4\n", "train.micro_batch_size must be at least 1, got -4"),
+        ("deepspeed:\n  zero_stage: 4\n", "deepspeed.zero_stage must be 0, 1, 2 or 3, got 4"),
+        ("- a\n- b\n", "expected a mapping of sections at the top level, got list"),
+        ("model: [1, 2\n", "malformed YAML"),
+    ],
+)
+def test_bad_profiles_give_one_line_errors(tmp_path: Path, text: str, message: str):
+    path = tmp_path / "bad.yaml"
+    path.write_text("extends: base\n" + text if not text.startswith("-") else text)
+    with pytest.raises(AlbertError) as err:
+        load_profile(path)
+    assert str(err.value).startswith(str(path))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_builtin_suggests():
+    with pytest.raises(AlbertError, match=r"profile 'tinny' not found \(did you mean 'tiny'\?\)"):
+        load_profile("tinny")
+
+
+def test_bad_override_names_flag():
+    with pytest.raises(AlbertError, match=r"--set: unknown key train.learnin_rate \(did you mean learning_rate\?\)"):
+        load_profile("tiny", ["train.learnin_rate=1"])
+    with pytest.raises(AlbertError, match="expected section.key=value"):
+        load_profile("tiny", ["train.learning_rate"])
+
+
+def test_extends_cycle_detected(tmp_path: Path):
+    (tmp_path / "a.yaml").write_text("extends: ./b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: ./a.yaml\n")
+    with pytest.raises(AlbertError, match="cycle"):
+        load_profile(tmp_path / "a.yaml")
+
+
+def test_group_of_uses_integer_arithmetic():
+    m = load_profile("base", ["model.num_hidden_groups=3"]).model
+    assert [m.group_of(i) for i in range(12)] == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_profile_defaults_are_valid():
+    assert Profile().model.hidden_size == 768
