@@ -20,12 +20,17 @@ class CliResult:
     stderr: str
 
 
-def _run(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
-         timeout: float = 600) -> CliResult:
+def _run(
+    argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> CliResult:
     full_env = {**os.environ, "ALBERTCTL_NO_PROGRESS": "1", "COLUMNS": "200", **(env or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "albertctl", *argv], cwd=cwd, env=full_env, capture_output=True,
-        text=True, timeout=timeout,
+        [sys.executable, "-m", "albertctl", *argv],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 

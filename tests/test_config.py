@@ -49,11 +49,18 @@ def test_yaml_round_trip_is_identity():
         ("modle:\n  hidden_size: 64\n", "unknown key modle (did you mean model?)"),
         ("model:\n  hidden_size: '64'\n", "model.hidden_size must be an integer, got '64'"),
         ("train:\n  learning_rate: fast\n", "train.learning_rate must be a number, got 'fast'"),
-        ("model:\n  hidden_size: 100\n  num_attention_heads: 12\n",
-         "model.hidden_size (100) must be divisible by model.num_attention_heads (12)"),
-        ("model:\n  embedding_size: 1024\n",
-         "model.embedding_size (1024) must not exceed model.hidden_size (768): factorisation needs E <= H"),
-        ("model:\n  sharing: some\n", "model.sharing must be one of 'all', 'attention', 'ffn', 'none', got 'some'"),
+        (
+            "model:\n  hidden_size: 100\n  num_attention_heads: 12\n",
+            "model.hidden_size (100) must be divisible by model.num_attention_heads (12)",
+        ),
+        (
+            "model:\n  embedding_size: 1024\n",
+            "model.embedding_size (1024) must not exceed model.hidden_size (768): factorisation needs E <= H",
+        ),
+        (
+            "model:\n  sharing: some\n",
+            "model.sharing must be one of 'all', 'attention', 'ffn', 'none', got 'some'",
+        ),
         ("train:\n  micro_batch_size: 0\n", "train.micro_batch_size must be at least 1, got 0"),
         ("train:\n  micro_batch_size: -4\n", "train.micro_batch_size must be at least 1, got -4"),
         ("deepspeed:\n  zero_stage: 4\n", "deepspeed.zero_stage must be 0, 1, 2 or 3, got 4"),
@@ -77,7 +84,9 @@ def test_unknown_builtin_suggests():
 
 
 def test_bad_override_names_flag():
-    with pytest.raises(AlbertError, match=r"--set: unknown key train.learnin_rate \(did you mean learning_rate\?\)"):
+    with pytest.raises(
+        AlbertError, match=r"--set: unknown key train.learnin_rate \(did you mean learning_rate\?\)"
+    ):
         load_profile("tiny", ["train.learnin_rate=1"])
     with pytest.raises(AlbertError, match="expected section.key=value"):
         load_profile("tiny", ["train.learning_rate"])

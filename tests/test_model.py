@@ -29,18 +29,32 @@ def test_bert_shapes_in_spec_range():
 
 # Paper Table 4 (ALBERT-base, E=768 and E=128), in millions: all-shared 31/12, shared-attention
 # 83/64, shared-FFN 57/38, not-shared 108/89. The exact counts follow from the block sizes.
-PAPER_TABLE4 = {(768, "all"): 31, (768, "attention"): 83, (768, "ffn"): 57, (768, "none"): 108,
-                (128, "all"): 12, (128, "attention"): 64, (128, "ffn"): 38, (128, "none"): 89}
+PAPER_TABLE4 = {
+    (768, "all"): 31,
+    (768, "attention"): 83,
+    (768, "ffn"): 57,
+    (768, "none"): 108,
+    (128, "all"): 12,
+    (128, "attention"): 64,
+    (128, "ffn"): 38,
+    (128, "none"): 89,
+}
 
 
-def _table4_count(e: int, sharing: str, h: int = 768, ffn: int = 3072, layers: int = 12, v: int = 30000) -> int:
+def _table4_count(
+    e: int, sharing: str, h: int = 768, ffn: int = 3072, layers: int = 12, v: int = 30000
+) -> int:
     embeddings = (v + 512 + 2) * e + 2 * e  # three tables + LayerNorm
     projection = e * h + h
     attention = 4 * (h * h + h) + 2 * h  # Q, K, V, output + LayerNorm
     feed_forward = (h * ffn + ffn) + (ffn * h + h) + 2 * h
     pooler = h * h + h
-    blocks = {"all": attention + feed_forward, "attention": attention + layers * feed_forward,
-              "ffn": layers * attention + feed_forward, "none": layers * (attention + feed_forward)}[sharing]
+    blocks = {
+        "all": attention + feed_forward,
+        "attention": attention + layers * feed_forward,
+        "ffn": layers * attention + feed_forward,
+        "none": layers * (attention + feed_forward),
+    }[sharing]
     return embeddings + projection + blocks + pooler
 
 
@@ -55,12 +69,20 @@ def test_sharing_strategies_table4(key, paper_millions):
 
 def _hf_config(cfg: ModelConfig):
     return transformers.AlbertConfig(
-        vocab_size=cfg.vocab_size, embedding_size=cfg.embedding_size, hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
-        intermediate_size=cfg.intermediate_size, num_hidden_groups=cfg.num_hidden_groups,
-        inner_group_num=cfg.inner_group_num, hidden_act="gelu_new", hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.0,
-        max_position_embeddings=cfg.max_position_embeddings, type_vocab_size=2,
+        vocab_size=cfg.vocab_size,
+        embedding_size=cfg.embedding_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_groups=cfg.num_hidden_groups,
+        inner_group_num=cfg.inner_group_num,
+        hidden_act="gelu_new",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        classifier_dropout_prob=0.0,
+        max_position_embeddings=cfg.max_position_embeddings,
+        type_vocab_size=2,
         layer_norm_eps=cfg.layer_norm_eps,
     )
 
@@ -73,13 +95,24 @@ def _copy_from_hf(hf_model, ours):
 
 @pytest.mark.parametrize(
     "shape",
-    [dict(num_hidden_groups=1, inner_group_num=1), dict(num_hidden_groups=2, inner_group_num=1),
-     dict(num_hidden_groups=2, inner_group_num=2)],
+    [
+        dict(num_hidden_groups=1, inner_group_num=1),
+        dict(num_hidden_groups=2, inner_group_num=1),
+        dict(num_hidden_groups=2, inner_group_num=2),
+    ],
 )
 def test_parity_with_transformers(shape):
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=300, embedding_size=16, hidden_size=64, num_hidden_layers=4,
-                      num_attention_heads=4, intermediate_size=128, max_position_embeddings=64, **shape)
+    cfg = ModelConfig(
+        vocab_size=300,
+        embedding_size=16,
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        **shape,
+    )
     hf = transformers.AlbertForPreTraining(_hf_config(cfg)).eval()
     with torch.no_grad():  # random, non-trivial LayerNorm and bias values
         for name, p in hf.named_parameters():
@@ -109,8 +142,16 @@ def test_parity_with_transformers(shape):
 
 
 def test_partial_sharing_runs_and_differs_per_layer():
-    cfg = ModelConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=3,
-                      num_attention_heads=4, intermediate_size=64, sharing="ffn", max_position_embeddings=32)
+    cfg = ModelConfig(
+        vocab_size=100,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=64,
+        sharing="ffn",
+        max_position_embeddings=32,
+    )
     model = AlbertForPreTraining(cfg)
     pairs = model.albert.encoder.applied_layers()
     assert len({id(a.attention) for a, _ in pairs}) == 3  # own attention per layer
@@ -120,8 +161,14 @@ def test_partial_sharing_runs_and_differs_per_layer():
 
 
 def test_init_is_truncated_normal():
-    cfg = ModelConfig(vocab_size=3000, embedding_size=64, hidden_size=128, num_attention_heads=4,
-                      intermediate_size=256, num_hidden_layers=2)
+    cfg = ModelConfig(
+        vocab_size=3000,
+        embedding_size=64,
+        hidden_size=128,
+        num_attention_heads=4,
+        intermediate_size=256,
+        num_hidden_layers=2,
+    )
     torch.manual_seed(0)
     w = AlbertForPreTraining(cfg).albert.embeddings.word_embeddings.weight
     assert w.abs().max() <= 0.04 + 1e-7  # truncated at 2 std
@@ -144,11 +191,22 @@ def test_pretraining_loss_counts_only_real_positions():
 @pytest.mark.parametrize("head", ["classify", "regress", "span", "choice"])
 def test_task_heads_shapes_and_hf_parity(head):
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=200, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                      num_attention_heads=4, intermediate_size=64, max_position_embeddings=32,
-                      classifier_dropout_prob=0.0)
-    hf_cls = {"classify": transformers.AlbertForSequenceClassification, "regress": transformers.AlbertForSequenceClassification,
-              "span": transformers.AlbertForQuestionAnswering, "choice": transformers.AlbertForMultipleChoice}[head]
+    cfg = ModelConfig(
+        vocab_size=200,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        classifier_dropout_prob=0.0,
+    )
+    hf_cls = {
+        "classify": transformers.AlbertForSequenceClassification,
+        "regress": transformers.AlbertForSequenceClassification,
+        "span": transformers.AlbertForQuestionAnswering,
+        "choice": transformers.AlbertForMultipleChoice,
+    }[head]
     hf_cfg = _hf_config(cfg)
     hf_cfg.num_labels = {"classify": 3, "regress": 1, "span": 2, "choice": 1}[head]
     hf = hf_cls(hf_cfg).eval()

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import sentencepiece as spm
 
-from albertctl.data.tokenizer import Tokenizer, normalize_with_offsets, truncate_longest_first
 from albertctl.core.errors import AlbertError
+from albertctl.data.tokenizer import Tokenizer, normalize_with_offsets, truncate_longest_first
 
 TEXT = """The quick brown fox jumps over the lazy dog.
 Café owners in Zürich said ``hello'' to naïve visitors.
@@ -23,9 +23,18 @@ def spm_model(tmp_path_factory) -> Path:
     corpus = d / "corpus.txt"
     corpus.write_text(TEXT * 30, encoding="utf-8")
     spm.SentencePieceTrainer.Train(
-        input=str(corpus), model_prefix=str(d / "m"), vocab_size=90, model_type="unigram",
-        pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, control_symbols="[CLS],[SEP],[MASK]",
-        user_defined_symbols="(,),\",-,.,–,£,€", character_coverage=1.0, minloglevel=2,
+        input=str(corpus),
+        model_prefix=str(d / "m"),
+        vocab_size=90,
+        model_type="unigram",
+        pad_id=0,
+        unk_id=1,
+        bos_id=-1,
+        eos_id=-1,
+        control_symbols="[CLS],[SEP],[MASK]",
+        user_defined_symbols='(,),",-,.,–,£,€',
+        character_coverage=1.0,
+        minloglevel=2,
     )
     return d / "m.model"
 
@@ -94,7 +103,8 @@ def test_bad_models(tmp_path):
         Tokenizer(bad)
     corpus = tmp_path / "c.txt"
     corpus.write_text(TEXT * 20)
-    spm.SentencePieceTrainer.Train(input=str(corpus), model_prefix=str(tmp_path / "plain"), vocab_size=70,
-                                   minloglevel=2)
+    spm.SentencePieceTrainer.Train(
+        input=str(corpus), model_prefix=str(tmp_path / "plain"), vocab_size=70, minloglevel=2
+    )
     with pytest.raises(AlbertError, match=r"vocabulary lacks \[CLS\], \[SEP\], \[MASK\]"):
         Tokenizer(tmp_path / "plain.model")

@@ -49,9 +49,18 @@ class ModelConfig:
     layer_norm_eps: float = 1e-12
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
-                     "num_attention_heads", "intermediate_size", "num_hidden_groups",
-                     "inner_group_num", "max_position_embeddings", "type_vocab_size"):
+        for name in (
+            "vocab_size",
+            "embedding_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "num_hidden_groups",
+            "inner_group_num",
+            "max_position_embeddings",
+            "type_vocab_size",
+        ):
             if getattr(self, name) <= 0:
                 raise AlbertError(f"model.{name} must be a positive integer, got {getattr(self, name)}")
         if self.hidden_size % self.num_attention_heads:
@@ -69,7 +78,9 @@ class ModelConfig:
                 f"model.num_hidden_groups ({self.num_hidden_groups}) must not exceed "
                 f"model.num_hidden_layers ({self.num_hidden_layers})"
             )
-        if self.sharing == "none" and (self.num_hidden_groups != self.num_hidden_layers or self.inner_group_num != 1):
+        if self.sharing == "none" and (
+            self.num_hidden_groups != self.num_hidden_layers or self.inner_group_num != 1
+        ):
             raise AlbertError(
                 f"model.sharing=none needs model.num_hidden_groups = model.num_hidden_layers "
                 f"({self.num_hidden_layers}) and model.inner_group_num = 1"
@@ -141,8 +152,14 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
 
     def __post_init__(self) -> None:
-        for name in ("train_steps", "global_batch_size", "micro_batch_size", "keep_last", "log_every",
-                     "save_every"):
+        for name in (
+            "train_steps",
+            "global_batch_size",
+            "micro_batch_size",
+            "keep_last",
+            "log_every",
+            "save_every",
+        ):
             if getattr(self, name) < 1:
                 raise AlbertError(f"train.{name} must be at least 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "eval_every"):
@@ -231,7 +248,9 @@ def resolve_profile_path(name_or_path: str | Path) -> Path:
     if text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
         path = Path(text)
         if not path.is_file():
-            raise AlbertError(f"profile file {path} not found" if not path.exists() else f"{path}: not a file")
+            raise AlbertError(
+                f"profile file {path} not found" if not path.exists() else f"{path}: not a file"
+            )
         return path
     path = profiles_dir() / f"{text}.yaml"
     if not path.is_file():
@@ -260,7 +279,9 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise AlbertError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
+        raise AlbertError(
+            f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}"
+        )
     return data
 
 
@@ -397,8 +418,13 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(tp))
     if origin is dict:
         return "a mapping"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-            type(None): "null"}.get(tp, str(tp))
+    return {
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        str: "a string",
+        type(None): "null",
+    }.get(tp, str(tp))
 
 
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:

@@ -123,7 +123,9 @@ def verify_manifest(directory: Path, checksums: bool = True) -> dict[str, Any]:
         if not f.is_file():
             raise AlbertError(f"{f}: listed in {MANIFEST} but missing")
         if f.stat().st_size != meta["bytes"]:
-            raise AlbertError(f"{f}: corrupt or truncated ({f.stat().st_size} bytes, manifest says {meta['bytes']})")
+            raise AlbertError(
+                f"{f}: corrupt or truncated ({f.stat().st_size} bytes, manifest says {meta['bytes']})"
+            )
         if checksums and sha256_file(f) != meta["sha256"]:
             raise AlbertError(f"{f}: corrupt (sha256 differs from {MANIFEST})")
     return manifest
@@ -162,4 +164,6 @@ def load_model_dir(path: Path, checksums: bool = True) -> ModelDir:
     except (SafetensorError, OSError) as err:
         raise AlbertError(f"{path / WEIGHTS}: unreadable safetensors file ({err})") from None
     spm = path / SPM
-    return ModelDir(path, profile, state, spm if spm.is_file() else None, manifest.get("head", {"kind": "pretraining"}))
+    return ModelDir(
+        path, profile, state, spm if spm.is_file() else None, manifest.get("head", {"kind": "pretraining"})
+    )

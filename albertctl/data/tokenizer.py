@@ -144,7 +144,9 @@ class Tokenizer:
             types += [1] * (len(b) + 1)
         return ids, types
 
-    def encode_pair(self, text_a: str, text_b: str | None, max_seq_length: int) -> tuple[list[int], list[int]]:
+    def encode_pair(
+        self, text_a: str, text_b: str | None, max_seq_length: int
+    ) -> tuple[list[int], list[int]]:
         """Encode and truncate the longer side one token at a time until it fits (GLUE style)."""
         a = self.encode(text_a)
         b = self.encode(text_b) if text_b is not None else None

@@ -149,7 +149,9 @@ class AlbertTransformer(nn.Module):
             group = self.albert_layer_groups[c.group_of(i)]
             for j, shared in enumerate(group.albert_layers):
                 own = self.unshared_layers[i * c.inner_group_num + j] if self.unshared_layers else shared
-                out.append((shared if c.sharing != "ffn" else own, shared if c.sharing != "attention" else own))
+                out.append(
+                    (shared if c.sharing != "ffn" else own, shared if c.sharing != "attention" else own)
+                )
         return out
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
@@ -162,8 +164,9 @@ class AlbertTransformer(nn.Module):
         return x
 
 
-def _apply_layer(attention_owner: AlbertLayer, ffn_owner: AlbertLayer, x: torch.Tensor,
-                 attn_mask: torch.Tensor | None) -> torch.Tensor:
+def _apply_layer(
+    attention_owner: AlbertLayer, ffn_owner: AlbertLayer, x: torch.Tensor, attn_mask: torch.Tensor | None
+) -> torch.Tensor:
     return ffn_owner.feed_forward(attention_owner.attention(x, attn_mask))
 
 
@@ -284,10 +287,17 @@ def pretraining_loss(
     mlm_loss = (per_token * weights).sum() / denom
     sop_loss = F.cross_entropy(out.sop_logits.float(), sentence_order_labels)
     with torch.no_grad():
-        mlm_correct = ((logits.argmax(-1).flatten() == masked_lm_ids.flatten()).to(weights.dtype) * weights).sum()
+        mlm_correct = (
+            (logits.argmax(-1).flatten() == masked_lm_ids.flatten()).to(weights.dtype) * weights
+        ).sum()
         sop_correct = (out.sop_logits.argmax(-1) == sentence_order_labels).sum()
     return PretrainingLoss(
-        mlm_loss + sop_loss, mlm_loss, sop_loss, mlm_correct, real, sop_correct,
+        mlm_loss + sop_loss,
+        mlm_loss,
+        sop_loss,
+        mlm_correct,
+        real,
+        sop_correct,
         torch.tensor(sentence_order_labels.numel(), device=sop_loss.device),
     )
 
@@ -337,8 +347,14 @@ def training_flops_per_token(config: ModelConfig, seq_length: int, masked_fracti
 
 
 def memory_estimate(
-    config: ModelConfig, params: int, micro_batch: int, seq_length: int, world_size: int,
-    precision: str, zero_stage: int, activation_checkpointing: bool,
+    config: ModelConfig,
+    params: int,
+    micro_batch: int,
+    seq_length: int,
+    world_size: int,
+    precision: str,
+    zero_stage: int,
+    activation_checkpointing: bool,
 ) -> dict[str, float]:
     """Bytes per GPU: model states under ZeRO (Rajbhandari et al. 2020, K=12 for mixed
     precision Adam/LAMB; fp32 keeps 4+4+8) and activations (Korthikanti et al. 2022)."""

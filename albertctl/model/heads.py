@@ -68,7 +68,10 @@ class AlbertForTask(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self.head_kind == "choice":  # (B, C, T): score every option, softmax over C outside
             b, c, t = input_ids.shape
-            flat = [x.reshape(b * c, t) if x is not None else None for x in (input_ids, token_type_ids, attention_mask)]
+            flat = [
+                x.reshape(b * c, t) if x is not None else None
+                for x in (input_ids, token_type_ids, attention_mask)
+            ]
             return self.head(self.albert(*flat).pooled_output).view(b, c)
         seq, pooled = self.albert(input_ids, token_type_ids, attention_mask)
         if self.head_kind == "span":

@@ -14,11 +14,19 @@ def summary(profile: Profile, world_size: int) -> dict[str, Any]:
     params = encoder_parameter_count(m)
     with_heads = params + m.hidden_size * m.embedding_size + 3 * m.embedding_size + m.vocab_size
     with_heads += m.hidden_size * 2 + 2  # MLM transform + LayerNorm + bias, SOP classifier
-    masked_fraction = min(d.max_predictions_per_seq, round(d.max_seq_length * d.masked_lm_prob)) / d.max_seq_length
+    masked_fraction = (
+        min(d.max_predictions_per_seq, round(d.max_seq_length * d.masked_lm_prob)) / d.max_seq_length
+    )
     flops = training_flops_per_token(m, d.max_seq_length, masked_fraction)
     memory = {
         f"zero{stage}": memory_estimate(
-            m, with_heads, t.micro_batch_size, d.max_seq_length, world_size, t.precision, stage,
+            m,
+            with_heads,
+            t.micro_batch_size,
+            d.max_seq_length,
+            world_size,
+            t.precision,
+            stage,
             t.activation_checkpointing,
         )
         for stage in range(4)
