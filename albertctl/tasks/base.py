@@ -1,0 +1,444 @@
+"""What a fine-tuning task is: data in, features, a head kind, a loss, predictions, metrics.
+
+A task is a frozen `Task` value, registered by name. GLUE, SQuAD and RACE differ only in the
+functions and numbers they put in it; the fine-tuning pipeline and the one training loop never
+test a task's name. Each task's hyperparameters live in `profiles/tasks/<task>.yaml`, read into a
+frozen `TaskConfig` and overridable with `--set task.key=value`.
+
+The flow for one task (albertctl/pipelines/finetune.py runs it):
+
+    examples = read_split(task, data, "train")           # reader: files (--data) or `datasets`
+    features = task.featurise(example, tokenizer, cfg)   # one or more per example (SQuAD windows)
+    batch    = collate(features, pad_id)                 # dynamic padding to the batch's longest
+    loss     = task.loss(model(**inputs), batch["labels"])
+    outputs  = one numpy array per feature               # logits, score, (2, T) span logits
+    preds    = task.postprocess(examples, features, outputs, cfg)   # one per example
+    metrics  = task.metrics(examples, preds)
+    task.write_predictions(out_dir, split, examples, preds)         # submission files
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from albertctl.core.config import (
+    _build,
+    _suggest,
+    parse_override,
+    profiles_dir,
+    read_yaml_mapping,
+)
+from albertctl.core.errors import AlbertError
+from albertctl.data.tokenizer import Tokenizer
+from albertctl.model.heads import HeadKind
+
+Label = int | float | tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Fine-tuning hyperparameters of one task (SPEC section 5); `task.<key>` in `--set`.
+
+    Give the length of training as `train_steps` (GLUE, RACE) or `epochs` (SQuAD), never both;
+    warm-up as `warmup_steps` or `warmup_proportion` of the total, not both.
+    """
+
+    learning_rate: float = 2e-5
+    batch_size: int = 32  # sequences per optimizer step (choice: questions, each C sequences)
+    micro_batch_size: int = 0  # sequences per forward pass; 0 = batch_size (no accumulation)
+    eval_batch_size: int = 64
+    max_seq_length: int = 512
+    train_steps: int = 0  # 0: use epochs
+    epochs: float = 0.0  # 0: use train_steps
+    warmup_steps: int = 0
+    warmup_proportion: float = 0.0  # of the total steps; used when warmup_steps is 0
+    eval_every: int = 0  # steps between dev evaluations; 0 = only at the end
+    optimizer: Literal["adamw", "lamb"] = "adamw"  # the original fine-tunes with AdamW
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 12345
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # span tasks (SQuAD)
+    doc_stride: int = 128  # tokens between the starts of neighbouring context windows
+    max_query_length: int = 64
+    max_answer_length: int = 30
+    n_best_size: int = 20
+    # multiple choice (RACE)
+    max_qa_length: int = 128  # question + option tokens; the article is truncated, never these
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0:
+            raise AlbertError(f"task.learning_rate must be positive, got {self.learning_rate}")
+        for name in ("batch_size", "eval_batch_size", "max_seq_length", "doc_stride", "max_query_length",
+                     "max_answer_length", "n_best_size", "max_qa_length"):
+            if getattr(self, name) < 1:
+                raise AlbertError(f"task.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("micro_batch_size", "train_steps", "warmup_steps", "eval_every"):
+            if getattr(self, name) < 0:
+                raise AlbertError(f"task.{name} must not be negative, got {getattr(self, name)}")
+        if (self.train_steps > 0) == (self.epochs > 0):
+            raise AlbertError(
+                "give exactly one of task.train_steps and task.epochs "
+                f"(got train_steps={self.train_steps}, epochs={self.epochs})"
+            )
+        if self.epochs < 0:
+            raise AlbertError(f"task.epochs must not be negative, got {self.epochs}")
+        if not 0.0 <= self.warmup_proportion < 1.0:
+            raise AlbertError(f"task.warmup_proportion must be in [0, 1), got {self.warmup_proportion}")
+        if self.warmup_steps > 0 and self.warmup_proportion > 0:
+            raise AlbertError("give task.warmup_steps or task.warmup_proportion, not both")
+        if self.micro_batch_size and self.batch_size % self.micro_batch_size:
+            raise AlbertError(
+                f"task.batch_size ({self.batch_size}) must be a multiple of "
+                f"task.micro_batch_size ({self.micro_batch_size})"
+            )
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise AlbertError("task.weight_decay and task.max_grad_norm must not be negative")
+
+    @property
+    def micro_batch(self) -> int:
+        return self.micro_batch_size or self.batch_size
+
+    def total_steps(self, num_train_features: int) -> int:
+        """Optimizer steps: `train_steps`, or `epochs` over the training features (rounded up)."""
+        if self.train_steps:
+            return self.train_steps
+        return max(1, int(np.ceil(self.epochs * num_train_features / self.batch_size)))
+
+    def warmup(self, total_steps: int) -> int:
+        return self.warmup_steps or int(self.warmup_proportion * total_steps)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input. Classify/regress/span: `input_ids` is (T,); choice: (C, T) as C lists.
+
+    `label`: class index, float score, (start, end) token positions, or the right option;
+    None when unlabelled (test sets). `extra` carries what decoding needs (SQuAD offsets).
+    """
+
+    example_index: int  # several features may share one example (SQuAD windows)
+    input_ids: list[int] | list[list[int]]
+    token_type_ids: list[int] | list[list[int]]
+    label: Label = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        ids = self.input_ids
+        return max(len(x) for x in ids) if ids and isinstance(ids[0], list) else len(ids)
+
+
+Featuriser = Callable[[Any, Tokenizer, TaskConfig], list[Feature]]
+FileReader = Callable[[Path, str], list[Any]]  # (data dir, split) -> examples
+DatasetReader = Callable[[Any, str], list[Any]]  # (datasets.DatasetDict, split) -> examples
+PostProcess = Callable[[Sequence[Any], Sequence[Feature], Sequence[np.ndarray], TaskConfig], list[Any]]
+Metrics = Callable[[Sequence[Any], Sequence[Any]], dict[str, float]]  # (examples, predictions)
+Writer = Callable[[Path, str, Sequence[Any], Sequence[Any]], Path]  # (out dir, split, examples, preds)
+Loss = Callable[[Any, torch.Tensor], torch.Tensor]  # (model output, labels) -> scalar
+
+
+@dataclass(frozen=True)
+class Task:
+    """A fine-tuning task as data. See the module docstring for how the pieces are used."""
+
+    name: str  # registry key, lower case: "mnli", "sts-b", "squad2", "race"
+    display: str  # as in papers and submission files: "MNLI", "STS-B"
+    head: HeadKind  # "classify" | "regress" | "span" | "choice"
+    num_labels: int  # classify: classes; regress/span: 1; choice: options per question
+    main_metric: str  # the dev metric that picks the best checkpoint (a key of `metrics`)
+    read_files: FileReader
+    featurise: Featuriser
+    metrics: Metrics
+    labels: tuple[str, ...] = ()  # label strings in logit order (classify)
+    read_datasets: DatasetReader | None = None
+    hub: tuple[str, str | None] | None = None  # (dataset name, config) for `datasets.load_dataset`
+    train_split: str | None = "train"  # None: predict-only (AX)
+    dev_splits: dict[str, str] = field(default_factory=lambda: {"dev": ""})  # split -> metric suffix
+    test_splits: tuple[str, ...] = ("test",)
+    postprocess: PostProcess | None = None  # None: argmax (classify, choice) or the score (regress)
+    loss: Loss | None = None  # None: the head kind's usual loss
+    write_predictions: Writer | None = None
+    config_name: str = ""  # profiles/tasks/<config_name>.yaml; "" = name
+    group: str = ""  # "glue": `finetune glue` runs every task of the group
+    aliases: tuple[str, ...] = ()
+    model_from: str = ""  # predict-only tasks: the task whose fine-tuned model they use (AX: mnli)
+
+    def label_id(self, text: str) -> int:
+        return self.labels.index(text)
+
+    def predict(self, examples: Sequence[Any], features: Sequence[Feature], outputs: Sequence[np.ndarray],
+                config: TaskConfig) -> list[Any]:
+        if self.postprocess is not None:
+            return self.postprocess(examples, features, outputs, config)
+        return default_postprocess(self, examples, features, outputs)
+
+    def compute_loss(self, output: Any, labels: torch.Tensor) -> torch.Tensor:
+        return (self.loss or head_loss(self.head))(output, labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# registry
+
+_TASKS: dict[str, Task] = {}
+# modules that register tasks when imported; a missing one (not written yet) is skipped
+PLUGINS = ("albertctl.tasks.glue", "albertctl.tasks.squad", "albertctl.tasks.race")
+
+
+def register(task: Task) -> Task:
+    for key in (task.name, *task.aliases):
+        if key in _TASKS and _TASKS[key].name != task.name:
+            raise ValueError(f"task name {key!r} registered twice")
+        _TASKS[key] = task
+    return task
+
+
+def _load_plugins() -> None:
+    for module in PLUGINS:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+
+
+def task_names() -> list[str]:
+    _load_plugins()
+    return sorted({t.name for t in _TASKS.values()})
+
+
+def groups() -> dict[str, list[Task]]:
+    """Named task groups in registration order: {"glue": [cola, sst-2, ...]}."""
+    _load_plugins()
+    out: dict[str, list[Task]] = {}
+    for key, task in _TASKS.items():
+        if task.group and key == task.name:
+            out.setdefault(task.group, []).append(task)
+    return out
+
+
+def get_task(name: str) -> Task:
+    """The task registered as `name` (case-insensitive, aliases too), or a did-you-mean error."""
+    _load_plugins()
+    key = name.strip().lower()
+    if key in _TASKS:
+        return _TASKS[key]
+    close = difflib.get_close_matches(key, list(_TASKS), n=1, cutoff=0.6)
+    if close:
+        raise AlbertError(f"unknown task '{name}' (did you mean '{_TASKS[close[0]].name}'?)")
+    raise AlbertError(f"unknown task '{name}' (have: {', '.join([*groups(), *task_names()])})")
+
+
+# ---------------------------------------------------------------------------------------------
+# hyperparameters
+
+def tasks_profiles_dir() -> Path:
+    return profiles_dir() / "tasks"
+
+
+def load_task_config(task: Task, overrides: Sequence[str] = (), path: Path | None = None) -> TaskConfig:
+    """profiles/tasks/<task>.yaml (its `task:` section) with `--set task.key=value` on top.
+
+    Overrides for other sections (`train.`, `model.`) are ignored here; the caller routes them.
+    """
+    path = path or tasks_profiles_dir() / f"{task.config_name or task.name}.yaml"
+    values: dict[str, Any] = {}
+    if path.is_file():
+        data = read_yaml_mapping(path)
+        for key in data:
+            if key not in ("task", "description"):
+                raise AlbertError(f"{path}: unknown key {key}{_suggest(str(key), ['task', 'description'])}")
+        section = data.get("task") or {}
+        if not isinstance(section, dict):
+            raise AlbertError(f"{path}: task must be a mapping of settings, got {section!r}")
+        values.update(section)
+    source = str(path)
+    valid = [f.name for f in fields(TaskConfig)]
+    for key in values:
+        if key not in valid:
+            raise AlbertError(f"{source}: unknown key task.{key}{_suggest(str(key), valid)}")
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys[0] != "task":
+            continue
+        if len(keys) != 2 or keys[1] not in valid:
+            sub = ".".join(keys[1:])
+            raise AlbertError(f"--set {text!r}: unknown key task.{sub}{_suggest(sub, valid)}")
+        values[keys[1]] = value
+        source = f"{path} with --set"
+    try:
+        return _build(TaskConfig, values, "task", source)
+    except AlbertError as err:
+        msg = str(err)
+        raise AlbertError(msg if msg.startswith(f"{source}:") else f"{source}: {msg}") from None
+
+
+def split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`--set` values -> (task.* ones, the rest for the model profile)."""
+    task, rest = [], []
+    for text in overrides:
+        (task if text.strip().startswith("task.") else rest).append(text)
+    return task, rest
+
+
+# ---------------------------------------------------------------------------------------------
+# data sources
+
+def read_split(task: Task, data: Path | None, split: str) -> list[Any]:
+    """Examples of one split: from files under `data`, a `datasets` directory saved with
+    `save_to_disk` (offline), or the hub when `data` is None."""
+    if data is not None and not Path(data).exists():
+        raise AlbertError(f"data directory {data} not found")
+    if data is not None and not _is_saved_dataset(Path(data)):
+        return task.read_files(Path(data), split)
+    if task.read_datasets is None:
+        raise AlbertError(f"task {task.name} reads only files: give --data DIR")
+    return task.read_datasets(open_dataset(task, data), split)
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
+
+
+def open_dataset(task: Task, data: Path | None) -> Any:
+    """A `datasets.DatasetDict`: `load_from_disk(data)`, or `load_dataset(*task.hub)`."""
+    import datasets
+
+    if data is not None:
+        try:
+            return datasets.load_from_disk(str(data))
+        except (FileNotFoundError, ValueError) as err:
+            raise AlbertError(f"{data}: not a saved datasets directory ({err})") from None
+    if task.hub is None:
+        raise AlbertError(f"task {task.name} has no `datasets` source: give --data DIR")
+    name, config = task.hub
+    try:
+        return datasets.load_dataset(name, config)
+    except Exception as err:  # offline, unknown config, hub errors: all the user's to fix
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise AlbertError(
+            f"cannot load dataset {name}/{config} from the hub ({first}); give --data DIR "
+            "(task files, or a directory saved with datasets' save_to_disk)"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# batches
+
+def collate(features: Sequence[Feature], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad to the longest feature in the batch (dynamic padding), never to max_seq_length.
+
+    Returns input_ids, token_type_ids, attention_mask: (B, T), or (B, C, T) for choice; and
+    `labels` when every feature has one: (B,) long/float, or (B, 2) for spans.
+    """
+    width = max(f.length for f in features)
+    choice = bool(features[0].input_ids) and isinstance(features[0].input_ids[0], list)
+
+    def pad(rows: list[list[int]], value: int) -> list[list[int]]:
+        return [r + [value] * (width - len(r)) for r in rows]
+
+    def mask(rows: list[list[int]]) -> list[list[int]]:
+        return [[1] * len(r) + [0] * (width - len(r)) for r in rows]
+
+    if choice:
+        ids = [pad(f.input_ids, pad_id) for f in features]  # type: ignore[arg-type]
+        types = [pad(f.token_type_ids, 0) for f in features]  # type: ignore[arg-type]
+        att = [mask(f.input_ids) for f in features]  # type: ignore[arg-type]
+    else:
+        ids = pad([f.input_ids for f in features], pad_id)  # type: ignore[misc]
+        types = pad([f.token_type_ids for f in features], 0)  # type: ignore[misc]
+        att = mask([f.input_ids for f in features])  # type: ignore[misc]
+    batch = {
+        "input_ids": torch.tensor(ids, dtype=torch.long),
+        "token_type_ids": torch.tensor(types, dtype=torch.long),
+        "attention_mask": torch.tensor(att, dtype=torch.long),
+    }
+    labels = [f.label for f in features]
+    if all(label is not None for label in labels):
+        dtype = torch.float32 if isinstance(labels[0], float) else torch.long
+        batch["labels"] = torch.tensor(labels, dtype=dtype)
+    return batch
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
+                           megabatch: int = 50) -> list[list[int]]:
+    """Shuffled batches of indices whose members have similar lengths.
+
+    Shuffle, cut into mega-batches of `megabatch` batches, sort each by length, cut into
+    batches, shuffle the batches: padding shrinks while the order stays random.
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    span = batch_size * megabatch
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start:start + span], key=lambda i: -lengths[i])
+        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Evaluation batches: longest first, so padding is minimal and memory peaks at once."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+# ---------------------------------------------------------------------------------------------
+# losses and default decoding
+
+def head_loss(head: HeadKind) -> Loss:
+    def classify(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels)
+
+    def regress(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(scores.float(), labels.float())
+
+    def span(output: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        start, end = output
+        return (F.cross_entropy(start.float(), labels[:, 0]) + F.cross_entropy(end.float(), labels[:, 1])) / 2
+
+    return {"classify": classify, "choice": classify, "regress": regress, "span": span}[head]
+
+
+def output_arrays(head: HeadKind, output: Any, attention_mask: torch.Tensor) -> list[np.ndarray]:
+    """A batch's model output -> one float32 array per feature: (num_labels,), (), (C,), or
+    (2, T_i) start/end logits trimmed to the feature's real length."""
+    if head == "span":
+        start, end = output
+        lengths = attention_mask.sum(-1).tolist()
+        both = torch.stack([start, end], 1).float().cpu().numpy()  # (B, 2, T)
+        return [both[i, :, :n] for i, n in enumerate(lengths)]
+    return list(output.detach().float().cpu().numpy())
+
+
+def default_postprocess(task: Task, examples: Sequence[Any], features: Sequence[Feature],
+                        outputs: Sequence[np.ndarray]) -> list[Any]:
+    """One feature per example: regress -> float score; classify -> label string; choice -> index."""
+    preds: list[Any] = [None] * len(examples)
+    for feature, out in zip(features, outputs, strict=True):
+        if task.head == "regress":
+            preds[feature.example_index] = float(out)
+        elif task.head == "classify":
+            preds[feature.example_index] = task.labels[int(np.argmax(out))]
+        elif task.head == "choice":
+            preds[feature.example_index] = int(np.argmax(out))
+        else:
+            raise ValueError(f"task {task.name}: span tasks need their own postprocess")
+    return preds
+
+
+def accuracy(golds: Sequence[Any], preds: Sequence[Any]) -> float:
+    if not golds:
+        return float("nan")
+    return sum(g == p for g, p in zip(golds, preds, strict=True)) / len(golds)
