@@ -13,9 +13,16 @@ from albertctl.tasks.base import Feature, Task, TaskConfig
 
 def _toy_task(name="toy-pairs", **kw):
     return Task(
-        name=name, display="TOY", head="classify", num_labels=2, main_metric="accuracy",
-        read_files=lambda d, s: [], featurise=lambda e, t, c: [], metrics=lambda e, p: {},
-        labels=("no", "yes"), **kw,
+        name=name,
+        display="TOY",
+        head="classify",
+        num_labels=2,
+        main_metric="accuracy",
+        read_files=lambda d, s: [],
+        featurise=lambda e, t, c: [],
+        metrics=lambda e, p: {},
+        labels=("no", "yes"),
+        **kw,
     )
 
 
@@ -40,7 +47,9 @@ def test_load_task_config_yaml_and_set(tmp_path):
     with pytest.raises(AlbertError, match=r"unknown key task.lerning_rate \(did you mean learning_rate\?\)"):
         base.load_task_config(_toy_task(), ["task.lerning_rate=1"], path=path)
     path.write_text("task:\n  train_step: 100\n")
-    with pytest.raises(AlbertError, match=r"toy.yaml: unknown key task.train_step \(did you mean train_steps\?\)"):
+    with pytest.raises(
+        AlbertError, match=r"toy.yaml: unknown key task.train_step \(did you mean train_steps\?\)"
+    ):
         base.load_task_config(_toy_task(), path=path)
     path.write_text("task:\n  train_steps: lots\n")
     with pytest.raises(AlbertError, match=r"toy.yaml: task.train_steps must be an integer, got 'lots'"):
@@ -49,7 +58,9 @@ def test_load_task_config_yaml_and_set(tmp_path):
 
 def test_split_overrides():
     assert base.split_overrides(["task.seed=1", "model.classifier_dropout_prob=0"]) == (
-        ["task.seed=1"], ["model.classifier_dropout_prob=0"])
+        ["task.seed=1"],
+        ["model.classifier_dropout_prob=0"],
+    )
 
 
 def test_registry_did_you_mean():
@@ -60,22 +71,22 @@ def test_registry_did_you_mean():
 
 
 def test_collate_pads_to_longest_in_batch():
-    feats = [Feature(0, [2, 5, 3], [0, 0, 0], 1), Feature(1, [2, 5, 6, 7, 3], [0, 0, 0, 1, 1], 0)]
+    feats = [Feature([2, 5, 3], [0, 0, 0], 1), Feature([2, 5, 6, 7, 3], [0, 0, 0, 1, 1], 0)]
     batch = base.collate(feats, pad_id=0)
     assert batch["input_ids"].tolist() == [[2, 5, 3, 0, 0], [2, 5, 6, 7, 3]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
     assert batch["token_type_ids"].tolist() == [[0, 0, 0, 0, 0], [0, 0, 0, 1, 1]]
     assert batch["labels"].dtype == torch.long
 
-    reg = base.collate([Feature(0, [2, 3], [0, 0], 0.5)], pad_id=0)
+    reg = base.collate([Feature([2, 3], [0, 0], 0.5)], pad_id=0)
     assert reg["labels"].dtype == torch.float32
-    assert "labels" not in base.collate([Feature(0, [2, 3], [0, 0])], pad_id=0)
+    assert "labels" not in base.collate([Feature([2, 3], [0, 0])], pad_id=0)
 
-    choice = base.collate([Feature(0, [[2, 3], [2, 9, 9, 3]], [[0, 0], [0, 1, 1, 1]], 1)], pad_id=0)
+    choice = base.collate([Feature([[2, 3], [2, 9, 9, 3]], [[0, 0], [0, 1, 1, 1]], 1)], pad_id=0)
     assert choice["input_ids"].shape == (1, 2, 4)
     assert choice["attention_mask"].tolist() == [[[1, 1, 0, 0], [1, 1, 1, 1]]]
 
-    span = base.collate([Feature(0, [2, 3, 4], [0, 0, 1], (1, 2))], pad_id=0)
+    span = base.collate([Feature([2, 3, 4], [0, 0, 1], (1, 2))], pad_id=0)
     assert span["labels"].tolist() == [[1, 2]]
 
 
@@ -86,7 +97,7 @@ def test_length_grouped_batches_cover_everything_once():
     flat = sorted(i for b in batches for i in b)
     assert flat == list(range(1000))
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
-    naive = sum(16 * max(lengths[i * 16:(i + 1) * 16]) for i in range(63)) + 8 * max(lengths[-8:])
+    naive = sum(16 * max(lengths[i * 16 : (i + 1) * 16]) for i in range(63)) + 8 * max(lengths[-8:])
     assert padded < 0.75 * naive  # grouping saves a good share of the padding
     assert batches != base.length_grouped_batches(lengths, 16, random.Random(2), megabatch=8)
 
@@ -94,10 +105,12 @@ def test_length_grouped_batches_cover_everything_once():
 def test_head_losses_and_default_postprocess():
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
     labels = torch.tensor([0, 1])
-    assert base.head_loss("classify")(logits, labels).item() == pytest.approx(np.log(1 + np.exp(-2)), rel=1e-5)
+    assert base.head_loss("classify")(logits, labels).item() == pytest.approx(
+        np.log(1 + np.exp(-2)), rel=1e-5
+    )
     assert base.head_loss("regress")(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0])).item() == 2.0
     task = _toy_task()
-    feats = [Feature(0, [2], [0]), Feature(1, [2], [0])]
+    feats = [Feature([2], [0], example_index=0), Feature([2], [0], example_index=1)]
     outs = base.output_arrays("classify", logits, torch.ones(2, 1))
     assert task.predict([None, None], feats, outs, TaskConfig(train_steps=1)) == ["no", "yes"]
     assert base.accuracy(["a", "b"], ["a", "a"]) == 0.5

@@ -23,7 +23,7 @@ import difflib
 import importlib
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,8 +79,16 @@ class TaskConfig:
     def __post_init__(self) -> None:
         if self.learning_rate <= 0:
             raise AlbertError(f"task.learning_rate must be positive, got {self.learning_rate}")
-        for name in ("batch_size", "eval_batch_size", "max_seq_length", "doc_stride", "max_query_length",
-                     "max_answer_length", "n_best_size", "max_qa_length"):
+        for name in (
+            "batch_size",
+            "eval_batch_size",
+            "max_seq_length",
+            "doc_stride",
+            "max_query_length",
+            "max_answer_length",
+            "n_best_size",
+            "max_qa_length",
+        ):
             if getattr(self, name) < 1:
                 raise AlbertError(f"task.{name} must be at least 1, got {getattr(self, name)}")
         for name in ("micro_batch_size", "train_steps", "warmup_steps", "eval_every"):
@@ -124,13 +132,15 @@ class Feature:
     """One model input. Classify/regress/span: `input_ids` is (T,); choice: (C, T) as C lists.
 
     `label`: class index, float score, (start, end) token positions, or the right option;
-    None when unlabelled (test sets). `extra` carries what decoding needs (SQuAD offsets).
+    None when unlabelled (test sets). `example_index` says which example a feature came from
+    (several SQuAD windows share one); `featurise_all` fills it in. `extra` carries what
+    decoding needs (SQuAD offsets).
     """
 
-    example_index: int  # several features may share one example (SQuAD windows)
     input_ids: list[int] | list[list[int]]
     token_type_ids: list[int] | list[list[int]]
     label: Label = None
+    example_index: int = -1
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -177,8 +187,13 @@ class Task:
     def label_id(self, text: str) -> int:
         return self.labels.index(text)
 
-    def predict(self, examples: Sequence[Any], features: Sequence[Feature], outputs: Sequence[np.ndarray],
-                config: TaskConfig) -> list[Any]:
+    def predict(
+        self,
+        examples: Sequence[Any],
+        features: Sequence[Feature],
+        outputs: Sequence[np.ndarray],
+        config: TaskConfig,
+    ) -> list[Any]:
         if self.postprocess is not None:
             return self.postprocess(examples, features, outputs, config)
         return default_postprocess(self, examples, features, outputs)
@@ -242,6 +257,7 @@ def get_task(name: str) -> Task:
 # ---------------------------------------------------------------------------------------------
 # hyperparameters
 
+
 def tasks_profiles_dir() -> Path:
     return profiles_dir() / "tasks"
 
@@ -294,6 +310,7 @@ def split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
 # ---------------------------------------------------------------------------------------------
 # data sources
 
+
 def read_split(task: Task, data: Path | None, split: str) -> list[Any]:
     """Examples of one split: from files under `data`, a `datasets` directory saved with
     `save_to_disk` (offline), or the hub when `data` is None."""
@@ -332,8 +349,19 @@ def open_dataset(task: Task, data: Path | None) -> Any:
         ) from None
 
 
+def featurise_all(
+    task: Task, examples: Sequence[Any], tokenizer: Tokenizer, config: TaskConfig
+) -> list[Feature]:
+    """Every example's features, in order, each stamped with its example's index."""
+    out: list[Feature] = []
+    for index, example in enumerate(examples):
+        out.extend(replace(f, example_index=index) for f in task.featurise(example, tokenizer, config))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # batches
+
 
 def collate(features: Sequence[Feature], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad to the longest feature in the batch (dynamic padding), never to max_seq_length.
@@ -370,8 +398,9 @@ def collate(features: Sequence[Feature], pad_id: int) -> dict[str, torch.Tensor]
     return batch
 
 
-def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,
-                           megabatch: int = 50) -> list[list[int]]:
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, rng: random.Random, megabatch: int = 50
+) -> list[list[int]]:
     """Shuffled batches of indices whose members have similar lengths.
 
     Shuffle, cut into mega-batches of `megabatch` batches, sort each by length, cut into
@@ -382,8 +411,8 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
     batches: list[list[int]] = []
     span = batch_size * megabatch
     for start in range(0, len(order), span):
-        chunk = sorted(order[start:start + span], key=lambda i: -lengths[i])
-        batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
+        chunk = sorted(order[start : start + span], key=lambda i: -lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
 
@@ -391,11 +420,12 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.
 def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Evaluation batches: longest first, so padding is minimal and memory peaks at once."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 # ---------------------------------------------------------------------------------------------
 # losses and default decoding
+
 
 def head_loss(head: HeadKind) -> Loss:
     def classify(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -422,8 +452,9 @@ def output_arrays(head: HeadKind, output: Any, attention_mask: torch.Tensor) -> 
     return list(output.detach().float().cpu().numpy())
 
 
-def default_postprocess(task: Task, examples: Sequence[Any], features: Sequence[Feature],
-                        outputs: Sequence[np.ndarray]) -> list[Any]:
+def default_postprocess(
+    task: Task, examples: Sequence[Any], features: Sequence[Feature], outputs: Sequence[np.ndarray]
+) -> list[Any]:
     """One feature per example: regress -> float score; classify -> label string; choice -> index."""
     preds: list[Any] = [None] * len(examples)
     for feature, out in zip(features, outputs, strict=True):
