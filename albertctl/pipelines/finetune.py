@@ -1,0 +1,461 @@
+"""`albertctl finetune TASK --model DIR` and `albertctl eval TASK --model DIR`: the recipe.
+
+    load the model dir -> its tokenizer (vocab checked against the weights) -> the task's
+    hyperparameters (profiles/tasks/<task>.yaml + --set task.key=value) -> read and featurise
+    train and dev -> the one training loop (training/loop.py) with length-grouped, dynamically
+    padded batches, evaluating every `eval_every` steps and keeping `best/` by the task's main
+    metric -> metrics of the best model.
+
+The fine-tuned model is an albertctl model dir whose manifest `head` names the task, head
+kind, labels and the task config it was trained with, so `eval` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from albertctl.core.config import Profile, TrainConfig, _build, apply_overrides, profile_from_dict
+from albertctl.core.errors import AlbertError
+from albertctl.core.modeldir import MANIFEST, ModelDir, load_model_dir, save_model_dir
+from albertctl.data.tokenizer import Tokenizer
+from albertctl.model.heads import AlbertForTask
+from albertctl.tasks.base import (
+    Feature,
+    Task,
+    TaskConfig,
+    collate,
+    featurise_all,
+    get_task,
+    groups,
+    length_grouped_batches,
+    load_task_config,
+    output_arrays,
+    read_split,
+    sorted_batches,
+    split_overrides,
+)
+from albertctl.training import loop
+
+ProgressFn = Callable[[dict[str, Any]], None]
+EMBEDDINGS_KEY = "albert.embeddings.word_embeddings.weight"
+
+
+@dataclass
+class TaskResult:
+    task: str
+    display: str
+    metrics: dict[str, float]  # dev metrics of the best checkpoint (suffixed per dev split)
+    main_metric: str
+    model_dir: Path | None  # the fine-tuned model (out_dir/best)
+    steps: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["model_dir"] = str(self.model_dir) if self.model_dir else None
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# finetune
+
+
+def run(
+    task_name: str,
+    model: Path,
+    out_dir: Path,
+    data: Path | None = None,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+) -> list[TaskResult]:
+    """Fine-tune on one task, or on every task of a group (`glue`), in sequence."""
+    group = groups().get(task_name.strip().lower())
+    if group is None:
+        return [finetune_task(get_task(task_name), model, out_dir, data, overrides, resume, progress)]
+    results = []
+    for task in group:
+        if task.train_split is None:  # AX: predicted with the MNLI model by `eval ax --predict`
+            continue
+        results.append(finetune_task(task, model, out_dir / task.name, data, overrides, resume, progress))
+    return results
+
+
+def finetune_task(
+    task: Task,
+    model_path: Path,
+    out_dir: Path,
+    data: Path | None = None,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+) -> TaskResult:
+    if task.train_split is None:
+        source = get_task(task.model_from).name if task.model_from else "another task"
+        raise AlbertError(
+            f"task {task.name} has no training data: fine-tune {source}, then "
+            f"`albertctl eval {task.name} --model DIR --predict OUT`"
+        )
+    task_overrides, profile_overrides = split_overrides(overrides)
+    config = load_task_config(task, task_overrides)
+    source = load_model_dir(model_path)
+    profile = with_overrides(source.profile, profile_overrides)
+    check_length(config, profile, source.path)
+    tokenizer = load_tokenizer(source, profile)
+
+    started = time.monotonic()
+    train_examples = read_split(task, data, task.train_split)
+    train_features = featurise_all(task, train_examples, tokenizer, config)
+    dev = {split: read_split(task, data, split) for split in task.dev_splits}
+    dev_features = {split: featurise_all(task, ex, tokenizer, config) for split, ex in dev.items()}
+
+    network = build_model(task, profile, source)
+    head = head_info(task, config)
+    total = config.total_steps(len(train_features))
+    train_config = to_train_config(config, profile.train, total)
+
+    def evaluate(module: nn.Module, step: int) -> dict[str, float]:
+        return dev_metrics(task, module, dev, dev_features, config, tokenizer.pad_id)
+
+    def save(state_dict: dict[str, torch.Tensor], target: Path) -> None:
+        save_model_dir(target, profile, state_dict, source.spm_model, head=head)
+
+    spec = loop.RunSpec(
+        model=network,
+        batches=GroupedBatches(train_features, config.micro_batch, tokenizer.pad_id, config.seed),
+        loss=task_loss(task),
+        save_model=save,
+        out_dir=Path(out_dir),
+        evaluate=evaluate if dev else None,
+        best_metric=task.main_metric if dev else None,
+        show_metrics=("accuracy",) if task.head in ("classify", "choice") else (),
+        resume=resume,
+        identity={"task": task.name, "model": str(source.path)},
+    )
+    result = loop.train(spec, train_config, profile.deepspeed, progress)
+    metrics = result.best if result.best is not None else result.eval_metrics
+    return TaskResult(
+        task=task.name,
+        display=task.display,
+        metrics=dict(metrics or {}),
+        main_metric=task.main_metric,
+        model_dir=result.best_dir or result.checkpoint,
+        steps=result.global_step,
+        seconds=time.monotonic() - started,
+        extra={"train_examples": len(train_examples), "train_features": len(train_features)},
+    )
+
+
+def with_overrides(profile: Profile, overrides: Sequence[str]) -> Profile:
+    """The checkpoint's profile with `--set model.x=...` etc. applied (dropout, deepspeed)."""
+    if not overrides:
+        return profile
+    return profile_from_dict(apply_overrides(profile.to_dict(), list(overrides)), source="--set")
+
+
+def check_length(config: TaskConfig, profile: Profile, where: Path) -> None:
+    limit = profile.model.max_position_embeddings
+    if config.max_seq_length > limit:
+        raise AlbertError(
+            f"task.max_seq_length ({config.max_seq_length}) exceeds the model's max_position_embeddings "
+            f"({limit}) in {where}: use --set task.max_seq_length={limit}"
+        )
+
+
+def load_tokenizer(source: ModelDir, profile: Profile) -> Tokenizer:
+    """The model dir's spiece.model; its size must equal the model's vocabulary."""
+    if source.spm_model is None:
+        raise AlbertError(f"{source.path}: no spiece.model beside the weights (needed to tokenize task data)")
+    tokenizer = Tokenizer(source.spm_model, do_lower_case=profile.data.do_lower_case)
+    weights = source.state_dict.get(EMBEDDINGS_KEY)
+    rows = int(weights.shape[0]) if weights is not None else profile.model.vocab_size
+    if tokenizer.vocab_size != rows or rows != profile.model.vocab_size:
+        raise AlbertError(
+            f"{source.spm_model}: vocabulary has {tokenizer.vocab_size} pieces but the model in "
+            f"{source.path} has {rows} token embeddings (vocab_size {profile.model.vocab_size}): "
+            "the checkpoint and its tokenizer do not belong together"
+        )
+    return tokenizer
+
+
+def build_model(task: Task, profile: Profile, source: ModelDir) -> AlbertForTask:
+    """The encoder from `source` (pretrained or converted) under a fresh head for `task`; a
+    model already fine-tuned on this task keeps its head too (continued fine-tuning)."""
+    network = AlbertForTask(profile.model, task.head, task.num_labels)
+    same_head = source.head.get("task") == task.name and source.head.get("kind") == task.head
+    wanted = network.state_dict()
+    state = {
+        k: v for k, v in source.state_dict.items() if k in wanted and (same_head or k.startswith("albert."))
+    }
+    missing = sorted(k for k in wanted if k.startswith("albert.") and k not in state)
+    if missing:
+        raise AlbertError(
+            f"{source.path}: weights lack {len(missing)} encoder tensors (first: {missing[0]}); "
+            "is it an albertctl model dir of this profile?"
+        )
+    for key, value in state.items():
+        if value.shape != wanted[key].shape:
+            raise AlbertError(
+                f"{source.path}: {key} has shape {tuple(value.shape)}, the profile needs {tuple(wanted[key].shape)}"
+            )
+    network.load_state_dict(state, strict=False)
+    return network
+
+
+def head_info(task: Task, config: TaskConfig) -> dict[str, Any]:
+    return {
+        "kind": task.head,
+        "task": task.name,
+        "num_labels": task.num_labels,
+        "labels": list(task.labels),
+        "task_config": dataclasses.asdict(config),
+    }
+
+
+def to_train_config(config: TaskConfig, base: TrainConfig, total_steps: int) -> TrainConfig:
+    """The loop's TrainConfig for a task: the task's optimisation settings over the profile's
+    bookkeeping. Checkpoints at every evaluation, so resume never loses more than that."""
+    eval_every = config.eval_every if 0 < config.eval_every < total_steps else 0
+    return dataclasses.replace(
+        base,
+        optimizer=config.optimizer,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup(total_steps),
+        train_steps=total_steps,
+        poly_power=1.0,  # linear decay to zero, as the original fine-tuning
+        global_batch_size=config.batch_size,
+        micro_batch_size=config.micro_batch,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        precision=config.precision,
+        seed=config.seed,
+        eval_every=eval_every,
+        save_every=eval_every or total_steps,
+        keep_last=1,
+        log_every=max(1, min(base.log_every, total_steps // 10 or 1)),
+    )
+
+
+class GroupedBatches:
+    """The loop's `BatchSource`: length-grouped, shuffled micro-batches, new order per epoch.
+
+    Micro-batch i of this rank is global batch g = i * world_size + rank; epoch e = g // n
+    reshuffles from (seed, e), so batch g is the same tensors on every call and after resume.
+    """
+
+    def __init__(
+        self,
+        features: Sequence[Feature],
+        micro_batch_size: int,
+        pad_id: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not features:
+            raise AlbertError("no training examples")
+        self.features = features
+        self.lengths = [f.length for f in features]
+        self.micro_batch_size = micro_batch_size
+        self.pad_id = pad_id
+        self.seed = seed
+        self.rank, self.world_size = rank, world_size
+        self._epoch: tuple[int, list[list[int]]] | None = None
+
+    def _batches(self, epoch: int) -> list[list[int]]:
+        if self._epoch is None or self._epoch[0] != epoch:
+            rng = random.Random(self.seed * 1_000_003 + epoch)
+            self._epoch = (epoch, length_grouped_batches(self.lengths, self.micro_batch_size, rng))
+        return self._epoch[1]
+
+    def __len__(self) -> int:
+        return len(self._batches(0))
+
+    def micro_batch(self, index: int) -> dict[str, torch.Tensor]:
+        g = index * self.world_size + self.rank
+        per_epoch = len(self._batches(0))
+        batch = self._batches(g // per_epoch)[g % per_epoch]
+        return collate([self.features[i] for i in batch], self.pad_id)
+
+
+def task_loss(task: Task) -> loop.LossFn:
+    def loss_fn(model: nn.Module, batch: loop.Batch) -> loop.LossOutput:
+        output = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        labels = batch["labels"]
+        loss = task.compute_loss(output, labels)
+        n = labels.shape[0]
+        metrics: dict[str, tuple[Any, Any]] = {"loss": (loss.detach() * n, n)}
+        if task.head in ("classify", "choice"):
+            metrics["accuracy"] = ((output.argmax(-1) == labels).sum(), n)
+        return loop.LossOutput(loss, metrics)
+
+    return loss_fn
+
+
+# ---------------------------------------------------------------------------------------------
+# prediction and evaluation
+
+
+@torch.no_grad()
+def predict_outputs(
+    task: Task, module: nn.Module, features: Sequence[Feature], config: TaskConfig, pad_id: int = 0
+) -> list[np.ndarray]:
+    """One output array per feature, in the features' order (batches run longest first)."""
+    was_training = module.training
+    module.eval()
+    device = next(module.parameters()).device
+    outputs: list[np.ndarray | None] = [None] * len(features)
+    for batch_ids in sorted_batches([f.length for f in features], config.eval_batch_size):
+        batch = collate([features[i] for i in batch_ids], pad_id)
+        ids, types, mask = (batch[k].to(device) for k in ("input_ids", "token_type_ids", "attention_mask"))
+        arrays = output_arrays(task.head, module(ids, types, mask), batch["attention_mask"])
+        for i, array in zip(batch_ids, arrays, strict=True):
+            outputs[i] = array
+    module.train(was_training)
+    return outputs  # type: ignore[return-value]
+
+
+def dev_metrics(
+    task: Task,
+    module: nn.Module,
+    examples: dict[str, Sequence[Any]],
+    features: dict[str, Sequence[Feature]],
+    config: TaskConfig,
+    pad_id: int = 0,
+) -> dict[str, float]:
+    """Metrics of every dev split, keys suffixed per split (MNLI: accuracy_m, accuracy_mm)."""
+    out: dict[str, float] = {}
+    for split, suffix in task.dev_splits.items():
+        preds = task.predict(
+            examples[split],
+            features[split],
+            predict_outputs(task, module, features[split], config, pad_id),
+            config,
+        )
+        for key, value in task.metrics(examples[split], preds).items():
+            out[f"{key}_{suffix}" if suffix else key] = float(value)
+    return out
+
+
+def load_finetuned(path: Path) -> ModelDir:
+    """A fine-tuned model dir, or a finetune output dir holding `best/`."""
+    path = Path(path)
+    if not (path / MANIFEST).is_file() and (path / "best" / MANIFEST).is_file():
+        path = path / "best"
+    return load_model_dir(path)
+
+
+def evaluate(
+    task_name: str,
+    model: Path,
+    data: Path | None = None,
+    predict_dir: Path | None = None,
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Dev metrics of a fine-tuned model; with `predict_dir`, test-set submission files too."""
+    task = get_task(task_name)
+    source = load_finetuned(model)
+    trained_on = source.head.get("task")
+    expected = task.model_from or task.name
+    if trained_on != expected:
+        what = (
+            f"fine-tuned on {trained_on}"
+            if trained_on
+            else f"not fine-tuned (head: {source.head.get('kind')})"
+        )
+        raise AlbertError(
+            f"{source.path}: model is {what}; task {task.name} needs a model fine-tuned on {expected}"
+        )
+    task_overrides, profile_overrides = split_overrides(overrides)
+    config = stored_task_config(source, task_overrides)
+    profile = with_overrides(source.profile, profile_overrides)
+    tokenizer = load_tokenizer(source, profile)
+    head_task = get_task(expected)
+    network = AlbertForTask(profile.model, head_task.head, head_task.num_labels)
+    missing, unexpected = network.load_state_dict(source.state_dict, strict=False)
+    if missing:
+        raise AlbertError(f"{source.path}: weights lack {len(missing)} tensors (first: {missing[0]})")
+    network.eval()
+
+    result: dict[str, Any] = {"task": task.name, "model": str(source.path), "metrics": {}, "predictions": []}
+    if not task.dev_splits and predict_dir is None:
+        raise AlbertError(
+            f"task {task.name} has no labelled split: give --predict OUT to write its submission file"
+        )
+    dev = {split: read_split(task, data, split) for split in task.dev_splits}
+    features = {split: featurise_all(task, ex, tokenizer, config) for split, ex in dev.items()}
+    result["metrics"] = dev_metrics(task, network, dev, features, config, tokenizer.pad_id)
+    if predict_dir is not None:
+        for split in task.test_splits:
+            examples = read_split(task, data, split)
+            feats = featurise_all(task, examples, tokenizer, config)
+            preds = task.predict(
+                examples, feats, predict_outputs(task, network, feats, config, tokenizer.pad_id), config
+            )
+            if task.write_predictions is None:
+                raise AlbertError(f"task {task.name} has no submission format")
+            result["predictions"].append(
+                str(task.write_predictions(Path(predict_dir), split, examples, preds))
+            )
+    return result
+
+
+def stored_task_config(source: ModelDir, overrides: Sequence[str]) -> TaskConfig:
+    """The TaskConfig the model was fine-tuned with, `--set task.key=value` on top."""
+    stored = dict(source.head.get("task_config") or {})
+    valid = {f.name for f in dataclasses.fields(TaskConfig)}
+    values = {k: v for k, v in stored.items() if k in valid}
+    task = get_task(source.head["task"])
+    base = load_task_config(task, overrides)  # validates the overrides, gives defaults
+    for text in overrides:
+        key = text.split("=", 1)[0].strip().split(".", 1)[1]
+        values[key] = getattr(base, key)
+    if not values:
+        return base
+    return _build(TaskConfig, values, "task", str(source.path / MANIFEST))
+
+
+# ---------------------------------------------------------------------------------------------
+# the summary table
+
+
+GLUE_COLUMNS = [  # (column, task, metric keys) in the ALBERT paper's order
+    ("MNLI-m/mm", "mnli", ("accuracy_m", "accuracy_mm")),
+    ("QNLI", "qnli", ("accuracy",)),
+    ("QQP", "qqp", ("f1", "accuracy")),
+    ("RTE", "rte", ("accuracy",)),
+    ("SST-2", "sst-2", ("accuracy",)),
+    ("MRPC", "mrpc", ("f1", "accuracy")),
+    ("CoLA", "cola", ("mcc",)),
+    ("STS-B", "sts-b", ("pearson", "spearman")),
+    ("WNLI", "wnli", ("accuracy",)),
+]
+
+
+def summary(results: Sequence[TaskResult]) -> dict[str, Any]:
+    """One row like the paper's GLUE table: scores x100, pairs as a/b, and their average
+    (a pair counts as its mean, as the GLUE leaderboard averages)."""
+    by_task = {r.task: r for r in results}
+    columns, cells, scores = [], [], []
+    for column, name, keys in GLUE_COLUMNS:
+        if name not in by_task:
+            continue
+        values = [100 * by_task[name].metrics[k] for k in keys if k in by_task[name].metrics]
+        columns.append(column)
+        cells.append("/".join(f"{v:.1f}" for v in values) if values else "-")
+        if values:
+            scores.append(float(np.mean(values)))
+    columns.append("Avg")
+    cells.append(f"{np.mean(scores):.1f}" if scores else "-")
+    return {"columns": columns, "row": cells}
