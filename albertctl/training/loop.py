@@ -28,7 +28,15 @@ Run directory layout (`out_dir`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
@@ -37,6 +45,9 @@ import torch
 from torch import nn
 
 from albertctl.core.config import DeepSpeedConfig, TrainConfig
+from albertctl.core.errors import AlbertError
+from albertctl.training import checkpoint as ckpt
+from albertctl.training.optim import build_optimizer, learning_rate_at
 
 Batch = Mapping[str, torch.Tensor]
 
@@ -142,22 +153,176 @@ class Distributed:
 def init_distributed() -> Distributed:
     """Set DeepSpeed up for this process: CPU accelerator when no GPU, and the env variables a
     single process needs without the launcher (RANK=0, WORLD_SIZE=1, a free MASTER_PORT)."""
-    raise NotImplementedError
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    import deepspeed
+
+    if not deepspeed.comm.is_initialized():
+        with _quiet_deepspeed():
+            deepspeed.init_distributed(verbose=False)
+    return Distributed(
+        int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _quiet_deepspeed() -> Iterator[None]:
+    """DeepSpeed logs its whole config at INFO on every initialize; keep warnings only."""
+    import logging
+
+    logger = logging.getLogger("DeepSpeed")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def accumulation_steps(train: TrainConfig, world_size: int) -> int:
     """global_batch = micro_batch x accumulation x world_size; AlbertError when it does not divide."""
-    raise NotImplementedError
+    per_step = train.micro_batch_size * world_size
+    if train.global_batch_size % per_step:
+        raise AlbertError(
+            f"train.global_batch_size ({train.global_batch_size}) must be a multiple of "
+            f"train.micro_batch_size x world size ({train.micro_batch_size} x {world_size} = {per_step})"
+        )
+    return train.global_batch_size // per_step
 
 
 def deepspeed_config(train: TrainConfig, ds: DeepSpeedConfig, world_size: int) -> dict[str, Any]:
     """The JSON config handed to `deepspeed.initialize` (batch sizes, ZeRO, precision,
     clipping), with `ds.extra` merged on top."""
-    raise NotImplementedError
+    zero: dict[str, Any] = {"stage": ds.zero_stage}
+    if ds.offload_optimizer != "none":
+        zero["offload_optimizer"] = {"device": ds.offload_optimizer}
+    if ds.offload_param != "none":
+        zero["offload_param"] = {"device": ds.offload_param}
+    config: dict[str, Any] = {
+        "train_batch_size": train.global_batch_size,
+        "train_micro_batch_size_per_gpu": train.micro_batch_size,
+        "gradient_accumulation_steps": accumulation_steps(train, world_size),
+        "zero_optimization": zero,
+        "bf16": {"enabled": train.precision == "bf16"},
+        "fp16": {"enabled": train.precision == "fp16", "initial_scale_power": 16},
+        # Our LAMB (CPU) and AdamW are client optimisers; ZeRO handles any torch optimiser.
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+    if train.max_grad_norm > 0:
+        config["gradient_clipping"] = train.max_grad_norm
+    return _merge(config, ds.extra)
 
 
-def train(spec: RunSpec, train_config: TrainConfig, ds_config: DeepSpeedConfig,
-          progress: ProgressFn | None = None) -> TrainResult:
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+class _Interrupt:
+    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint after the current step."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None and signum == signal.SIGINT:  # second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+class _Comm:
+    """Collectives that cost nothing with one process."""
+
+    def __init__(self, dist: Distributed, device: torch.device) -> None:
+        self.dist, self.device = dist, device
+
+    def sum(self, values: list[float]) -> list[float]:
+        if self.dist.world_size == 1:
+            return values
+        import deepspeed
+
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        deepspeed.comm.all_reduce(t)
+        return t.tolist()
+
+    def flag(self, value: bool) -> bool:
+        """True when `value` is True on any rank."""
+        return self.sum([1.0 if value else 0.0])[0] > 0
+
+    def barrier(self) -> None:
+        if self.dist.world_size > 1:
+            import deepspeed
+
+            deepspeed.comm.barrier()
+
+
+class _Log:
+    """metrics.jsonl, TensorBoard when installed, and the progress callback: rank 0 only."""
+
+    def __init__(self, out_dir: Path, rank: int, progress: ProgressFn | None) -> None:
+        self.enabled = rank == 0
+        self.progress = progress
+        self.path = out_dir / "metrics.jsonl"
+        self.tb = None
+        if self.enabled:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+            except Exception:  # tensorboard is optional
+                self.tb = None
+
+    def event(self, event: dict[str, Any], record: bool = True) -> None:
+        if not self.enabled:
+            return
+        if record:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(event) + "\n")
+            if self.tb is not None:
+                for k, v in event.items():
+                    if isinstance(v, int | float) and not isinstance(v, bool) and k != "step":
+                        self.tb.add_scalar(f"{event['event']}/{k}", v, event.get("step", 0))
+        if self.progress is not None:
+            self.progress(event)
+
+    def warn(self, message: str) -> None:
+        self.event({"event": "warning", "message": message}, record=False)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train(
+    spec: RunSpec, train_config: TrainConfig, ds_config: DeepSpeedConfig, progress: ProgressFn | None = None
+) -> TrainResult:
     """Run `train_config.train_steps` optimizer steps (from the resumed step, if resuming).
 
     Every `save_every` steps and at the end: an atomic checkpoint (keep the last `keep_last`).
@@ -166,8 +331,363 @@ def train(spec: RunSpec, train_config: TrainConfig, ds_config: DeepSpeedConfig,
     A non-finite loss stops *before* the optimizer step with an AlbertError naming the step
     and the last good checkpoint. SIGINT/SIGTERM finish the current step, save a checkpoint and
     return with `stopped="interrupted"`.
+
+    The checkpoint's `model/` directory must hold the module's state dict under the module's
+    own names (as `core.modeldir.save_model_dir` writes it): `--resume` reloads it from there.
     """
-    raise NotImplementedError
+    import deepspeed
+
+    t = train_config
+    dist = init_distributed()
+    gas = accumulation_steps(t, dist.world_size)
+    root = spec.out_dir / "checkpoints"
+    log = _Log(spec.out_dir, dist.rank, progress)
+    identity = {**spec.identity, "world_size": dist.world_size, "zero_stage": ds_config.zero_stage}
+
+    # Decide where we start before building anything heavy: a user error should be quick.
+    resume_from: Path | None = None
+    state: dict[str, Any] = {}
+    if spec.resume:
+        resume_from = ckpt.find_latest_good(root, log.warn)
+        if resume_from is None:
+            log.warn(f"no checkpoint to resume from under {root}; starting from step 0")
+        else:
+            state = ckpt.read_state(resume_from)
+            ckpt.check_compatible(resume_from, state, identity)
+            if state["step"] >= t.train_steps:
+                log.warn(
+                    f"{resume_from} is already at step {state['step']} (train.train_steps={t.train_steps})"
+                )
+    elif ckpt.latest_names(root):
+        raise AlbertError(
+            f"{spec.out_dir} already holds checkpoints; pass --resume to continue, or choose a new --out"
+        )
+
+    if t.activation_checkpointing:
+        for module in spec.model.modules():  # the Hugging Face convention, no model knowledge
+            if hasattr(module, "gradient_checkpointing"):
+                module.gradient_checkpointing = True
+    optimizer = build_optimizer(spec.model, t, on_gpu=torch.cuda.is_available())
+    with _quiet_deepspeed():
+        engine, ds_optimizer, _, _ = deepspeed.initialize(
+            model=spec.model,
+            optimizer=optimizer,
+            config=deepspeed_config(t, ds_config, dist.world_size),
+        )
+    comm = _Comm(dist, engine.device)
+    stage = ds_config.zero_stage
+
+    step = 0
+    best: dict[str, float] | None = None
+    if resume_from is not None:
+        step = _restore(engine, ds_optimizer, stage, resume_from, dist)
+        best = state.get("best")
+    start_step = step
+    last_ckpt = resume_from
+    log.event(
+        {
+            "event": "start",
+            "start_step": step,
+            "total_steps": t.train_steps,
+            "world_size": dist.world_size,
+            "accumulation": gas,
+            "global_batch_size": t.global_batch_size,
+        },
+        record=False,
+    )
+
+    def save(at: int) -> Path:
+        return _save(
+            engine,
+            ds_optimizer,
+            stage,
+            spec,
+            dist,
+            comm,
+            root,
+            at,
+            t.keep_last,
+            {
+                "step": at,
+                "next_micro_batch": at * gas,
+                "accumulation": gas,
+                "schedule": {
+                    "kind": "warmup_poly",
+                    "peak": t.learning_rate,
+                    "warmup_steps": t.warmup_steps,
+                    "train_steps": t.train_steps,
+                    "power": t.poly_power,
+                },
+                "seed": t.seed,
+                "dropout_seed": dropout_seed(t.seed, dist.rank),
+                "identity": identity,
+                "best": best,
+            },
+        )
+
+    window = _Window(time.perf_counter())
+    last_metrics: dict[str, float] = {}
+    eval_metrics: dict[str, float] = {}
+    best_dir = spec.out_dir / "best" if spec.best_metric else None
+    stopped: Literal["finished", "interrupted"] = "finished"
+    began = time.perf_counter()
+    if resume_from is None:
+        torch.manual_seed(dropout_seed(t.seed, dist.rank))
+    engine.train()
+    with _Interrupt() as interrupt:
+        while step < t.train_steps:
+            lr = learning_rate_at(step, t.learning_rate, t.warmup_steps, t.train_steps, t.poly_power)
+            for group in ds_optimizer.param_groups:
+                group["lr"] = lr
+            batches = [_to(spec.batches.micro_batch(step * gas + k), engine.device) for k in range(gas)]
+            _add_step_totals(batches, spec.step_totals, comm, gas * dist.world_size)
+            losses = []
+            for k, batch in enumerate(batches):
+                out = spec.loss(engine, batch)
+                engine.backward(out.loss)
+                losses.append(out.loss.detach().float().item())
+                window.add(out, batch, spec.token_key)
+                if k < gas - 1:
+                    engine.step()  # DeepSpeed only counts the micro-batch here
+            if comm.flag(not all(math.isfinite(x) for x in losses)):
+                bad = next((x for x in losses if not math.isfinite(x)), float("nan"))
+                where = (
+                    f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written"
+                )
+                raise AlbertError(
+                    f"non-finite loss ({bad}) at step {step + 1}; stopped before the optimizer step, "
+                    f"{where} (try a lower train.learning_rate or precision fp32)"
+                )
+            engine.step()
+            step += 1
+            window.steps += 1
+            window.loss += sum(losses)
+            window.micro += len(losses)
+
+            if step % t.log_every == 0 or step == t.train_steps:
+                last_metrics = window.report(comm, step, lr, t.train_steps)
+                log.event({"event": "train", **last_metrics})
+                window = _Window(time.perf_counter())
+            interrupted = comm.flag(interrupt.signal is not None)
+            if step % t.save_every == 0 or step == t.train_steps or interrupted:
+                last_ckpt = save(step)
+                log.event({"event": "checkpoint", "step": step, "path": str(last_ckpt)}, record=False)
+            if interrupted:
+                stopped = "interrupted"
+                break
+            if spec.evaluate is not None and (
+                (t.eval_every and step % t.eval_every == 0) or step == t.train_steps
+            ):
+                eval_metrics = _evaluate(engine, spec, step)
+                log.event({"event": "eval", "step": step, **eval_metrics})
+                if spec.best_metric and _improved(comm, dist, eval_metrics, best, spec):
+                    best = {"step": step, **eval_metrics}
+                    _save_model(engine, stage, dist, spec.save_model, best_dir)
+                    log.event({"event": "best", "step": step, "path": str(best_dir)}, record=False)
+    log.close()
+    return TrainResult(
+        global_step=step,
+        stopped=stopped,
+        last_metrics=last_metrics,
+        eval_metrics=eval_metrics,
+        checkpoint=last_ckpt,
+        best=best,
+        best_dir=best_dir if best else None,
+        seconds=time.perf_counter() - began if step > start_step else 0.0,
+    )
+
+
+def dropout_seed(seed: int, rank: int) -> int:
+    """The one place the global RNG (dropout) is seeded: from the profile's seed and the rank.
+    A resumed run restores the saved generator state instead."""
+    return (seed * 1_000_003 + rank * 7919 + 17) % (2**63)
+
+
+def _to(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _add_step_totals(
+    batches: list[dict[str, torch.Tensor]], keys: tuple[str, ...], comm: _Comm, micro_batches: int
+) -> None:
+    """batch["step_totals/<key>"] = (sum of `key` over the global batch) / micro-batches."""
+    if not keys:
+        return
+    local = [sum(float(b[key].float().sum()) for b in batches) for key in keys]
+    totals = comm.sum(local)
+    for b in batches:
+        for key, total in zip(keys, totals, strict=True):
+            b[f"step_totals/{key}"] = torch.tensor(max(total, 1.0) / micro_batches, device=b[key].device)
+
+
+class _Window:
+    """Sums over one log interval on this rank."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.steps = 0
+        self.micro = 0
+        self.loss = 0.0
+        self.tokens = 0.0
+        self.sequences = 0.0
+        self.metrics: dict[str, list[float]] = {}
+
+    def add(self, out: LossOutput, batch: Batch, token_key: str | None) -> None:
+        for name, (num, den) in out.metrics.items():
+            acc = self.metrics.setdefault(name, [0.0, 0.0])
+            acc[0] += float(num)
+            acc[1] += float(den)
+        first = next(v for v in batch.values() if isinstance(v, torch.Tensor))
+        self.sequences += first.shape[0]
+        if token_key is not None and token_key in batch:
+            self.tokens += float((batch[token_key] != 0).sum())
+
+    def report(self, comm: _Comm, step: int, lr: float, total_steps: int) -> dict[str, float]:
+        names = sorted(self.metrics)
+        flat = [self.loss, self.micro, self.tokens, self.sequences]
+        for n in names:
+            flat += self.metrics[n]
+        flat = comm.sum(flat)
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        out: dict[str, Any] = {"step": step, "loss": flat[0] / max(flat[1], 1)}
+        for i, n in enumerate(names):
+            num, den = flat[4 + 2 * i], flat[5 + 2 * i]
+            out[n] = num / den if den else float("nan")
+        out["lr"] = lr
+        out["tokens_per_second"] = flat[2] / seconds
+        out["sequences_per_second"] = flat[3] / seconds
+        out["eta_seconds"] = seconds / max(self.steps, 1) * (total_steps - step)
+        return out
+
+
+def _evaluate(engine: Any, spec: RunSpec, step: int) -> dict[str, float]:
+    module = engine.module
+    module.eval()
+    try:
+        with torch.no_grad():
+            return dict(spec.evaluate(module, step))
+    finally:
+        module.train()
+
+
+def _improved(
+    comm: _Comm, dist: Distributed, metrics: dict[str, float], best: dict[str, float] | None, spec: RunSpec
+) -> bool:
+    """Rank 0 decides; every rank follows (ZeRO-3 gathers need all of them)."""
+    value = metrics.get(spec.best_metric or "")
+    better = False
+    if dist.rank == 0:
+        if value is None:
+            raise AlbertError(
+                f"best_metric {spec.best_metric!r} is not among the eval metrics ({', '.join(metrics)})"
+            )
+        old = None if best is None else best.get(spec.best_metric or "")
+        better = old is None or (value > old if spec.best_mode == "max" else value < old)
+    return comm.flag(better)
+
+
+def full_state_dict(engine: Any, zero_stage: int, rank: int) -> dict[str, torch.Tensor]:
+    """The module's whole state dict in fp32 on CPU, on rank 0 (empty elsewhere). Under
+    ZeRO-3 every rank must call it: the partitioned parameters are gathered first."""
+    module = engine.module
+    if zero_stage == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+            if rank != 0:
+                return {}
+            return {k: v.detach().float().cpu().clone() for k, v in module.state_dict().items()}
+    if rank != 0:
+        return {}
+    return {k: v.detach().float().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def _save_model(engine: Any, stage: int, dist: Distributed, save_model: SaveModelFn, target: Path) -> None:
+    state = full_state_dict(engine, stage, dist.rank)
+    if dist.rank == 0:
+        try:
+            save_model(state, target)
+        except OSError as err:
+            raise AlbertError(f"could not write {target}: {err.strerror or err}") from None
+
+
+def _save(
+    engine: Any,
+    ds_optimizer: Any,
+    stage: int,
+    spec: RunSpec,
+    dist: Distributed,
+    comm: _Comm,
+    root: Path,
+    step: int,
+    keep_last: int,
+    state: dict[str, Any],
+) -> Path:
+    """Every rank writes its shard into one temporary directory; rank 0 adds the model dir and
+    state.yaml, then renames it into place. Any OSError (full disk) leaves no partial checkpoint."""
+    tmp = root / f".{ckpt.checkpoint_name(step)}.tmp"
+    failure: OSError | None = None
+    if dist.rank == 0:
+        try:
+            tmp = ckpt.begin(root, step)
+        except OSError as err:
+            failure = err
+    comm.barrier()
+    model_state = full_state_dict(engine, stage, dist.rank)
+    if failure is None:
+        try:
+            shard: dict[str, Any] = {"rng": ckpt.rng_state()}
+            if stage > 0 or dist.rank == 0:
+                shard["optimizer"] = ckpt.optimizer_state(ds_optimizer, stage)
+            ckpt.write_shard(tmp, dist.rank, shard)
+            if dist.rank == 0:
+                spec.save_model(model_state, tmp / ckpt.MODEL)
+        except OSError as err:
+            failure = err
+    if comm.flag(failure is not None):
+        if dist.rank == 0:
+            ckpt.abandon(tmp)
+        err = failure or OSError(0, "another rank failed to write its shard")
+        raise ckpt.disk_error(err, step, root) from None
+    path = root / ckpt.checkpoint_name(step)
+    if dist.rank == 0:
+        try:
+            path = ckpt.finish(root, tmp, step, state, keep_last)
+        except OSError as err:
+            ckpt.abandon(tmp)
+            raise ckpt.disk_error(err, step, root) from None
+    comm.barrier()
+    return path
+
+
+def _restore(engine: Any, ds_optimizer: Any, stage: int, path: Path, dist: Distributed) -> int:
+    """Model weights, optimiser state and RNG from checkpoint `path`; returns its step."""
+    from safetensors.torch import load_file
+
+    state = ckpt.read_state(path)
+    if stage < 3:
+        weights = load_file(str(path / ckpt.MODEL / "model.safetensors"))
+        module = engine.module
+        own = module.state_dict()
+        missing = sorted(set(own) - set(weights))
+        if missing:
+            raise AlbertError(
+                f"{path}: checkpoint model lacks {len(missing)} tensors of this model (e.g. {missing[0]})"
+            )
+        with torch.no_grad():
+            for k, v in own.items():
+                if v.shape != weights[k].shape:
+                    raise AlbertError(
+                        f"{path}: {k} has shape {tuple(weights[k].shape)}, this model {tuple(v.shape)}"
+                    )
+                v.copy_(weights[k].to(v.dtype))
+    shard = ckpt.read_shard(path, dist.rank)
+    if "optimizer" in shard:
+        ckpt.load_optimizer_state(ds_optimizer, stage, shard["optimizer"])
+    elif stage > 0:
+        raise AlbertError(f"{path}: shard of rank {dist.rank} holds no optimiser state")
+    ckpt.set_rng_state(shard["rng"])
+    return int(state["step"])
 
 
 class IndexedBatches:
@@ -192,7 +712,31 @@ class IndexedBatches:
         seed: int = 0,
         shuffle: bool = True,
     ) -> None:
-        raise NotImplementedError
+        if num_examples < 1:
+            raise AlbertError("no training examples")
+        self.num_examples, self.fetch, self.collate = num_examples, fetch, collate
+        self.micro_batch_size, self.rank, self.world_size = micro_batch_size, rank, world_size
+        self.seed, self.shuffle = seed, shuffle
+        self._epoch = -1
+        self._order: list[int] = []
+
+    def _permutation(self, epoch: int) -> list[int]:
+        if epoch != self._epoch:
+            if self.shuffle:
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                self._order = torch.randperm(self.num_examples, generator=g).tolist()
+            else:
+                self._order = list(range(self.num_examples))
+            self._epoch = epoch
+        return self._order
+
+    def indices(self, index: int) -> tuple[int, list[int]]:
+        g = index * self.world_size + self.rank
+        out = []
+        for p in range(g * self.micro_batch_size, (g + 1) * self.micro_batch_size):
+            out.append(self._permutation(p // self.num_examples)[p % self.num_examples])
+        return g, out
 
     def micro_batch(self, index: int) -> Batch:
-        raise NotImplementedError
+        g, idx = self.indices(index)
+        return self.collate(self.fetch(idx), g)

@@ -1,0 +1,269 @@
+"""Training checkpoints: safetensors + YAML, written atomically, the last K kept.
+
+    RUN_DIR/checkpoints/step-00000200/
+      model/                          an albertctl model directory (finetune, eval, convert read it)
+      trainer-rank00000.safetensors   this rank's optimiser tensors and RNG state; the nested
+                                      structure of the optimiser state (YAML) in its metadata
+      state.yaml                      step, data position, schedule, identity, best eval
+      manifest.json                   every file's size and sha256 (core.modeldir format)
+
+Nothing is pickled, which is why DeepSpeed's own `save_checkpoint` is not used. Under ZeRO 1-3
+each rank saves its own partition of the fp32 master weights and optimiser moments; resuming
+needs the same world size and ZeRO stage (checked). Without ZeRO the optimiser state is whole
+and rank 0 saves it.
+
+A checkpoint is written to `.step-N.tmp` and renamed when complete, so a crash or a full disk
+never leaves a partial `step-N`; `--resume` also skips, with a warning, any checkpoint whose
+manifest does not verify.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from albertctl.core.errors import AlbertError
+from albertctl.core.modeldir import _fsync_dir, _fsync_tree, verify_manifest, write_manifest
+
+STATE = "state.yaml"
+MODEL = "model"
+NAME = re.compile(r"^step-(\d+)$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def shard_name(rank: int) -> str:
+    return f"trainer-rank{rank:05d}.safetensors"
+
+
+# ----------------------------------------------------------------------------- nested state
+
+
+def flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace every tensor in a nested dict/list structure by {"tensor": key}, collecting the
+    tensors in `tensors`; the rest must be plain YAML scalars."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().to("cpu").contiguous().clone()
+        return {"tensor": prefix}
+    if isinstance(obj, dict):
+        return {"dict": [[k, flatten(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, list | tuple):
+        return {"list": [flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]}
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return {"value": obj}
+    if hasattr(obj, "value") and isinstance(obj.value, int | str):  # enums
+        return {"value": obj.value}
+    raise TypeError(f"cannot store {type(obj).__name__} at {prefix} in a checkpoint")
+
+
+def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    kind, value = next(iter(skeleton.items()))
+    if kind == "tensor":
+        return tensors[value]
+    if kind == "dict":
+        return {k: unflatten(v, tensors) for k, v in value}
+    if kind == "list":
+        return [unflatten(v, tensors) for v in value]
+    return value
+
+
+# ----------------------------------------------------------------------------- optimiser state
+
+
+def optimizer_state(ds_optimizer: Any, zero_stage: int) -> dict[str, Any]:
+    """The parts of the (DeepSpeed-wrapped) optimiser needed to continue exactly."""
+    if zero_stage == 0:
+        inner = getattr(ds_optimizer, "optimizer", None)
+        if isinstance(ds_optimizer, torch.optim.Optimizer) and inner is None:
+            return {"optimizer": ds_optimizer.state_dict()}
+        return {"optimizer": inner.state_dict(), "fp32": _fp32_master(ds_optimizer)}
+    if zero_stage in (1, 2):
+        return {
+            "optimizer": ds_optimizer.optimizer.state_dict(),
+            "fp32": list(ds_optimizer.single_partition_of_fp32_groups),
+        }
+    sd = ds_optimizer.state_dict()
+    return {"optimizer": sd["optimizer_state_dict"], "fp32": list(sd["fp32_flat_groups"])}
+
+
+def _fp32_master(ds_optimizer: Any) -> list[torch.Tensor]:
+    groups = getattr(ds_optimizer, "fp32_groups_flat_partition", None) or getattr(
+        ds_optimizer, "fp32_groups_flat", None
+    )
+    return list(groups or [])
+
+
+@torch.no_grad()
+def load_optimizer_state(ds_optimizer: Any, zero_stage: int, state: dict[str, Any]) -> None:
+    if zero_stage == 0:
+        inner = getattr(ds_optimizer, "optimizer", None)
+        if isinstance(ds_optimizer, torch.optim.Optimizer) and inner is None:
+            ds_optimizer.load_state_dict(state["optimizer"])
+            return
+        inner.load_state_dict(state["optimizer"])
+        for current, saved in zip(_fp32_master(ds_optimizer), state.get("fp32", []), strict=True):
+            current.copy_(saved)
+        if hasattr(ds_optimizer, "update_lp_params"):
+            ds_optimizer.update_lp_params()
+        return
+    if zero_stage in (1, 2):
+        ds_optimizer.optimizer.load_state_dict(state["optimizer"])
+        for current, saved in zip(ds_optimizer.single_partition_of_fp32_groups, state["fp32"], strict=True):
+            current.copy_(saved)
+        ds_optimizer.update_lp_params()
+        return
+    ds_optimizer._rigid_load_state_dict(
+        {  # ZeRO-3: DeepSpeed's own restore, fed from safetensors
+            "loss_scaler": ds_optimizer.loss_scaler,
+            "dynamic_loss_scale": ds_optimizer.dynamic_loss_scale,
+            "overflow": False,
+            "optimizer_state_dict": state["optimizer"],
+            "fp32_flat_groups": state["fp32"],
+        }
+    )
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    out = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state()
+    return out
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- save
+
+
+def write_shard(directory: Path, rank: int, trainer_state: dict[str, Any]) -> None:
+    """One rank's optimiser and RNG tensors in safetensors; their structure in the metadata."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = flatten(trainer_state, "s", tensors)
+    save_file(
+        tensors,
+        str(directory / shard_name(rank)),
+        metadata={"format": "albertctl-trainer", "structure": yaml.safe_dump(skeleton)},
+    )
+
+
+def read_shard(directory: Path, rank: int) -> dict[str, Any]:
+    path = directory / shard_name(rank)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except (SafetensorError, OSError) as err:
+        raise AlbertError(f"{path}: unreadable checkpoint shard ({err})") from None
+    return unflatten(yaml.safe_load(meta["structure"]), tensors)
+
+
+def begin(root: Path, step: int) -> Path:
+    """Rank 0: a fresh temporary directory for checkpoint `step`."""
+    tmp = root / f".{checkpoint_name(step)}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def finish(root: Path, tmp: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
+    """Rank 0, after every rank wrote its shard: state.yaml, manifest, rename, prune."""
+    (tmp / STATE).write_text(yaml.safe_dump(state, sort_keys=False), encoding="utf-8")
+    write_manifest(tmp, {"kind": "training-checkpoint", "step": step})
+    _fsync_tree(tmp)
+    target = root / checkpoint_name(step)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    _fsync_dir(root)
+    prune(root, keep_last)
+    return target
+
+
+def abandon(tmp: Path) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def disk_error(err: OSError, step: int, root: Path) -> AlbertError:
+    previous = latest_names(root)
+    kept = f"; the last good checkpoint {root / previous[0]} is intact" if previous else ""
+    reason = "no space left on device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+    return AlbertError(f"could not save the checkpoint for step {step} under {root}: {reason}{kept}")
+
+
+def prune(root: Path, keep_last: int) -> None:
+    for name in latest_names(root)[keep_last:]:
+        shutil.rmtree(root / name, ignore_errors=True)
+
+
+def latest_names(root: Path) -> list[str]:
+    """Complete checkpoint directory names, newest first."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p.name) for p in root.iterdir() if p.is_dir() and (m := NAME.match(p.name))]
+    return [name for _, name in sorted(found, reverse=True)]
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def find_latest_good(root: Path, warn: Callable[[str], None]) -> Path | None:
+    """The newest checkpoint whose manifest verifies; broken newer ones are reported via `warn`."""
+    for name in latest_names(root):
+        path = root / name
+        try:
+            verify_manifest(path)
+            read_state(path)
+        except AlbertError as err:
+            warn(f"skipping checkpoint {path}: {err}")
+            continue
+        return path
+    return None
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    try:
+        state = yaml.safe_load((path / STATE).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise AlbertError(f"{path / STATE}: unreadable ({err})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise AlbertError(f"{path / STATE}: not a training state file")
+    return state
+
+
+def check_compatible(path: Path, state: dict[str, Any], expected: dict[str, Any]) -> None:
+    """The checkpoint must come from the same kind of run (profile, shape, world size, ZeRO)."""
+    saved = state.get("identity", {})
+    for key, value in expected.items():
+        if key in saved and saved[key] != value:
+            raise AlbertError(
+                f"{path} was written by a different run ({key}: {_short(saved[key])}, "
+                f"this run: {_short(value)}); use a new --out or the matching profile"
+            )
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def with_suppressed(fn: Callable[[], Any]) -> None:
+    with contextlib.suppress(Exception):
+        fn()
