@@ -187,14 +187,18 @@ def write_glue(root: Path, n_train: int = 16, n_dev: int = 8, n_test: int = 5, s
     return root
 
 
-def train_spm(directory: Path, vocab_size: int = 40) -> Path:
-    """A tiny SentencePiece model over the fixture words, with ALBERT's control symbols."""
+def train_spm(directory: Path, vocab_size: int = 64) -> Path:
+    """A tiny SentencePiece model with ALBERT's control symbols; every fixture word is one
+    piece (user-defined symbols), so a tiny model sees words, not letters."""
     directory.mkdir(parents=True, exist_ok=True)
     corpus = directory / "corpus.txt"
     rng = random.Random(1)
-    corpus.write_text(
-        "\n".join(sentence(rng, rng.random() < 0.5) + " ? ." for _ in range(400)), encoding="utf-8"
-    )
+    lines = [sentence(rng, rng.random() < 0.5) + " ? ." for _ in range(400)]
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    lines += [
+        " ".join("".join(rng.choices(letters, k=rng.randint(2, 6))) for _ in range(8)) for _ in range(100)
+    ]
+    corpus.write_text("\n".join(lines), encoding="utf-8")
     spm.SentencePieceTrainer.Train(
         input=str(corpus),
         model_prefix=str(directory / "m"),
@@ -205,6 +209,7 @@ def train_spm(directory: Path, vocab_size: int = 40) -> Path:
         bos_id=-1,
         eos_id=-1,
         control_symbols="[CLS],[SEP],[MASK]",
+        user_defined_symbols=",".join(POSITIVE + NEGATIVE + FILLER),
         character_coverage=1.0,
         minloglevel=2,
     )

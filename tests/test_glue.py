@@ -265,16 +265,16 @@ def test_ax_uses_the_mnli_model(tmp_path, glue_dir, spm_model):
 
 
 def test_vocab_mismatch_is_one_line(tmp_path, spm_model):
-    other = train_spm(tmp_path / "other", vocab_size=32)
-    model = pretrained_dir(tmp_path / "pre", spm_model)  # 40 embeddings
-    bad = tmp_path / "bad"  # spm of 32 pieces beside 40-row weights
+    other = train_spm(tmp_path / "other", vocab_size=60)
+    model = pretrained_dir(tmp_path / "pre", spm_model)  # 64 embeddings
+    bad = tmp_path / "bad"  # spm of 60 pieces beside 64-row weights
     src = finetune.load_model_dir(model)
     save_model_dir(bad, src.profile, src.state_dict, other)
     with pytest.raises(AlbertError) as err:
         finetune.load_tokenizer(finetune.load_model_dir(bad), src.profile)
     assert str(err.value) == (
-        f"{bad / 'spiece.model'}: vocabulary has 32 pieces but the model in {bad} has 40 token embeddings "
-        "(vocab_size 40): the checkpoint and its tokenizer do not belong together"
+        f"{bad / 'spiece.model'}: vocabulary has 60 pieces but the model in {bad} has 64 token embeddings "
+        "(vocab_size 64): the checkpoint and its tokenizer do not belong together"
     )
 
 
@@ -303,3 +303,63 @@ def test_task_yaml_defaults(name):
     if name in SPEC5:
         assert (cfg.warmup_steps, cfg.learning_rate, cfg.train_steps, cfg.batch_size) == SPEC5[name]
     assert load_task_config(get_task(name), ["task.train_steps=7"]).train_steps == 7
+
+
+def test_datasets_source_offline(tmp_path):
+    """A `glue` DatasetDict saved with save_to_disk: int labels become our label strings."""
+    datasets = pytest.importorskip("datasets")
+    nli = datasets.ClassLabel(names=["entailment", "neutral", "contradiction"])  # the hub's order
+    feats = datasets.Features(
+        {
+            "premise": datasets.Value("string"),
+            "hypothesis": datasets.Value("string"),
+            "label": nli,
+            "idx": datasets.Value("int32"),
+        }
+    )
+    part = {
+        "premise": ["a b", "c d", "e f"],
+        "hypothesis": ["x", "y", "z"],
+        "label": [0, 1, 2],
+        "idx": [0, 1, 2],
+    }
+    test = {**part, "label": [-1, -1, -1]}
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(part, features=feats),
+            "validation_matched": datasets.Dataset.from_dict(part, features=feats),
+            "test_matched": datasets.Dataset.from_dict(test, features=feats),
+        }
+    )
+    dd.save_to_disk(str(tmp_path / "mnli"))
+    dev = read_split(glue.MNLI, tmp_path / "mnli", "dev_matched")
+    assert [e.label for e in dev] == ["entailment", "neutral", "contradiction"]
+    assert (dev[0].text_a, dev[0].text_b) == ("a b", "x")
+    assert [e.label for e in read_split(glue.MNLI, tmp_path / "mnli", "test_matched")] == [None] * 3
+    with pytest.raises(AlbertError, match="dataset has no split 'validation_mismatched'"):
+        read_split(glue.MNLI, tmp_path / "mnli", "dev_mismatched")
+
+    sst = datasets.Features(
+        {
+            "sentence": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["negative", "positive"]),
+            "idx": datasets.Value("int32"),
+        }
+    )
+    datasets.DatasetDict(
+        {
+            "validation": datasets.Dataset.from_dict(
+                {"sentence": ["good", "bad"], "label": [1, 0], "idx": [0, 1]}, features=sst
+            )
+        }
+    ).save_to_disk(str(tmp_path / "sst2"))
+    assert [e.label for e in read_split(glue.SST2, tmp_path / "sst2", "dev")] == ["1", "0"]
+
+    datasets.DatasetDict(
+        {
+            "validation": datasets.Dataset.from_dict(
+                {"sentence1": ["a"], "sentence2": ["b"], "label": [3.5], "idx": [0]}
+            )
+        }
+    ).save_to_disk(str(tmp_path / "stsb"))
+    assert read_split(glue.STSB, tmp_path / "stsb", "dev")[0].label == 3.5

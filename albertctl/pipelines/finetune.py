@@ -144,16 +144,21 @@ def finetune_task(
         identity={"task": task.name, "model": str(source.path)},
     )
     result = loop.train(spec, train_config, profile.deepspeed, progress)
-    metrics = result.best if result.best is not None else result.eval_metrics
+    metrics = dict(result.best if result.best is not None else result.eval_metrics)
+    best_step = int(metrics.pop("step", result.global_step))
     return TaskResult(
         task=task.name,
         display=task.display,
-        metrics=dict(metrics or {}),
+        metrics=metrics,
         main_metric=task.main_metric,
         model_dir=result.best_dir or result.checkpoint,
         steps=result.global_step,
         seconds=time.monotonic() - started,
-        extra={"train_examples": len(train_examples), "train_features": len(train_features)},
+        extra={
+            "best_step": best_step,
+            "train_examples": len(train_examples),
+            "train_features": len(train_features),
+        },
     )
 
 
@@ -295,7 +300,7 @@ def task_loss(task: Task) -> loop.LossFn:
         labels = batch["labels"]
         loss = task.compute_loss(output, labels)
         n = labels.shape[0]
-        metrics: dict[str, tuple[Any, Any]] = {"loss": (loss.detach() * n, n)}
+        metrics: dict[str, tuple[Any, Any]] = {}
         if task.head in ("classify", "choice"):
             metrics["accuracy"] = ((output.argmax(-1) == labels).sum(), n)
         return loop.LossOutput(loss, metrics)
