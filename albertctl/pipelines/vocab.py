@@ -1,0 +1,155 @@
+"""`albertctl vocab`: train a SentencePiece unigram vocabulary the way ALBERT's was trained.
+
+Defaults are the flags of the released `30k-clean.model` (SPEC section 2): unigram, pad 0,
+unk 1, no bos/eos, control symbols [CLS] [SEP] [MASK] (so they get ids 2, 3, 4),
+user-defined symbols ( ) " - . – £ €, shuffled sentence sampling of up to 10M sentences,
+character coverage 0.99995. The vocabulary size is the profile's `model.vocab_size`.
+Any of them can be changed through `options` (CLI: `--spm key=value`).
+
+The training text goes through the tokenizer's normalisation first (accents stripped,
+lower-cased, quotes unified), so the pieces are the ones the tokenizer will ask for.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sentencepiece as spm
+
+from albertctl.core.config import Profile
+from albertctl.core.errors import AlbertError
+from albertctl.data.corpus import DatasetSource, ReadStats, iter_documents
+from albertctl.data.tokenizer import Tokenizer, normalize_text
+
+ALBERT_SPM_FLAGS: dict[str, Any] = {
+    "model_type": "unigram",
+    "pad_id": 0,
+    "unk_id": 1,
+    "bos_id": -1,
+    "eos_id": -1,
+    # lists, not comma-joined strings: SentencePiece reads them as CSV, where a bare " breaks
+    "control_symbols": ["[CLS]", "[SEP]", "[MASK]"],
+    "user_defined_symbols": ["(", ")", '"', "-", ".", "–", "£", "€"],
+    "shuffle_input_sentence": True,
+    "input_sentence_size": 10_000_000,
+    "character_coverage": 0.99995,
+    "max_sentence_length": 4192,  # bytes; SentencePiece skips longer sentences (we count them)
+}
+SAMPLE_SENTENCES = 2000  # held back (in memory) to measure coverage after training
+
+
+def run(
+    profile: Profile,
+    inputs: list[str | Path] | DatasetSource | None = None,
+    output: Path | str = "spiece",
+    vocab_size: int | None = None,
+    options: dict[str, Any] | None = None,
+    seed: int | None = None,
+    num_threads: int = 1,
+) -> dict[str, Any]:
+    """Train `<output>.model` and `<output>.vocab` from files/globs, a dataset, or (no input)
+    the built-in sample corpus. Returns the summary the CLI prints."""
+    output = Path(output)
+    if output.suffix == ".model":
+        output = output.with_suffix("")
+    flags = build_flags(vocab_size or profile.model.vocab_size, options or {}, num_threads)
+    seed = profile.train.seed if seed is None else seed
+    stats = ReadStats()
+    counts = {"sentences": 0, "too_long_sentences": 0}
+    sample: list[str] = []
+
+    def sentences() -> Iterator[str]:
+        for doc in iter_documents(inputs, stats):
+            for sentence in doc:
+                text = normalize_text(sentence, profile.data.do_lower_case)
+                if not text:
+                    continue
+                counts["sentences"] += 1
+                if len(text.encode("utf-8")) > int(flags["max_sentence_length"]):
+                    counts["too_long_sentences"] += 1
+                if len(sample) < SAMPLE_SENTENCES:
+                    sample.append(text)
+                yield text
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.tmp-", dir=output.parent) as tmp:
+        prefix = Path(tmp) / output.name
+        spm.set_random_generator_seed(seed)
+        try:
+            spm.SentencePieceTrainer.Train(sentence_iterator=sentences(), model_prefix=str(prefix),
+                                           minloglevel=2, **flags)
+        except RuntimeError as err:
+            raise AlbertError(_explain(err, counts["sentences"], inputs)) from None
+        for ext in (".model", ".vocab"):
+            os.replace(Path(f"{prefix}{ext}"), output.parent / f"{output.name}{ext}")
+    model_file = output.parent / f"{output.name}.model"
+    return summarize(model_file, profile, flags, stats, counts, sample)
+
+
+def build_flags(vocab_size: int, options: dict[str, Any], num_threads: int) -> dict[str, Any]:
+    flags = {**ALBERT_SPM_FLAGS, "vocab_size": vocab_size, "num_threads": max(1, num_threads)}
+    for key, value in options.items():
+        if key in ("input", "model_prefix", "sentence_iterator", "model_writer"):
+            raise AlbertError(f"--spm {key}: set by albertctl (inputs and --output choose it)")
+        if key in ("control_symbols", "user_defined_symbols") and isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        flags[key] = value
+    missing = [t for t in ("[CLS]", "[SEP]", "[MASK]") if t not in flags.get("control_symbols", [])]
+    if missing:
+        raise AlbertError(f"--spm control_symbols must keep {', '.join(missing)}: ALBERT's inputs need them")
+    return flags
+
+
+def _explain(err: RuntimeError, sentences: int, inputs: Any) -> str:
+    text = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+    where = "the built-in sample corpus" if not inputs else (
+        f"dataset {inputs.name}" if isinstance(inputs, DatasetSource) else ", ".join(map(str, inputs)))
+    if sentences == 0:
+        return f"no text to train a vocabulary on in {where} (empty input)"
+    if "Vocabulary size too high" in text:
+        text = text[text.index("Vocabulary size too high"):]
+        return f"SentencePiece: {text} ({sentences} sentences in {where}); lower --vocab-size or add text"
+    return f"SentencePiece training failed on {where}: {text}"
+
+
+def summarize(model_file: Path, profile: Profile, flags: dict[str, Any], stats: ReadStats,
+              counts: dict[str, int], sample: list[str]) -> dict[str, Any]:
+    """Vocabulary size, special ids, coverage of the held-back sample, a tokenised sentence."""
+    tok = Tokenizer(model_file, profile.data.do_lower_case)
+    encoded = tok.sp.encode(sample, out_type=int, num_threads=1) if sample else []
+    total = sum(len(ids) for ids in encoded)
+    unk = sum(ids.count(tok.unk_id) for ids in encoded)
+    words = sum(len(s.split()) for s in sample)
+    example = sample[0] if sample else ""
+    warnings = []
+    if stats.decode_error_lines:
+        warnings.append(f"{stats.decode_error_lines} input lines were not valid UTF-8; bad bytes became U+FFFD")
+    if counts["too_long_sentences"]:
+        warnings.append(f"{counts['too_long_sentences']} sentences longer than max_sentence_length "
+                        f"({flags['max_sentence_length']} bytes) were skipped by SentencePiece")
+    if tok.vocab_size != profile.model.vocab_size:
+        warnings.append(f"vocabulary has {tok.vocab_size} pieces but profile {profile.name} has "
+                        f"model.vocab_size {profile.model.vocab_size}; pretrain with --set model.vocab_size={tok.vocab_size}")
+    return {
+        "model": str(model_file),
+        "vocab": str(model_file.with_suffix(".vocab")),
+        "vocab_size": tok.vocab_size,
+        "special_ids": {"<pad>": tok.pad_id, "<unk>": tok.unk_id, "[CLS]": tok.cls_id, "[SEP]": tok.sep_id,
+                        "[MASK]": tok.mask_id},
+        "inputs": stats.sources,
+        "input_bytes": stats.bytes,
+        "sentences": counts["sentences"],
+        "decode_error_lines": stats.decode_error_lines,
+        "too_long_sentences": counts["too_long_sentences"],
+        "sample_sentences": len(sample),
+        "token_coverage": 1.0 - unk / total if total else 0.0,  # share of sample tokens that are not <unk>
+        "tokens_per_word": total / words if words else 0.0,
+        "example": example,
+        "example_pieces": [tok.id_to_piece(i) for i in tok.sp.encode(example, out_type=int)] if example else [],
+        "flags": {k: v for k, v in flags.items() if k != "num_threads"},
+        "warnings": warnings,
+    }
