@@ -20,7 +20,8 @@ from albertctl.training.loop import IndexedBatches, RunSpec
 V, T, P = 64, 16, 4
 
 
-def profile(**train: Any) -> Profile:
+def profile(model: dict[str, Any] | None = None, **train: Any) -> Profile:
+    """`model` overrides the network shape (e.g. no dropout where ranks must agree)."""
     return profile_from_dict(
         {
             "name": "synthetic",
@@ -32,6 +33,7 @@ def profile(**train: Any) -> Profile:
                 "num_attention_heads": 2,
                 "intermediate_size": 64,
                 "max_position_embeddings": T,
+                **(model or {}),
             },
             "data": {"max_seq_length": T, "max_predictions_per_seq": P},
             "train": {
