@@ -250,67 +250,6 @@ def prepare(
     }))
 
 
-TaskArg = Annotated[str, typer.Argument(
-    help="cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli (ax: eval only), glue for all, "
-         "or another registered task (squad1, squad2, race)", show_default=False)]
-TaskDataOpt = Annotated[Path | None, typer.Option(
-    "--data", help="Task files (e.g. glue_data/ or glue_data/MNLI/) or a datasets save_to_disk "
-                   "directory; default: the task's dataset on the hub")]
-
-
-def _loop_progress(title: str):
-    """A progress bar fed by the training loop's events; returns (bar, callback)."""
-    bar = console.progress()
-    ids: dict[str, int] = {}
-
-    def on_event(event: dict) -> None:
-        kind = event.get("event")
-        if kind == "start":
-            ids["task"] = bar.add_task(title, total=event["total_steps"], completed=event["start_step"], rate="")
-        elif kind == "train" and "task" in ids:
-            bar.update(ids["task"], completed=event["step"], rate=f"loss {event['loss']:.4f}")
-        elif kind == "eval":
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
-            bar.console.print(f"step {event['step']}: {shown}", highlight=False)
-        elif kind == "warning":
-            console.warn(event["message"])
-
-    return bar, on_event
-
-
-@app.command(rich_help_panel="Training")
-def finetune(
-    task: TaskArg,
-    model: Annotated[Path, typer.Option("--model", "-m", help="Model directory to start from (pretrained or converted)")],
-    data: TaskDataOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/finetune/TASK]")] = None,
-    overrides: Annotated[list[str] | None, typer.Option(
-        "--set", help="task.key=value (profiles/tasks/TASK.yaml) or model.key=value (repeatable)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Fine-tune a model on one task (or every GLUE task) and print dev metrics of the best checkpoint."""
-    from albertctl.pipelines import finetune as pipeline
-
-    bar, on_event = _loop_progress(f"finetune {task}")
-    with bar:
-        results = pipeline.run(task, model, out or Path("runs") / "finetune" / task.lower(), data,
-                               overrides or [], resume, on_event)
-    if as_json:
-        body = {"results": [r.to_dict() for r in results]}
-        if len(results) > 1:
-            body["summary"] = pipeline.summary(results)
-        console.print_json(body)
-        return
-    for r in results:
-        console.show(console.key_value_table(
-            f"{r.display}: dev metrics of the best checkpoint (step {r.extra.get('best_step')}) -> {r.model_dir}",
-            r.metrics))
-    if len(results) > 1:
-        s = pipeline.summary(results)
-        console.show(console.table("GLUE dev (x100), best checkpoint per task", s["columns"], [s["row"]]))
-
-
 def main() -> None:
     try:
         app()
