@@ -136,6 +136,122 @@ def finetune(
         console.show(console.table("GLUE dev (x100), best checkpoint per task", s["columns"], [s["row"]]))
 
 
+InputsArg = Annotated[list[str] | None, typer.Argument(
+    help="Text files, directories or glob patterns: one sentence per line, a blank line between "
+         "documents. None (and no --dataset): the built-in sample corpus", show_default=False)]
+DatasetOpt = Annotated[str | None, typer.Option(
+    "--dataset", help="A datasets name (online), save_to_disk directory or data file, instead of text files",
+    rich_help_panel="Dataset input")]
+DatasetSplitOpt = Annotated[str, typer.Option("--split", help="Dataset split", rich_help_panel="Dataset input")]
+TextColumnOpt = Annotated[str, typer.Option("--text-column", help="Dataset column holding the text",
+                                            rich_help_panel="Dataset input")]
+DatasetConfigOpt = Annotated[str | None, typer.Option("--dataset-config", help="Dataset configuration name",
+                                                      rich_help_panel="Dataset input")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (default: the profile's train.seed)")]
+
+
+def _inputs(inputs: list[str] | None, dataset: str | None, split: str, text_column: str, config: str | None):
+    from albertctl.data.corpus import DatasetSource
+
+    if dataset is not None:
+        if inputs:
+            raise AlbertError("give text files or --dataset, not both")
+        return DatasetSource(dataset, split, text_column, config)
+    return inputs or None
+
+
+@app.command(rich_help_panel="Data")
+def vocab(
+    inputs: InputsArg = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output prefix: writes PREFIX.model and PREFIX.vocab")] = Path("spiece"),
+    vocab_size: Annotated[int | None, typer.Option("--vocab-size", min=8, help="Pieces (default: the profile's model.vocab_size)")] = None,
+    spm_options: Annotated[list[str] | None, typer.Option("--spm", help="Any SentencePiece trainer flag: key=value (repeatable), e.g. character_coverage=1.0")] = None,
+    profile: ProfileOpt = "tiny",
+    overrides: SetOpt = None,
+    seed: SeedOpt = None,
+    num_proc: Annotated[int, typer.Option("--num-proc", min=1, help="SentencePiece training threads")] = 1,
+    dataset: DatasetOpt = None,
+    split: DatasetSplitOpt = "train",
+    text_column: TextColumnOpt = "text",
+    dataset_config: DatasetConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a SentencePiece unigram vocabulary with ALBERT's settings and print a summary."""
+    from albertctl.core.config import parse_override
+    from albertctl.pipelines import vocab as pipeline
+
+    options = {}
+    for text in spm_options or []:
+        keys, value = parse_override(text)
+        options[".".join(keys)] = value
+    result = pipeline.run(load_profile(profile, overrides or []), _inputs(inputs, dataset, split, text_column, dataset_config),
+                          output, vocab_size, options, seed, num_proc)
+    if as_json:
+        console.print_json(result)
+        return
+    for line in result["warnings"]:
+        console.warn(line)
+    console.show(console.key_value_table("vocabulary", {
+        "model": result["model"], "vocab size": result["vocab_size"],
+        "special ids": ", ".join(f"{k}={v}" for k, v in result["special_ids"].items()),
+        "input": ", ".join(result["inputs"]), "input bytes": result["input_bytes"], "sentences": result["sentences"],
+        "character_coverage (trainer)": str(result["flags"]["character_coverage"]),
+        f"token coverage (first {result['sample_sentences']} sentences)": result["token_coverage"],
+        "tokens per word": result["tokens_per_word"],
+    }))
+    console.show(console.table("tokenised sample", ["text", "pieces"], [(result["example"], " ".join(result["example_pieces"]))]))
+
+
+@app.command(rich_help_panel="Data")
+def prepare(
+    inputs: InputsArg = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (replaced atomically)")] = Path("data"),
+    vocab_file: Annotated[Path | None, typer.Option("--vocab", help="SentencePiece model (default: train one on the same input)")] = None,
+    num_proc: Annotated[int, typer.Option("--num-proc", min=1, help="Worker processes; the output does not depend on it")] = 1,
+    profile: ProfileOpt = "tiny",
+    overrides: SetOpt = None,
+    seed: SeedOpt = None,
+    dataset: DatasetOpt = None,
+    split: DatasetSplitOpt = "train",
+    text_column: TextColumnOpt = "text",
+    dataset_config: DatasetConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make SOP/NSP pretraining pairs with n-gram masking into sharded Arrow data and a manifest."""
+    from albertctl.pipelines import prepare as pipeline
+
+    source = _inputs(inputs, dataset, split, text_column, dataset_config)
+    with console.progress(transient=True) as bar:
+        task = bar.add_task("prepare", total=None, rate="")
+
+        def on_progress(p: dict) -> None:
+            secs = max(p["elapsed"], 1e-9)
+            bar.update(task, completed=p["bytes"], total=p["total_bytes"],
+                       rate=f"{p['documents'] / secs:,.0f} docs/s {p['bytes'] / 1e6 / secs:.2f} MB/s")
+
+        result = pipeline.run(load_profile(profile, overrides or []), source, output, vocab_file, num_proc, seed, on_progress)
+    if as_json:
+        console.print_json(result)
+        return
+    for line in result["warnings"]:
+        console.warn(line)
+    r = result
+    console.show(console.key_value_table(f"prepared {r['output']}", {
+        "documents (train / eval)": f"{r['documents']} ({r['documents_train']} / {r['documents_eval']})",
+        "instances (train / eval)": f"{r['instances']} ({r['instances_train']} / {r['instances_eval']})",
+        "tokens": r["tokens"], "tokens per instance": r["tokens_per_instance"], "padding share": r["padding_share"],
+        "masked share": f"{r['masked_share']:.4f}, from {r['masked_share_from']}",
+        "span lengths (words: count, share)": ", ".join(
+            f"{n}: {c} ({r['span_length_shares'][n]:.3f})" for n, c in r["span_lengths"].items()),
+        "replacement [MASK] / random / kept": " / ".join(f"{v:.3f}" for v in r["replacement_shares"].values()),
+        "label 1 share (SOP swapped / NSP random)": r["label_1_share"],
+        "skipped": ", ".join(f"{k}: {v}" for k, v in r["skipped"].items()) or "nothing",
+        "adjusted": ", ".join(f"{k}: {v}" for k, v in r["adjusted"].items()),
+        "throughput": f"{r['documents_per_second']:,.0f} docs/s, {r['mb_per_second']:.2f} MB/s, "
+                      f"{r['instances_per_second']:,.0f} instances/s ({r['seconds']:.1f} s)",
+    }))
+
+
 def main() -> None:
     try:
         app()
