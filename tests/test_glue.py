@@ -363,3 +363,23 @@ def test_datasets_source_offline(tmp_path):
         }
     ).save_to_disk(str(tmp_path / "stsb"))
     assert read_split(glue.STSB, tmp_path / "stsb", "dev")[0].label == 3.5
+
+
+def test_datasets_parquet_files_offline(tmp_path):
+    """The hub's parquet layout downloaded by hand: DIR/rte/validation-00000-of-00001.parquet."""
+    datasets = pytest.importorskip("datasets")
+    feats = datasets.Features(
+        {
+            "sentence1": datasets.Value("string"),
+            "sentence2": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["entailment", "not_entailment"]),
+            "idx": datasets.Value("int32"),
+        }
+    )
+    part = datasets.Dataset.from_dict(
+        {"sentence1": ["a", "b"], "sentence2": ["c", "d"], "label": [1, 0], "idx": [0, 1]}, features=feats
+    )
+    (tmp_path / "rte").mkdir()
+    part.to_parquet(str(tmp_path / "rte" / "validation-00000-of-00001.parquet"))
+    dev = read_split(glue.RTE, tmp_path, "dev")
+    assert [e.label for e in dev] == ["not_entailment", "entailment"]

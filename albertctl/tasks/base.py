@@ -312,11 +312,12 @@ def split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def read_split(task: Task, data: Path | None, split: str) -> list[Any]:
-    """Examples of one split: from files under `data`, a `datasets` directory saved with
-    `save_to_disk` (offline), or the hub when `data` is None."""
+    """Examples of one split: from the task's own files under `data`; from a `datasets`
+    directory under `data` (saved with `save_to_disk`, or the hub's parquet files, e.g.
+    DIR/mnli/validation_matched-00000-of-00001.parquet), offline; or the hub when `data` is None."""
     if data is not None and not Path(data).exists():
         raise AlbertError(f"data directory {data} not found")
-    if data is not None and not _is_saved_dataset(Path(data)):
+    if data is not None and not _is_saved_dataset(Path(data)) and not _parquet_files(task, Path(data)):
         return task.read_files(Path(data), split)
     if task.read_datasets is None:
         raise AlbertError(f"task {task.name} reads only files: give --data DIR")
@@ -327,10 +328,28 @@ def _is_saved_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
 
 
+def _parquet_files(task: Task, path: Path) -> dict[str, list[str]]:
+    """{split: files} of the hub's layout (`<split>-00000-of-00001.parquet`), in DIR/<config>/ or DIR."""
+    config = task.hub[1] if task.hub else None
+    for folder in ([path / config] if config else []) + [path]:
+        files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+        if files:
+            splits: dict[str, list[str]] = {}
+            for f in files:
+                splits.setdefault(f.name.split("-")[0], []).append(str(f))
+            return splits
+    return {}
+
+
 def open_dataset(task: Task, data: Path | None) -> Any:
-    """A `datasets.DatasetDict`: `load_from_disk(data)`, or `load_dataset(*task.hub)`."""
+    """A `datasets.DatasetDict`: `load_from_disk(data)`, parquet files, or `load_dataset(*task.hub)`."""
     import datasets
 
+    if data is not None and (files := _parquet_files(task, Path(data))):
+        try:
+            return datasets.load_dataset("parquet", data_files=files)
+        except Exception as err:  # unreadable files are the user's to fix
+            raise AlbertError(f"{data}: cannot read parquet files ({str(err).splitlines()[0]})") from None
     if data is not None:
         try:
             return datasets.load_from_disk(str(data))
