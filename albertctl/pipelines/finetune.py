@@ -131,9 +131,12 @@ def finetune_task(
     def save(state_dict: dict[str, torch.Tensor], target: Path) -> None:
         save_model_dir(target, profile, state_dict, source.spm_model, head=head)
 
+    dist = loop.init_distributed()  # this rank's share of the batches (one process: rank 0 of 1)
     spec = loop.RunSpec(
         model=network,
-        batches=GroupedBatches(train_features, config.micro_batch, tokenizer.pad_id, config.seed),
+        batches=GroupedBatches(
+            train_features, config.micro_batch, tokenizer.pad_id, config.seed, dist.rank, dist.world_size
+        ),
         loss=task_loss(task),
         save_model=save,
         out_dir=Path(out_dir),
