@@ -117,11 +117,11 @@ def split_long_sentences(sentences: list[list[int]], limit: int, word_start: byt
 
 
 def _split_one_sentence(sent: list[int], word_start: bytes, rng: random.Random) -> tuple[list[int], list[int]] | None:
-    """A and B from one sentence, cut at a random word start (a random token boundary when the
-    sentence is one word); None for a single token."""
-    if len(sent) < 2:
+    """A and B from one sentence, cut at a random word start; None for a single word (cutting
+    inside a word would make a pair no reader could order)."""
+    cuts = [i for i in range(1, len(sent)) if word_start[sent[i]]]
+    if not cuts:
         return None
-    cuts = [i for i in range(1, len(sent)) if word_start[sent[i]]] or list(range(1, len(sent)))
     cut = cuts[rng.randrange(len(cuts))]
     return sent[:cut], sent[cut:]
 
@@ -160,7 +160,7 @@ def create_pairs(
     random B from another document and labels them "random next" even for SOP, which mixes
     an easier NSP-style negative into the SOP task. Here the sentence is cut at a random word
     start into A and B, so both halves are consecutive text of one document and the label
-    means what it says; a one-token chunk is skipped and counted.
+    means what it says; a chunk of a single word is skipped and counted.
     """
     max_num_tokens = data.max_seq_length - 3
     target = max_num_tokens
@@ -177,7 +177,7 @@ def create_pairs(
             if len(chunk) == 1:
                 halves = _split_one_sentence(chunk[0], word_start, rng)
                 if halves is None:
-                    counts["skipped_one_token_chunks"] += 1
+                    counts["skipped_one_word_chunks"] += 1
                     chunk, length, i = [], 0, i + 1
                     continue
                 counts["one_sentence_chunks_split"] += 1
@@ -269,12 +269,13 @@ def mask_sequence(
     """Whole-word n-gram masking of `[CLS] A [SEP] B [SEP]` (A has `len_a` tokens).
 
     Words start at "▁" pieces and at the first token of A and of B; a span never crosses
-    [SEP]. Span length n (in words) is drawn first, P(n) ∝ 1/n, then a free place for it;
-    drawing n before the place keeps the realised span lengths at 6/11, 3/11, 2/11 (the
-    original drew a start first and backed off to shorter spans on collisions, which skews
-    them short). Spans are added until `num_to_mask` tokens are chosen; a span never takes
-    the count past it. Each chosen token becomes [MASK] 80%, a random non-special id 10%,
-    itself 10%.
+    [SEP]. A span's length n (in words) is drawn with P(n) ∝ 1/n, then a free place for it
+    that keeps the count within `max_predictions`. Spans are added while fewer than the
+    target (`num_to_mask`, less the expected overshoot of the last span) are chosen, and
+    the span that crosses the target is kept. Deciding to stop from the count so far, never
+    from the next span's size, keeps the realised span lengths at 6/11, 3/11, 2/11 (Wald's
+    identity); the original backed off to shorter spans near the budget, which skews them
+    short. Each chosen token becomes [MASK] 80%, a random non-special id 10%, itself 10%.
     """
     ids = list(input_ids)
     word_start = vocab.word_start
@@ -289,33 +290,34 @@ def mask_sequence(
                 segment.append(seg)
             else:
                 word_end[-1] = i + 1
-    budget = num_to_mask(len(ids), data)
+    n_words = len(words)
+    cap = max_predictions(len(ids), data)
+    # the last span overshoots the target by about (mean tokens per word - 1/2) on average
+    mean_word = (len(ids) - 3) / n_words if n_words else 1.0
+    target = num_to_mask(len(ids), data) - max(0.0, mean_word - 0.5)
     cum = ngram_weights(data.ngram)
-    covered = bytearray(len(words))
+    covered = bytearray(n_words)
     chosen: list[tuple[int, int]] = []  # (first word, n)
     masked = 0
-    n_words = len(words)
-    failures = 0
-    while masked < budget and failures < 8 and n_words:
-        n = bisect.bisect_right(cum, rng.random()) + 1
-        n = min(n, data.ngram)
-        if n > n_words:
-            failures += 1
-            continue
-        for _ in range(12):  # a few random places for this n before drawing n again
+    misses = 0
+    while n_words and (masked < target or not chosen) and misses < 16:
+        n = min(bisect.bisect_right(cum, rng.random()) + 1, data.ngram, n_words)
+        for _ in range(12):  # a few random places for this n, then stop
             w = rng.randrange(n_words - n + 1)
             last = w + n - 1
             if segment[w] != segment[last] or any(covered[w:last + 1]):
                 continue
             size = word_end[last] - words[w]
-            if masked + size > budget:
+            if masked + size > cap:
                 continue
             covered[w:last + 1] = b"\x01" * n
             chosen.append((w, n))
             masked += size
             break
         else:
-            failures += 1
+            if chosen:  # no room for this n: stop (but try for at least one span per sequence)
+                break
+            misses += 1
     positions: list[int] = []
     for w, n in chosen:
         positions.extend(range(words[w], word_end[w + n - 1]))

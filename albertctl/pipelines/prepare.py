@@ -252,7 +252,7 @@ def _warnings(counts: Counter, stats: ReadStats, tokenizer: Tokenizer, profile: 
     if stats.empty_documents:
         out.append(f"{stats.empty_documents} dataset row(s) had no text and were skipped")
     for key, what in (("skipped_empty_sentences", "sentence(s) were empty after normalisation and skipped"),
-                      ("skipped_one_token_chunks", "one-token chunk(s) could not make a pair and were skipped"),
+                      ("skipped_one_word_chunks", "one-word chunk(s) could not make a pair and were skipped"),
                       ("long_sentences_split", f"sentence(s) longer than {profile.data.max_seq_length - 3} tokens "
                                                "were cut at word starts into shorter ones"),
                       ("nsp_without_other_document", "NSP pair(s) kept the real next segment: no other "
