@@ -133,7 +133,8 @@ def finetune(
             r.metrics))
     if len(results) > 1:
         s = pipeline.summary(results)
-        console.show(console.table("GLUE dev (x100), best checkpoint per task", s["columns"], [s["row"]]))
+        rows = [list(r.values()) for r in s["rows"]] + [["Avg", "", "-" if s["average"] is None else f"{s['average']:.1f}"]]
+        console.show(console.table("GLUE dev (x100), best checkpoint per task", ["task", "metrics", "dev"], rows))
 
 
 InputsArg = Annotated[list[str] | None, typer.Argument(

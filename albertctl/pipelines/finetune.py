@@ -120,7 +120,7 @@ def finetune_task(
     dev = {split: read_split(task, data, split) for split in task.dev_splits}
     dev_features = {split: featurise_all(task, ex, tokenizer, config) for split, ex in dev.items()}
 
-    network = build_model(task, profile, source)
+    network = build_model(task, profile, source, config.seed)
     head = head_info(task, config)
     total = config.total_steps(len(train_features))
     train_config = to_train_config(config, profile.train, total)
@@ -197,10 +197,12 @@ def load_tokenizer(source: ModelDir, profile: Profile) -> Tokenizer:
     return tokenizer
 
 
-def build_model(task: Task, profile: Profile, source: ModelDir) -> AlbertForTask:
-    """The encoder from `source` (pretrained or converted) under a fresh head for `task`; a
-    model already fine-tuned on this task keeps its head too (continued fine-tuning)."""
-    network = AlbertForTask(profile.model, task.head, task.num_labels)
+def build_model(task: Task, profile: Profile, source: ModelDir, seed: int = 0) -> AlbertForTask:
+    """The encoder from `source` (pretrained or converted) under a fresh head for `task`,
+    initialised from `seed`; a model already fine-tuned on this task keeps its head too."""
+    with torch.random.fork_rng(devices=[]):  # the head's init depends on the seed alone
+        torch.manual_seed(seed)
+        network = AlbertForTask(profile.model, task.head, task.num_labels)
     same_head = source.head.get("task") == task.name and source.head.get("kind") == task.head
     wanted = network.state_dict()
     state = {
@@ -452,18 +454,21 @@ GLUE_COLUMNS = [  # (column, task, metric keys) in the ALBERT paper's order
 
 
 def summary(results: Sequence[TaskResult]) -> dict[str, Any]:
-    """One row like the paper's GLUE table: scores x100, pairs as a/b, and their average
-    (a pair counts as its mean, as the GLUE leaderboard averages)."""
+    """The paper's GLUE table, one row per task in its column order: scores x100, pairs as
+    a/b, and the average (a pair counts as its mean, as the GLUE leaderboard averages)."""
     by_task = {r.task: r for r in results}
-    columns, cells, scores = [], [], []
+    rows, scores = [], []
     for column, name, keys in GLUE_COLUMNS:
         if name not in by_task:
             continue
         values = [100 * by_task[name].metrics[k] for k in keys if k in by_task[name].metrics]
-        columns.append(column)
-        cells.append("/".join(f"{v:.1f}" for v in values) if values else "-")
+        rows.append(
+            {
+                "task": column,
+                "metrics": "/".join(k for k in keys if k in by_task[name].metrics),
+                "dev": "/".join(f"{v:.1f}" for v in values) if values else "-",
+            }
+        )
         if values:
             scores.append(float(np.mean(values)))
-    columns.append("Avg")
-    cells.append(f"{np.mean(scores):.1f}" if scores else "-")
-    return {"columns": columns, "row": cells}
+    return {"rows": rows, "average": round(float(np.mean(scores)), 1) if scores else None}
