@@ -23,7 +23,7 @@ from sklearn.metrics import f1_score, matthews_corrcoef
 
 from albertctl.core.errors import AlbertError
 from albertctl.data.tokenizer import Tokenizer
-from albertctl.tasks.base import Feature, Task, TaskConfig, accuracy, register
+from albertctl.tasks.base import Feature, Metrics, Task, TaskConfig, accuracy, register
 
 
 @dataclass(frozen=True)
@@ -286,7 +286,7 @@ def _glue(
     display: str,
     spec: GlueSpec,
     labels: tuple[str, ...],
-    metrics,
+    metrics: Metrics,
     main_metric: str,
     head: str = "classify",
     hub_config: str | None = None,
@@ -322,7 +322,14 @@ def _glue(
     return task
 
 
-def _spec(folder, labelled, test, splits=("train", "dev", "test"), files=None, hub_columns=_PAIR) -> GlueSpec:
+def _spec(
+    folder: str,
+    labelled: Layout,
+    test: Layout,
+    splits: tuple[str, ...] = ("train", "dev", "test"),
+    files: dict[str, str] | None = None,
+    hub_columns: tuple[str, str | None] = _PAIR,
+) -> GlueSpec:
     hub = {
         "train": "train",
         "dev": "validation",
@@ -343,20 +350,21 @@ def _spec(folder, labelled, test, splits=("train", "dev", "test"), files=None, h
 
 
 _BINARY = ("0", "1")
+_ENTAIL = ("entailment", "not_entailment")
 
 MNLI = _glue(
     "mnli",
     "MNLI",
     _spec(
         "MNLI",
-        Layout("sentence1", "sentence2", "gold_label"),
-        Layout("sentence1", "sentence2", index="index"),
+        labelled=Layout("sentence1", "sentence2", label="gold_label"),
+        test=Layout("sentence1", "sentence2", index="index"),
         splits=("train", "dev_matched", "dev_mismatched", "test_matched", "test_mismatched"),
         hub_columns=("premise", "hypothesis"),
     ),
-    _NLI_LABELS,
-    accuracy_metrics,
-    "accuracy_m",
+    labels=_NLI_LABELS,
+    metrics=accuracy_metrics,
+    main_metric="accuracy_m",
     dev_splits={"dev_matched": "m", "dev_mismatched": "mm"},
     test_splits=("test_matched", "test_mismatched"),
 )
@@ -365,47 +373,51 @@ QNLI = _glue(
     "QNLI",
     _spec(
         "QNLI",
-        Layout("question", "sentence", "label"),
-        Layout("question", "sentence", index="index"),
+        labelled=Layout("question", "sentence", label="label"),
+        test=Layout("question", "sentence", index="index"),
         hub_columns=("question", "sentence"),
     ),
-    ("entailment", "not_entailment"),
-    accuracy_metrics,
-    "accuracy",
+    labels=_ENTAIL,
+    metrics=accuracy_metrics,
+    main_metric="accuracy",
 )
 QQP = _glue(
     "qqp",
     "QQP",
     _spec(
         "QQP",
-        Layout("question1", "question2", "is_duplicate"),
-        Layout("question1", "question2", index="id"),
+        labelled=Layout("question1", "question2", label="is_duplicate"),
+        test=Layout("question1", "question2", index="id"),
         hub_columns=("question1", "question2"),
     ),
-    _BINARY,
-    f1_accuracy,
-    "accuracy",
+    labels=_BINARY,
+    metrics=f1_accuracy,
+    main_metric="accuracy",
 )
 RTE = _glue(
     "rte",
     "RTE",
-    _spec("RTE", Layout("sentence1", "sentence2", "label"), Layout("sentence1", "sentence2", index="index")),
-    ("entailment", "not_entailment"),
-    accuracy_metrics,
-    "accuracy",
+    _spec(
+        "RTE",
+        labelled=Layout("sentence1", "sentence2", label="label"),
+        test=Layout("sentence1", "sentence2", index="index"),
+    ),
+    labels=_ENTAIL,
+    metrics=accuracy_metrics,
+    main_metric="accuracy",
 )
 SST2 = _glue(
     "sst-2",
     "SST-2",
     _spec(
         "SST-2",
-        Layout("sentence", label="label"),
-        Layout("sentence", index="index"),
+        labelled=Layout("sentence", label="label"),
+        test=Layout("sentence", index="index"),
         hub_columns=("sentence", None),
     ),
-    _BINARY,
-    accuracy_metrics,
-    "accuracy",
+    labels=_BINARY,
+    metrics=accuracy_metrics,
+    main_metric="accuracy",
     hub_config="sst2",
     aliases=("sst2", "sst"),
 )
@@ -413,60 +425,68 @@ MRPC = _glue(
     "mrpc",
     "MRPC",
     _spec(
-        "MRPC", Layout("#1 String", "#2 String", "Quality"), Layout("#1 String", "#2 String", index="index")
+        "MRPC",
+        labelled=Layout("#1 String", "#2 String", label="Quality"),
+        test=Layout("#1 String", "#2 String", index="index"),
     ),
-    _BINARY,
-    f1_accuracy,
-    "accuracy",
+    labels=_BINARY,
+    metrics=f1_accuracy,
+    main_metric="accuracy",
 )
 COLA = _glue(
     "cola",
     "CoLA",
-    # train and dev: no header; source, label, original judgement mark, sentence
     _spec(
         "CoLA",
-        Layout(3, label=1, header=False),
-        Layout("sentence", index="index"),
+        # train and dev have no header: source, label, the original judgement mark, sentence
+        labelled=Layout(3, label=1, header=False),
+        test=Layout("sentence", index="index"),
         hub_columns=("sentence", None),
     ),
-    _BINARY,
-    matthews,
-    "mcc",
+    labels=_BINARY,
+    metrics=matthews,
+    main_metric="mcc",
 )
 STSB = _glue(
     "sts-b",
     "STS-B",
     _spec(
-        "STS-B", Layout("sentence1", "sentence2", "score"), Layout("sentence1", "sentence2", index="index")
+        "STS-B",
+        labelled=Layout("sentence1", "sentence2", label="score"),
+        test=Layout("sentence1", "sentence2", index="index"),
     ),
-    (),
-    pearson_spearman,
-    "pearson",
     head="regress",
+    labels=(),
+    metrics=pearson_spearman,
+    main_metric="pearson",
     hub_config="stsb",
     aliases=("stsb", "sts"),
 )
 WNLI = _glue(
     "wnli",
     "WNLI",
-    _spec("WNLI", Layout("sentence1", "sentence2", "label"), Layout("sentence1", "sentence2", index="index")),
-    _BINARY,
-    accuracy_metrics,
-    "accuracy",
+    _spec(
+        "WNLI",
+        labelled=Layout("sentence1", "sentence2", label="label"),
+        test=Layout("sentence1", "sentence2", index="index"),
+    ),
+    labels=_BINARY,  # 1 = entailment, as the `glue` dataset's ClassLabel
+    metrics=accuracy_metrics,
+    main_metric="accuracy",
 )
-AX = _glue(
+AX = _glue(  # the diagnostic set: test only, predicted with the MNLI model, MNLI's labels
     "ax",
     "AX",
     _spec(
         "diagnostic",
-        Layout("sentence1", "sentence2"),
-        Layout("sentence1", "sentence2", index="index"),
+        labelled=Layout("sentence1", "sentence2"),
+        test=Layout("sentence1", "sentence2", index="index"),
         files={"test": "diagnostic.tsv"},
         hub_columns=("premise", "hypothesis"),
     ),
-    _NLI_LABELS,
-    accuracy_metrics,
-    "accuracy",
+    labels=_NLI_LABELS,
+    metrics=accuracy_metrics,
+    main_metric="accuracy",
     train_split=None,
     dev_splits={},
     model_from="mnli",
