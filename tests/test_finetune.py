@@ -244,3 +244,14 @@ def test_same_seed_same_run(world, tmp_path):
     assert len(first) == 3 and first == losses(tmp_path / "b")
     other = finetune.run("rte", world["model"], tmp_path / "c", world["glue"], [*QUICK, "task.seed=7"])
     assert other[0].steps == 3
+
+
+def test_rerun_needs_resume(world, tmp_path):
+    out = tmp_path / "run"
+    finetune.run("wnli", world["model"], out, world["glue"], QUICK)
+    with pytest.raises(AlbertError, match="already holds checkpoints; pass --resume"):
+        finetune.run("wnli", world["model"], out, world["glue"], QUICK)
+    [again] = finetune.run(
+        "wnli", world["model"], out, world["glue"], [*QUICK, "task.train_steps=5"], resume=True
+    )
+    assert again.steps == 5 and "accuracy" in again.metrics
