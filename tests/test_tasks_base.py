@@ -36,6 +36,8 @@ def test_task_config_needs_steps_or_epochs():
         TaskConfig(train_steps=10, warmup_steps=2, warmup_proportion=0.1)
     with pytest.raises(AlbertError, match="multiple of task.micro_batch_size"):
         TaskConfig(train_steps=10, batch_size=32, micro_batch_size=5)
+    assert TaskConfig(train_steps=1, batch_size=8, micro_batch_size=32).micro_batch == 8  # never above batch
+    assert TaskConfig(train_steps=1, batch_size=32, micro_batch_size=8).micro_batch == 8
 
 
 def test_load_task_config_yaml_and_set(tmp_path):

@@ -55,7 +55,8 @@ class TaskConfig:
 
     learning_rate: float = 2e-5
     batch_size: int = 32  # sequences per optimizer step (choice: questions, each C sequences)
-    micro_batch_size: int = 0  # sequences per forward pass; 0 = batch_size (no accumulation)
+    # sequences per forward pass, at most batch_size; 0 = batch_size (no gradient accumulation)
+    micro_batch_size: int = 0
     eval_batch_size: int = 64
     max_seq_length: int = 512
     train_steps: int = 0  # 0: use epochs
@@ -105,7 +106,7 @@ class TaskConfig:
             raise AlbertError(f"task.warmup_proportion must be in [0, 1), got {self.warmup_proportion}")
         if self.warmup_steps > 0 and self.warmup_proportion > 0:
             raise AlbertError("give task.warmup_steps or task.warmup_proportion, not both")
-        if self.micro_batch_size and self.batch_size % self.micro_batch_size:
+        if self.batch_size % self.micro_batch:
             raise AlbertError(
                 f"task.batch_size ({self.batch_size}) must be a multiple of "
                 f"task.micro_batch_size ({self.micro_batch_size})"
@@ -115,7 +116,7 @@ class TaskConfig:
 
     @property
     def micro_batch(self) -> int:
-        return self.micro_batch_size or self.batch_size
+        return min(self.micro_batch_size or self.batch_size, self.batch_size)
 
     def total_steps(self, num_train_features: int) -> int:
         """Optimizer steps: `train_steps`, or `epochs` over the training features (rounded up)."""
