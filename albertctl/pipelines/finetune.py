@@ -84,12 +84,11 @@ def run(
     group = groups().get(task_name.strip().lower())
     if group is None:
         return [finetune_task(get_task(task_name), model, out_dir, data, overrides, resume, progress)]
-    results = []
-    for task in group:
-        if task.train_split is None:  # AX: predicted with the MNLI model by `eval ax --predict`
-            continue
-        results.append(finetune_task(task, model, out_dir / task.name, data, overrides, resume, progress))
-    return results
+    tasks = [t for t in group if t.train_split is not None]  # AX: `eval ax --predict` with the MNLI model
+    task_overrides, _ = split_overrides(overrides)
+    for task in tasks:  # every task's settings are checked before hours of training start
+        load_task_config(task, task_overrides)
+    return [finetune_task(t, model, out_dir / t.name, data, overrides, resume, progress) for t in tasks]
 
 
 def finetune_task(
