@@ -253,6 +253,152 @@ def prepare(
     }))
 
 
+def _pretrain_progress():
+    """Live progress for pretraining: step, loss, MLM and SOP accuracy, lr, tokens/s and ETA."""
+    from rich.progress import TextColumn
+
+    bar = console.progress(False, TextColumn("{task.fields[metrics]}"))
+    ids: dict[str, int] = {}
+
+    def on_event(event: dict) -> None:
+        kind = event.get("event")
+        if kind == "start":
+            ids["task"] = bar.add_task("pretrain", total=event["total_steps"], completed=event["start_step"],
+                                       rate="", metrics="")
+        elif kind == "train" and "task" in ids:
+            shown = f"loss {event['loss']:.4f}"
+            for key, short in (("masked_lm_accuracy", "mlm_acc"), ("sentence_order_accuracy", "sop_acc")):
+                if key in event:
+                    shown += f" {short} {event[key]:.3f}"
+            bar.update(ids["task"], completed=event["step"], rate=f"{event['tokens_per_second']:,.0f} tok/s",
+                       metrics=f"{shown} lr {event['lr']:.2e}")
+        elif kind == "eval":
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
+            bar.console.print(f"held-out at step {event['step']}: {shown}", highlight=False)
+        elif kind == "warning":
+            bar.console.print(f"[yellow]warning:[/] {event['message']}", highlight=False, markup=True)
+
+    return bar, on_event
+
+
+def _pretrain_report(report: dict) -> dict:
+    keys = ("global_step", "loss", "masked_lm_accuracy", "masked_lm_loss", "sentence_order_accuracy",
+            "sentence_order_loss")
+    return {k: report[k] for k in keys if k in report}
+
+
+@app.command(rich_help_panel="Training")
+def pretrain(
+    profile: ProfileOpt = "tiny",
+    overrides: SetOpt = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Output of albertctl prepare [default: the built-in sample corpus, prepared once and cached]")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/pretrain-PROFILE-TIME]")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest good checkpoint in --out")] = False,
+    init: Annotated[Path | None, typer.Option("--init", help="Start from this model directory (converted or earlier)")] = None,
+    num_gpus: Annotated[int | None, typer.Option("--num-gpus", min=1, help="Processes per node, through DeepSpeed's launcher", rich_help_panel="Distributed")] = None,
+    num_nodes: Annotated[int | None, typer.Option("--num-nodes", min=1, help="Nodes (with --hostfile)", rich_help_panel="Distributed")] = None,
+    hostfile: Annotated[Path | None, typer.Option("--hostfile", help="DeepSpeed hostfile: 'host slots=N' per line", rich_help_panel="Distributed")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (batches, steps, parameters, memory) and exit")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pretrain ALBERT (MLM + SOP) with DeepSpeed, then print the eval report on held-out data."""
+    import os
+    import subprocess
+
+    from albertctl.pipelines import pretrain as pipeline
+
+    prof = load_profile(profile, overrides or [])
+    launched = os.environ.get("ALBERTCTL_LAUNCHED") == "1"
+    world = int(os.environ.get("WORLD_SIZE", "0")) or (num_gpus or 1) * (num_nodes or 1)
+    if dry_run:
+        plan = pipeline.plan(prof, world)
+        if as_json:
+            console.print_json(plan)
+        else:
+            shown = {k: (console.human_bytes(v) if k.endswith("_bytes") else v) for k, v in plan.items()}
+            console.show(console.key_value_table(f"pretraining plan ({prof.name}, dry run)", shown))
+        return
+    if not launched and ((num_gpus or 1) > 1 or num_nodes or hostfile):
+        pipeline.plan(prof, world)  # batch arithmetic errors before starting processes
+        cmd = pipeline.launcher_command(sys.argv[1:], num_gpus, num_nodes, hostfile)
+        env = {**os.environ, "ALBERTCTL_LAUNCHED": "1"}
+        try:
+            import torch
+
+            if not torch.cuda.is_available():
+                env.setdefault("DS_ACCELERATOR", "cpu")
+        except ImportError:
+            pass
+        raise typer.Exit(subprocess.call(cmd, env=env))
+    bar, on_event = _pretrain_progress()
+    with bar, contextlib.redirect_stdout(sys.stderr):  # DeepSpeed's chatter stays off stdout
+        result = pipeline.run(prof, data, out or pipeline.default_out(prof), resume, init, on_event)
+    if result["rank"] != 0:
+        return
+    if as_json:
+        console.print_json(result)
+    else:
+        ev = result["eval"]
+        if ev:
+            console.show(console.key_value_table(f"held-out eval ({ev.get('eval_examples')} sequences)",
+                                                 _pretrain_report(ev)))
+            base = ev["most_frequent_token_accuracy"]
+            console.show(console.key_value_table("masked_lm_accuracy vs always predicting the most frequent masked token", {
+                "masked_lm_accuracy": ev["masked_lm_accuracy"],
+                "most frequent token accuracy": base,
+                "ratio": ev["masked_lm_accuracy"] / base if base else float("inf"),
+            }))
+        console.info(f"model: {result['model_dir']}  run: {result['run_dir']}  "
+                     f"({result['global_step']} steps, {result['seconds']:.0f} s)")
+    if result["stopped"] == "interrupted":
+        console.error(f"interrupted at step {result['global_step']}; checkpoint {result['checkpoint']} saved; "
+                      f"continue with --resume --out {result['run_dir']}")
+        raise SystemExit(130)
+
+
+@app.command("eval", rich_help_panel="Evaluation")
+def eval_(
+    task: Annotated[str | None, typer.Argument(
+        help="A fine-tuning task (e.g. mnli); omit for the pretraining report", show_default=False)] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model directory")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Prepared data (pretraining) or the task's files")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="RUN_DIR: draw its training curves to RUN_DIR/curves.png")] = None,
+    overrides: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a model: the pretraining report on held-out data, a task's dev metrics, or plot curves."""
+    from albertctl.pipelines import evaluate as pipeline
+
+    if plot is not None:
+        path = pipeline.plot(plot)
+        if as_json:
+            console.print_json({"plot": str(path)})
+        else:
+            console.info(f"wrote {path}")
+        return
+    if model is None:
+        raise AlbertError("eval needs --model DIR (with --data DIR for the pretraining report, or a TASK), or --plot RUN_DIR")
+    if task is not None:
+        from albertctl.pipelines import finetune
+
+        with contextlib.redirect_stdout(sys.stderr):
+            result = finetune.evaluate(task, model, data, None, overrides or [])
+        if as_json:
+            console.print_json(result)
+        else:
+            console.show(console.key_value_table(f"{result['task']}: dev metrics of {result['model']}", result["metrics"]))
+        return
+    if data is None:
+        raise AlbertError("eval --model DIR needs --data DIR (the output of albertctl prepare) for the pretraining report")
+    with contextlib.redirect_stdout(sys.stderr):
+        report = pipeline.run_pretraining(model, data)
+    if as_json:
+        console.print_json(report)
+    else:
+        console.show(console.key_value_table(f"eval of {model} on {data} (held-out split)", _pretrain_report(report)))
+
+
 def main() -> None:
     try:
         app()

@@ -125,8 +125,8 @@ def test_resume_refuses_a_checkpoint_of_another_profile(tmp_path):
     other = S.spec(p, tmp_path, resume=True, identity={"profile": "base"})
     with pytest.raises(
         AlbertError,
-        match=r"step-00000006 was written by a different run \(profile: synthetic, "
-        r"this run: base\)",
+        match=r"step-00000006 was written by a different run \(profile=synthetic; "
+        r"this run: profile=base\)",
     ):
         loop.train(other, p.train, p.deepspeed)
 

@@ -1,20 +1,43 @@
 """`albertctl pretrain`: MLM + SOP on `prepare`'s output with the one training loop.
 
-resolve the data (the built-in sample corpus when no --data) -> check it against the
-profile -> build the model (fresh, or --init MODEL_DIR) -> rank-sharded batches ->
-the loop (training/loop.py) with the MLM + SOP loss -> eval report on held-out data.
+    resolve the data (the built-in sample corpus, prepared once and cached, when no --data)
+    -> check it against the profile (vocabulary size, sequence length)
+    -> the model: fresh from the profile's seed, or --init MODEL_DIR
+    -> rank-sharded, shuffled batches; dynamic masks seeded by batch number
+    -> the loop (training/loop.py) with the MLM + SOP loss, a checkpoint every save_every steps
+    -> RUN_DIR/model (the final albertctl model dir) and the eval report on held-out data,
+       beside the accuracy of always predicting the most frequent masked token.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from albertctl.model.albert import pretraining_loss
+from albertctl.core.config import Profile
+from albertctl.core.errors import AlbertError
+from albertctl.core.modeldir import load_model_dir, save_model_dir
+from albertctl.data.corpus import cache_dir
+from albertctl.data.pretraining import SPM, PretrainingCollator, load_split, read_manifest
+from albertctl.data.tokenizer import Tokenizer
+from albertctl.model.albert import AlbertForPreTraining, pretraining_loss
+from albertctl.pipelines import evaluate
+from albertctl.pipelines import profile as profile_summary
+from albertctl.training import loop
 from albertctl.training.loop import Batch, LossOutput
 
+ProgressFn = Callable[[dict[str, Any]], None]
 # The loop totals this batch tensor over the global batch, so the MLM loss is the mean over
 # every real masked position of the step (SPEC section 4), whatever the accumulation.
 MASKED_COUNT_KEY = "masked_lm_weights"
@@ -22,29 +45,206 @@ MASKED_COUNT_KEY = "masked_lm_weights"
 
 def mlm_sop_loss(model: nn.Module, batch: Batch) -> LossOutput:
     """The loop's loss function for pretraining: MLM (at the masked positions) + SOP."""
-    out = model(
-        batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["masked_lm_positions"]
-    )
+    out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["masked_lm_positions"])
     count = batch.get(f"step_totals/{MASKED_COUNT_KEY}")
-    lo = pretraining_loss(
-        out,
-        batch["masked_lm_ids"],
-        batch["masked_lm_weights"],
-        batch["sentence_order_labels"],
-        masked_count=count,
-    )
+    lo = pretraining_loss(out, batch["masked_lm_ids"], batch["masked_lm_weights"], batch["sentence_order_labels"],
+                          masked_count=count)
     denom = count if count is not None else lo.masked_lm_count.clamp_min(1.0)
     n = lo.sentence_order_count
-    return LossOutput(
-        lo.loss,
-        {
-            "masked_lm_accuracy": (lo.masked_lm_correct, lo.masked_lm_count),
-            "masked_lm_loss": (lo.masked_lm_loss.detach() * denom, lo.masked_lm_count),
-            "sentence_order_accuracy": (lo.sentence_order_correct, n),
-            "sentence_order_loss": (lo.sentence_order_loss.detach() * n, n),
-        },
+    return LossOutput(lo.loss, {
+        "masked_lm_accuracy": (lo.masked_lm_correct, lo.masked_lm_count),
+        "masked_lm_loss": (lo.masked_lm_loss.detach() * denom, lo.masked_lm_count),
+        "sentence_order_accuracy": (lo.sentence_order_correct, n),
+        "sentence_order_loss": (lo.sentence_order_loss.detach() * n, n),
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# the recipe
+
+
+def run(
+    profile: Profile,
+    data: Path | None,
+    out: Path,
+    resume: bool = False,
+    init: Path | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Pretrain; returns the training summary and the held-out eval report (rank 0's)."""
+    if init is not None and resume:
+        raise AlbertError("--init and --resume exclude each other: --resume continues the run in --out")
+    what = f"profile '{profile.name}'"
+    m = profile.model
+    if data is not None:  # user errors before DeepSpeed starts
+        evaluate.check_data_matches(data, m.vocab_size, m.max_position_embeddings, what)
+    init_dir = load_model_dir(init) if init is not None else None
+    if init_dir is not None:
+        build_model(profile, init_dir)
+    dist = loop.init_distributed()
+    data_dir = data if data is not None else builtin_data(profile, dist, progress)
+    manifest = evaluate.check_data_matches(data_dir, m.vocab_size, m.max_position_embeddings, what)
+    train_ds, eval_ds = load_split(data_dir, "train"), load_split(data_dir, "eval")
+    tokenizer = Tokenizer(data_dir / SPM, profile.data.do_lower_case)
+    collator = PretrainingCollator(tokenizer, profile.data, profile.train.seed)
+    spm = data_dir / SPM
+
+    model = build_model(profile, init_dir)
+    batches = loop.IndexedBatches(len(train_ds), lambda idx: [train_ds[i] for i in idx], collator,
+                                  profile.train.micro_batch_size, dist.rank, dist.world_size, seed=profile.train.seed)
+
+    def save_model(state: dict[str, torch.Tensor], target: Path) -> None:
+        save_model_dir(target, profile, state, spm)
+
+    def held_out(module: nn.Module, step: int) -> dict[str, float]:
+        return evaluate.pretraining_metrics(module, eval_ds, collator, evaluate.EVAL_BATCH_SIZE, dist.rank, dist.world_size,
+                                            reduce=loop.all_reduce_sum)
+
+    spec = loop.RunSpec(
+        model=model, batches=batches, loss=mlm_sop_loss, save_model=save_model, out_dir=out, evaluate=held_out,
+        step_totals=(MASKED_COUNT_KEY,), show_metrics=("masked_lm_accuracy", "sentence_order_accuracy"),
+        resume=resume,
+        identity={"profile": profile.name, "model": profile.to_dict()["model"],
+                  "vocab_sha256": manifest.get("vocab", {}).get("sha256")},
     )
+    result = loop.train(spec, profile.train, profile.deepspeed, progress)
+    final = out / "model"
+    if dist.rank == 0 and result.checkpoint is not None:
+        md = load_model_dir(result.checkpoint / "model")
+        save_model_dir(final, profile, md.state_dict, spm, head={"kind": "pretraining", "global_step": result.global_step})
+    report = {"global_step": result.global_step, **result.eval_metrics}
+    return {
+        "rank": dist.rank,
+        "stopped": result.stopped,
+        "global_step": result.global_step,
+        "seconds": result.seconds,
+        "train": result.last_metrics,
+        "eval": report if result.eval_metrics else {},
+        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+        "model_dir": str(final),
+        "run_dir": str(out),
+        "data_dir": str(data_dir),
+    }
 
 
-def _unused(*_: Any) -> torch.Tensor:  # placeholder until the pipeline lands
-    raise NotImplementedError
+def build_model(profile: Profile, init: Any | None) -> AlbertForPreTraining:
+    """A fresh model from the profile's seed, or the weights of an --init model directory."""
+    with torch.random.fork_rng():
+        torch.manual_seed(profile.train.seed)
+        model = AlbertForPreTraining(profile.model)
+    if init is None:
+        return model
+    if init.profile.model != profile.model:
+        diff = [k for k, v in profile.to_dict()["model"].items() if init.profile.to_dict()["model"][k] != v]
+        raise AlbertError(f"{init.path}: its model differs from profile '{profile.name}' in "
+                          f"{', '.join(f'model.{k}' for k in diff)}")
+    own = model.state_dict()
+    missing = [k for k in own if k not in init.state_dict]
+    heads = ("predictions.", "sop_classifier.")
+    if any(not k.startswith(heads) for k in missing):
+        raise AlbertError(f"{init.path}: not an ALBERT model directory ({len(missing)} tensors missing, e.g. {missing[0]})")
+    with torch.no_grad():
+        for k, v in own.items():
+            if k in init.state_dict:
+                if init.state_dict[k].shape != v.shape:
+                    raise AlbertError(f"{init.path}: {k} has shape {tuple(init.state_dict[k].shape)}, "
+                                      f"profile '{profile.name}' needs {tuple(v.shape)}")
+                v.copy_(init.state_dict[k])
+    return model
+
+
+def builtin_data(profile: Profile, dist: loop.Distributed, progress: ProgressFn | None) -> Path:
+    """The sample corpus prepared for this profile's vocabulary and data recipe, cached under
+    the cache directory (rank 0 prepares, the others wait)."""
+    from albertctl.pipelines import prepare
+
+    recipe = {"data": profile.to_dict()["data"], "vocab_size": profile.model.vocab_size, "seed": profile.train.seed,
+              "python": sys.version_info[:2]}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    target = cache_dir() / "pretrain-data" / f"sample-{profile.name}-{key}"
+    if dist.rank == 0:
+        try:
+            read_manifest(target)
+        except AlbertError:
+            shutil.rmtree(target, ignore_errors=True)
+            if progress is not None:
+                progress({"event": "warning", "message": f"preparing the built-in sample corpus into {target} (once)"})
+            prepare.run(profile, None, target, num_proc=min(2, os.cpu_count() or 1))
+    loop.all_reduce_sum([0.0])  # a barrier: the other ranks wait for rank 0's data
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# --dry-run and the launcher
+
+
+def plan(profile: Profile, world_size: int) -> dict[str, Any]:
+    """What a run would do, without building anything heavy."""
+    t = profile.train
+    accumulation = loop.accumulation_steps(t, world_size)
+    s = profile_summary.summary(profile, world_size)
+    memory = s["memory_per_gpu_bytes"][f"zero{profile.deepspeed.zero_stage}"]
+    return {
+        "profile": profile.name,
+        "world_size": world_size,
+        "micro_batch_size": t.micro_batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "global_batch_size": t.global_batch_size,
+        "train_steps": t.train_steps,
+        "warmup_steps": t.warmup_steps,
+        "optimizer": t.optimizer,
+        "learning_rate": t.learning_rate,
+        "precision": t.precision,
+        "zero_stage": profile.deepspeed.zero_stage,
+        "parameters": s["parameters"],
+        "parameters_with_pretraining_heads": s["parameters_with_pretraining_heads"],
+        "tokens_per_step": s["tokens_per_step"],
+        "training_flops_per_token": s["training_flops_per_token"],
+        "memory_per_gpu_bytes": memory["total"],
+        "memory_model_states_bytes": memory["model_states"],
+        "memory_activations_bytes": memory["activations"],
+    }
+
+
+def launcher_command(argv: list[str], num_gpus: int | None, num_nodes: int | None, hostfile: Path | None) -> list[str]:
+    """`deepspeed [--num_gpus N] [--num_nodes M] [--hostfile H] --module albertctl ARGV` with our
+    launcher options removed from ARGV (every rank then runs `albertctl pretrain ...`)."""
+    launcher = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
+    if not Path(launcher).exists():
+        raise AlbertError("--num-gpus/--num-nodes/--hostfile need DeepSpeed's launcher (`deepspeed`) on PATH")
+    if hostfile is not None and not hostfile.is_file():
+        raise AlbertError(f"--hostfile {hostfile} not found")
+    cmd = [launcher]
+    if num_gpus is not None:
+        cmd += ["--num_gpus", str(num_gpus)]
+    if num_nodes is not None:
+        cmd += ["--num_nodes", str(num_nodes)]
+    if hostfile is not None:
+        cmd += ["--hostfile", str(hostfile)]
+    cmd += ["--master_port", str(_free_port()), "--no_local_rank", "--module", "albertctl"]
+    return cmd + strip_launcher_options(argv)
+
+
+def strip_launcher_options(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in ("--num-gpus", "--num-nodes", "--hostfile"):
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def default_out(profile: Profile) -> Path:
+    return Path("runs") / f"pretrain-{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"

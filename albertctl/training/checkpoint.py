@@ -251,17 +251,19 @@ def check_compatible(path: Path, state: dict[str, Any], expected: dict[str, Any]
     """The checkpoint must come from the same kind of run (profile, shape, world size, ZeRO)."""
     saved = state.get("identity", {})
     for key, value in expected.items():
-        if key in saved and saved[key] != value:
-            raise AlbertError(
-                f"{path} was written by a different run ({key}: {_short(saved[key])}, "
-                f"this run: {_short(value)}); use a new --out or the matching profile"
-            )
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    return str(value)
+        if key not in saved or saved[key] == value:
+            continue
+        old = saved[key]
+        if isinstance(value, dict) and isinstance(old, dict):
+            diff = [k for k in sorted(set(old) | set(value)) if old.get(k) != value.get(k)]
+            were = ", ".join(f"{key}.{k}={old.get(k)}" for k in diff)
+            now = ", ".join(f"{key}.{k}={value.get(k)}" for k in diff)
+        else:
+            were, now = f"{key}={old}", f"{key}={value}"
+        raise AlbertError(
+            f"{path} was written by a different run ({were}; this run: {now}); "
+            f"use a new --out or the matching profile"
+        )
 
 
 def with_suppressed(fn: Callable[[], Any]) -> None:

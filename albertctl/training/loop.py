@@ -282,6 +282,19 @@ class _Comm:
             deepspeed.comm.barrier()
 
 
+def all_reduce_sum(values: list[float]) -> list[float]:
+    """Sum a list of numbers over all ranks (a no-op with one process). For eval callbacks."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return list(values)
+    import deepspeed
+    from deepspeed.accelerator import get_accelerator
+
+    t = torch.tensor(values, dtype=torch.float64, device=get_accelerator().current_device_name())
+    deepspeed.comm.all_reduce(t)
+    return t.tolist()
+
+
 class _Log:
     """metrics.jsonl, TensorBoard when installed, and the progress callback: rank 0 only."""
 

@@ -1,0 +1,201 @@
+"""`albertctl eval`: the pretraining report of a model on held-out data, and training curves.
+
+    albertctl eval --model DIR --data DIR     the original's report (SPEC section 4):
+        global_step, loss, masked_lm_accuracy, masked_lm_loss, sentence_order_accuracy,
+        sentence_order_loss; plus the accuracy of always predicting the most frequent masked
+        token, the floor a model has to beat.
+    albertctl eval --plot RUN_DIR             metrics.jsonl -> RUN_DIR/curves.png
+
+Task evaluation (`albertctl eval TASK --model DIR`) lives with fine-tuning
+(`pipelines.finetune`); the CLI sends a TASK argument there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from albertctl.core.errors import AlbertError
+from albertctl.core.modeldir import load_model_dir
+from albertctl.data.pretraining import PretrainingCollator, load_split, read_manifest
+from albertctl.data.tokenizer import Tokenizer
+from albertctl.model.albert import AlbertForPreTraining, pretraining_loss
+
+REPORT_KEYS = ("global_step", "loss", "masked_lm_accuracy", "masked_lm_loss", "sentence_order_accuracy",
+               "sentence_order_loss")
+# Every eval batch gets this one batch index: a row's dynamic mask then depends only on its
+# uid, not on the batch size or the number of ranks, and never coincides with training's.
+EVAL_BATCH_INDEX = 1 << 40
+EVAL_BATCH_SIZE = 64
+
+Reduce = Callable[[list[float]], list[float]]
+
+
+@torch.no_grad()
+def pretraining_metrics(
+    model: torch.nn.Module,
+    dataset: Any,
+    collator: PretrainingCollator,
+    batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+    max_examples: int | None = None,
+    reduce: Reduce | None = None,
+) -> dict[str, float]:
+    """MLM and SOP loss and accuracy over `dataset` (this rank's share; `reduce` sums over
+    ranks), and the most-frequent-masked-token baseline. Masks are fixed by the collator's seed."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    n = len(dataset) if max_examples is None else min(len(dataset), max_examples)
+    vocab = model.config.vocab_size
+    sums = torch.zeros(6, dtype=torch.float64)  # mlm loss, mlm correct, mlm count, sop loss, sop correct, n
+    label_counts = torch.zeros(vocab, dtype=torch.float64)
+    for b in range(rank, (n + batch_size - 1) // batch_size, world_size):
+        rows = [dataset[i] for i in range(b * batch_size, min(n, (b + 1) * batch_size))]
+        batch = {k: v.to(device) for k, v in collator(rows, EVAL_BATCH_INDEX).items()}
+        out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+                    batch["masked_lm_positions"])
+        lo = pretraining_loss(out, batch["masked_lm_ids"], batch["masked_lm_weights"], batch["sentence_order_labels"])
+        k = float(lo.sentence_order_count)
+        sums += torch.tensor([float(lo.masked_lm_loss) * float(lo.masked_lm_count), float(lo.masked_lm_correct),
+                              float(lo.masked_lm_count), float(lo.sentence_order_loss) * k,
+                              float(lo.sentence_order_correct), k], dtype=torch.float64)
+        real = batch["masked_lm_weights"] > 0
+        label_counts += torch.bincount(batch["masked_lm_ids"][real].cpu(), minlength=vocab).double()
+    if reduce is not None:
+        flat = reduce(sums.tolist() + label_counts.tolist())
+        sums, label_counts = torch.tensor(flat[:6]), torch.tensor(flat[6:])
+    model.train(was_training)
+    mlm_loss, mlm_correct, mlm_count, sop_loss, sop_correct, seqs = sums.tolist()
+    if seqs == 0:
+        raise AlbertError("no held-out examples to evaluate (the eval split is empty)")
+    report = {
+        "loss": mlm_loss / max(mlm_count, 1) + sop_loss / seqs,
+        "masked_lm_accuracy": mlm_correct / max(mlm_count, 1),
+        "masked_lm_loss": mlm_loss / max(mlm_count, 1),
+        "sentence_order_accuracy": sop_correct / seqs,
+        "sentence_order_loss": sop_loss / seqs,
+    }
+    report["most_frequent_token_accuracy"] = float(label_counts.max()) / max(mlm_count, 1)
+    report["most_frequent_token_id"] = int(label_counts.argmax())
+    report["eval_examples"] = int(seqs)
+    report["eval_masked_tokens"] = int(mlm_count)
+    return report
+
+
+def check_data_matches(data_dir: Path, vocab_size: int, max_positions: int, what: str) -> dict[str, Any]:
+    """The prepared data must use the model's vocabulary size and fit its positions."""
+    manifest = read_manifest(data_dir)
+    have = int(manifest.get("vocab", {}).get("vocab_size", -1))
+    if have != vocab_size:
+        raise AlbertError(
+            f"{data_dir}: vocabulary has {have} tokens but {what} has model.vocab_size={vocab_size} "
+            f"(prepare the data with a matching vocabulary, or --set model.vocab_size={have})"
+        )
+    length = int(manifest.get("data", {}).get("max_seq_length", 0))
+    if length > max_positions:
+        raise AlbertError(
+            f"{data_dir}: sequences of up to {length} tokens, but {what} has "
+            f"model.max_position_embeddings={max_positions}"
+        )
+    return manifest
+
+
+def global_step_of(model_dir: Path, head: dict[str, Any]) -> int:
+    """A checkpoint's model dir knows its step from ../state.yaml; an exported one from its head."""
+    if "global_step" in head:
+        return int(head["global_step"])
+    state = model_dir.parent / "state.yaml"
+    if state.is_file():
+        try:
+            return int(yaml.safe_load(state.read_text(encoding="utf-8")).get("step", 0))
+        except (yaml.YAMLError, AttributeError, ValueError):
+            return 0
+    return 0
+
+
+def run_pretraining(model_dir: Path, data_dir: Path, batch_size: int = EVAL_BATCH_SIZE, max_examples: int | None = None) -> dict[str, Any]:
+    """`albertctl eval --model DIR --data DIR`: the report on the data's held-out split."""
+    md = load_model_dir(model_dir)
+    if md.head.get("kind", "pretraining") != "pretraining":
+        raise AlbertError(f"{model_dir}: a fine-tuned {md.head.get('kind')} model; evaluate it with albertctl eval TASK")
+    cfg = md.profile.model
+    check_data_matches(data_dir, cfg.vocab_size, cfg.max_position_embeddings, f"model {model_dir}")
+    model = AlbertForPreTraining(cfg)
+    missing, unexpected = model.load_state_dict(md.state_dict, strict=False)
+    if missing or unexpected:
+        name = (missing or unexpected)[0]
+        raise AlbertError(f"{model_dir}: weights do not fit an ALBERT pretraining model "
+                          f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {name})")
+    tokenizer = Tokenizer(data_dir / "spiece.model", md.profile.data.do_lower_case)
+    collator = PretrainingCollator(tokenizer, md.profile.data, md.profile.train.seed)
+    report = pretraining_metrics(model, load_split(data_dir, "eval"), collator, batch_size, max_examples=max_examples)
+    return {"global_step": global_step_of(Path(model_dir), md.head), **report}
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise AlbertError(f"{run_dir}: no metrics.jsonl (expected the --out directory of albertctl pretrain or finetune)")
+    events = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AlbertError(f"{path}: line {n} is not JSON") from None
+    return events
+
+
+def plot(run_dir: Path, output: Path | None = None) -> Path:
+    """Training curves (loss, accuracies, learning rate) and eval points as a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise AlbertError("eval --plot needs matplotlib: pip install 'albertctl[plot]'") from None
+    events = read_metrics(run_dir)
+    train = _last_per_step([e for e in events if e.get("event") == "train"])
+    evals = _last_per_step([e for e in events if e.get("event") == "eval"])
+    if not train:
+        raise AlbertError(f"{run_dir}/metrics.jsonl: no training events to plot")
+    names = ["loss"] + sorted({k for e in train for k in e if k.endswith("accuracy")}) + ["lr"]
+    fig, axes = plt.subplots(len(names), 1, figsize=(8, 2.4 * len(names)), sharex=True)
+    for ax, name in zip(axes, names, strict=True):
+        steps = [e["step"] for e in train if name in e]
+        ax.plot(steps, [e[name] for e in train if name in e], label=f"train {name}")
+        if any(name in e for e in evals):
+            ax.plot([e["step"] for e in evals if name in e], [e[name] for e in evals if name in e], "o-",
+                    label=f"held-out {name}")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    axes[-1].set_xlabel("step")
+    fig.suptitle(str(run_dir))
+    fig.tight_layout()
+    output = Path(output) if output else Path(run_dir) / "curves.png"
+    try:
+        fig.savefig(output, dpi=100)
+    except OSError as err:
+        raise AlbertError(f"could not write {output}: {err.strerror or err}") from None
+    finally:
+        plt.close(fig)
+    return output
+
+
+def _last_per_step(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A resumed run logs some steps twice; keep the later line for each step."""
+    by_step = {e["step"]: e for e in events if "step" in e}
+    return [by_step[s] for s in sorted(by_step)]
