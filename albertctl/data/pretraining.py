@@ -244,7 +244,7 @@ class Masked:
     positions: list[int]  # sorted
     labels: list[int]  # original ids at `positions`
     span_lengths: list[int]  # n (in words) of every masked span
-    replaced: Counter  # "mask", "random", "keep" counts
+    replaced: tuple[int, int, int]  # how many became [MASK], a random id, stayed themselves
 
 
 def ngram_weights(ngram: int) -> list[float]:
@@ -279,35 +279,34 @@ def mask_sequence(
     """
     ids = list(input_ids)
     word_start = vocab.word_start
-    words: list[int] = []  # token index where each word starts
-    word_end: list[int] = []
-    segment: list[int] = []
-    for seg, (lo, hi) in enumerate(((1, 1 + len_a), (2 + len_a, len(ids) - 1))):
-        for i in range(lo, hi):
-            if i == lo or word_start[ids[i]]:
-                words.append(i)
-                word_end.append(i + 1)
-                segment.append(seg)
-            else:
-                word_end[-1] = i + 1
+    sep = 1 + len_a  # position of the first [SEP]
+    end = len(ids) - 1  # position of the last [SEP]
+    # token index where each word starts: a "▁" piece, or the first token of A or of B
+    words = [i for i in range(1, end) if i != sep and (i == 1 or i == sep + 1 or word_start[ids[i]])]
     n_words = len(words)
+    n_a = bisect.bisect_left(words, sep)  # words in A
+    ends = words[1:] + [end]  # token index after each word
+    if 0 < n_a < n_words:
+        ends[n_a - 1] = sep
     cap = max_predictions(len(ids), data)
     # the last span overshoots the target by about (mean tokens per word - 1/2) on average
     mean_word = (len(ids) - 3) / n_words if n_words else 1.0
     target = num_to_mask(len(ids), data) - max(0.0, mean_word - 0.5)
     cum = ngram_weights(data.ngram)
+    ngram = data.ngram
     covered = bytearray(n_words)
     chosen: list[tuple[int, int]] = []  # (first word, n)
     masked = 0
     misses = 0
+    random_ = rng.random
     while n_words and (masked < target or not chosen) and misses < 16:
-        n = min(bisect.bisect_right(cum, rng.random()) + 1, data.ngram, n_words)
+        n = min(bisect.bisect_right(cum, random_()) + 1, ngram, n_words)
         for _ in range(12):  # a few random places for this n, then stop
-            w = rng.randrange(n_words - n + 1)
+            w = int(random_() * (n_words - n + 1))
             last = w + n - 1
-            if segment[w] != segment[last] or any(covered[w:last + 1]):
-                continue
-            size = word_end[last] - words[w]
+            if (w < n_a) != (last < n_a) or any(covered[w:last + 1]):
+                continue  # crosses [SEP] or overlaps a chosen span
+            size = ends[last] - words[w]
             if masked + size > cap:
                 continue
             covered[w:last + 1] = b"\x01" * n
@@ -320,21 +319,20 @@ def mask_sequence(
             misses += 1
     positions: list[int] = []
     for w, n in chosen:
-        positions.extend(range(words[w], word_end[w + n - 1]))
+        positions.extend(range(words[w], ends[w + n - 1]))
     positions.sort()
     labels = [ids[p] for p in positions]
-    replaced: Counter = Counter()
     pool = vocab.replacement_ids
+    n_mask = n_random = 0
     for p in positions:
-        r = rng.random()
+        r = random_()
         if r < 0.8:
             ids[p] = vocab.mask_id
-            replaced["mask"] += 1
+            n_mask += 1
         elif r < 0.9:
-            ids[p] = pool[rng.randrange(len(pool))]
-            replaced["random"] += 1
-        else:
-            replaced["keep"] += 1
+            ids[p] = pool[int(random_() * len(pool))]
+            n_random += 1
+    replaced = (n_mask, n_random, len(positions) - n_mask - n_random)
     return Masked(ids, positions, labels, [n for _, n in chosen], replaced)
 
 
@@ -355,7 +353,7 @@ class Chunk:
 @dataclass
 class ChunkResult:
     index: int
-    columns: dict[str, dict[str, list[Any]]]  # split -> column -> values (no uid yet)
+    batches: dict[str, Any]  # split -> pyarrow.RecordBatch of its rows (all columns but uid)
     counts: Counter  # everything the statistics table and the manifest add up
     bytes_read: int
     documents: int
@@ -410,6 +408,9 @@ class InstanceBuilder:
             counts["sentences"] += len(kept)
             docs.append(split_long_sentences(kept, data.max_seq_length - 3, self.vocab.word_start, counts))
         columns: dict[str, dict[str, list[Any]]] = {split: {name: [] for name in self._names()} for split in SPLITS}
+        masked_tokens = sample_tokens = sample_instances = 0
+        spans: list[int] = []
+        replaced = [0, 0, 0]
         for k, doc in enumerate(docs):
             doc_index = chunk.first_document + k
             split = "eval" if is_held_out(doc_index, data.held_out_fraction) else "train"
@@ -441,13 +442,11 @@ class InstanceBuilder:
                     counts[f"label_{pair.label}/{split}"] += 1
                     if self.static or stats_rng is not None:
                         m = mask_sequence(ids, len(pair.tokens_a), self.vocab, data, rng if self.static else stats_rng)
-                        counts["masked_tokens"] += len(m.positions)
-                        counts["masked_sample_tokens"] += len(ids)
-                        counts["masked_sample_instances"] += 1
-                        for n in m.span_lengths:
-                            counts[f"span_{n}"] += 1
-                        for kind, c in m.replaced.items():
-                            counts[f"replaced_{kind}"] += c
+                        masked_tokens += len(m.positions)
+                        sample_tokens += len(ids)
+                        sample_instances += 1
+                        spans.extend(m.span_lengths)
+                        replaced = [x + y for x, y in zip(replaced, m.replaced, strict=True)]
                         if self.static:
                             ids = m.input_ids
                             cols["masked_lm_positions"].append(m.positions)
@@ -456,7 +455,20 @@ class InstanceBuilder:
                     cols["token_type_ids"].append(types)
                     cols["sentence_order_label"].append(pair.label)
                     cols["document"].append(doc_index)
-        return ChunkResult(chunk.index, columns, counts, chunk.bytes_read, len(chunk.documents))
+        counts.update(masked_tokens=masked_tokens, masked_sample_tokens=sample_tokens,
+                      masked_sample_instances=sample_instances)
+        counts.update({f"span_{n}": c for n, c in Counter(spans).items()})
+        counts.update({f"replaced_{k}": c for k, c in zip(("mask", "random", "keep"), replaced, strict=True)})
+        # Arrow, not lists, crosses the process boundary: pickling it is a buffer copy
+        batches = {split: self._batch(columns[split]) for split in SPLITS}
+        return ChunkResult(chunk.index, batches, counts, chunk.bytes_read, len(chunk.documents))
+
+    def _batch(self, columns: dict[str, list[Any]]):
+        import pyarrow as pa
+
+        fields = [f for f in schema(self.static) if f.name != "uid"]
+        return pa.RecordBatch.from_arrays([_arrow_array(columns[f.name], f.type) for f in fields],
+                                          schema=pa.schema(fields))
 
     def _names(self) -> list[str]:
         return [f.name for f in schema(self.static) if f.name != "uid"]
@@ -474,6 +486,21 @@ def init_worker(vocab_file: Path, data: DataConfig, seed: int) -> None:
 
 def build_chunk(chunk: Chunk) -> ChunkResult:
     return _worker_builder(chunk)
+
+
+def _arrow_array(values: list[Any], type_: Any):
+    """pa.array, but lists of ints go in as one flat array plus offsets (several times faster)."""
+    import itertools
+
+    import numpy as np
+    import pyarrow as pa
+
+    if not pa.types.is_list(type_):
+        return pa.array(values, type=type_)
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum([len(v) for v in values], out=offsets[1:])
+    flat = pa.array(list(itertools.chain.from_iterable(values)), type=type_.value_type)
+    return pa.ListArray.from_arrays(pa.array(offsets), flat, type=type_)
 
 
 class ShardWriter:
@@ -499,18 +526,19 @@ class ShardWriter:
         self._writer = pa.ipc.new_stream(self._sink, self.schema)
         self._bytes = 0
 
-    def write(self, columns: dict[str, list[Any]]) -> None:
+    def write(self, rows) -> None:
+        """Append a RecordBatch of every column but `uid`."""
         import pyarrow as pa
 
-        n = len(columns["input_ids"])
+        n = rows.num_rows
         if not n:
             return
         if self._bytes >= self.shard_bytes:
             self._close_current()
             self._open()
-        arrays = {**columns, "uid": range(self.rows, self.rows + n)}
+        uid = pa.array(range(self.rows, self.rows + n), type=pa.int64())
         batch = pa.RecordBatch.from_arrays(
-            [pa.array(arrays[f.name], type=f.type) for f in self.schema], schema=self.schema
+            [uid if f.name == "uid" else rows.column(f.name) for f in self.schema], schema=self.schema
         )
         self._writer.write_batch(batch)
         self._bytes += batch.nbytes

@@ -23,6 +23,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,7 @@ def run(
         documents = 0
         for result in _process(chunks(iter_documents(inputs, stats), stats, chunk_documents), tmp / SPM, data, seed, num_proc):
             for split in SPLITS:
-                writers[split].write(result.columns[split])
+                writers[split].write(result.batches[split])
             counts.update(result.counts)
             documents += result.documents
             if progress is not None:
@@ -182,14 +183,16 @@ def _process(chunk_iter: Iterator[Chunk], vocab_file: Path, data: DataConfig, se
         return
     chunk_iter = itertools.chain([first, second], chunk_iter)
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch/rich threads exist
-    with ctx.Pool(num_proc, initializer=init_worker, initargs=(vocab_file, data, seed)) as pool:
+    # an executor, not a Pool: a worker that dies raises BrokenProcessPool instead of hanging
+    with ProcessPoolExecutor(num_proc, mp_context=ctx, initializer=init_worker,
+                             initargs=(vocab_file, data, seed)) as pool:
         pending: collections.deque = collections.deque()
         for chunk in chunk_iter:
-            pending.append(pool.apply_async(build_chunk, (chunk,)))
+            pending.append(pool.submit(build_chunk, chunk))
             if len(pending) >= 2 * num_proc:
-                yield pending.popleft().get()
+                yield pending.popleft().result()
         while pending:
-            yield pending.popleft().get()
+            yield pending.popleft().result()
 
 
 def statistics(counts: Counter, documents: int, stats: ReadStats, data: DataConfig, elapsed: float) -> dict[str, Any]:
