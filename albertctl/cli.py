@@ -364,6 +364,8 @@ def eval_(
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Model directory")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Prepared data (pretraining) or the task's files")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="RUN_DIR: draw its training curves to RUN_DIR/curves.png")] = None,
+    predict: Annotated[Path | None, typer.Option(
+        "--predict", help="With a TASK: also write test-set predictions here, in the GLUE submission format")] = None,
     overrides: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -383,12 +385,17 @@ def eval_(
         from albertctl.pipelines import finetune
 
         with contextlib.redirect_stdout(sys.stderr):
-            result = finetune.evaluate(task, model, data, None, overrides or [])
+            result = finetune.evaluate(task, model, data, predict, overrides or [])
         if as_json:
             console.print_json(result)
         else:
-            console.show(console.key_value_table(f"{result['task']}: dev metrics of {result['model']}", result["metrics"]))
+            if result["metrics"]:
+                console.show(console.key_value_table(f"{result['task']}: dev metrics of {result['model']}", result["metrics"]))
+            for path in result["predictions"]:
+                console.info(f"wrote {path}")
         return
+    if predict is not None:
+        raise AlbertError("--predict needs a TASK, e.g. albertctl eval mnli --model DIR --predict OUT")
     if data is None:
         raise AlbertError("eval --model DIR needs --data DIR (the output of albertctl prepare) for the pretraining report")
     with contextlib.redirect_stdout(sys.stderr):
