@@ -79,8 +79,8 @@ TaskArg = Annotated[str, typer.Argument(
     help="cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli (ax: eval only), glue for all, "
          "or another registered task (squad1, squad2, race)", show_default=False)]
 TaskDataOpt = Annotated[Path | None, typer.Option(
-    "--data", help="Task files (e.g. glue_data/ or glue_data/MNLI/) or a datasets save_to_disk "
-                   "directory; default: the task's dataset on the hub")]
+    "--data", help="Task files (e.g. glue_data/ or glue_data/MNLI/), a datasets save_to_disk directory "
+                   "or the hub's parquet files; default: the task's dataset on the hub")]
 
 
 def _loop_progress(title: str):
@@ -108,7 +108,7 @@ def finetune(
     task: TaskArg,
     model: Annotated[Path, typer.Option("--model", "-m", help="Model directory to start from (pretrained or converted)")],
     data: TaskDataOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/finetune/TASK]")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/finetune/TASK)")] = None,
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="task.key=value (profiles/tasks/TASK.yaml) or model.key=value (repeatable)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out")] = False,
