@@ -1,12 +1,22 @@
 """Reading documents (files, bad bytes), sentence splitting, and the built-in sample corpus."""
 
+import json
 from pathlib import Path
 
 import pytest
 
+from albertctl.core.config import load_profile
 from albertctl.core.errors import AlbertError
 from albertctl.data import corpus
-from albertctl.data.corpus import ReadStats, expand_inputs, iter_file_documents, split_sentences
+from albertctl.data.corpus import (
+    DatasetSource,
+    ReadStats,
+    expand_inputs,
+    iter_documents,
+    iter_file_documents,
+    split_sentences,
+)
+from albertctl.pipelines import prepare
 
 
 def test_blank_lines_separate_documents(tmp_path):
@@ -52,10 +62,17 @@ def test_cache_dir_honours_environment(monkeypatch, tmp_path):
     assert corpus.cache_dir() == tmp_path / "mine"
 
 
-def test_sample_corpus_is_built_once_in_the_input_format(monkeypatch, tmp_path):
-    monkeypatch.setenv("ALBERTCTL_CACHE", str(tmp_path))
+@pytest.fixture(scope="module")
+def sample_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ALBERTCTL_CACHE", str(cache))
+        yield cache
+
+
+def test_sample_corpus_is_built_once_in_the_input_format(sample_cache):
     path = corpus.sample_corpus_path()
-    assert path.parent == tmp_path and path.stat().st_size > 1_000_000
+    assert path.parent == sample_cache and path.stat().st_size > 1_000_000
     mtime = path.stat().st_mtime_ns
     assert corpus.sample_corpus_path() == path and path.stat().st_mtime_ns == mtime  # cached
     stats = ReadStats()
@@ -63,4 +80,27 @@ def test_sample_corpus_is_built_once_in_the_input_format(monkeypatch, tmp_path):
     assert len(docs) > 300 and all(len(d) >= 2 for d in docs)
     assert stats.decode_error_lines == 0
     assert not any(s.startswith(">>>") for d in docs for s in d)
-    assert [p.name for p in Path(tmp_path).iterdir()] == [path.name]  # no temporary left behind
+    assert [p.name for p in Path(sample_cache).iterdir()] == [path.name]  # no temporary left behind
+
+
+def test_no_input_means_the_sample_corpus(sample_cache, tmp_path):
+    """The offline default chain the pretrain pipeline uses: vocab -> prepare, no input."""
+    result = prepare.run(load_profile("tiny"), None, tmp_path / "data", num_proc=1)
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert manifest["inputs"] == [str(corpus.sample_corpus_path())]
+    assert manifest["vocab"]["vocab_size"] == 2000 and manifest["vocab"]["trained_here"]
+    assert result["instances_train"] > 3000 and result["documents_eval"] > 0
+    assert abs(result["span_length_shares"]["1"] - 6 / 11) < 0.03
+
+
+def test_datasets_input(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    texts = [" ".join(f"Sentence {j} of row {i} has words." for j in range(4)) for i in range(20)] + [""]
+    datasets.Dataset.from_dict({"text": texts}).save_to_disk(str(tmp_path / "disk"))
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"body": t}) + "\n" for t in texts), encoding="utf-8")
+    for source in (DatasetSource(str(tmp_path / "disk")), DatasetSource(str(tmp_path / "rows.jsonl"), text_column="body")):
+        stats = ReadStats()
+        docs = list(iter_documents(source, stats))
+        assert len(docs) == 20 and docs[3][1] == "Sentence 1 of row 3 has words." and stats.empty_documents == 1
+    with pytest.raises(AlbertError, match=r"no text column 'text' \(have: body\); pick one with --text-column"):
+        list(iter_documents(DatasetSource(str(tmp_path / "rows.jsonl")), ReadStats()))

@@ -286,6 +286,8 @@ def test_cli_bad_inputs_fail_cleanly(run_cli, tmp_path, corpus, spm_file):
          "(albertctl vocab does)"),
         (["prepare", str(tmp_path / "missing.txt"), "--vocab", str(spm_file), "-o", str(tmp_path / "out")],
          f"input file {tmp_path / 'missing.txt'} not found"),
+        (["prepare", str(tmp_path / "corpus.txt"), "--vocab", str(spm_file), "-o", str(tmp_path)],
+         f"{tmp_path} exists and is not prepared data; choose another --output or remove it"),
     ]
     before = sorted(p.name for p in tmp_path.iterdir())
     for argv, message in cases:

@@ -45,6 +45,7 @@ from albertctl.data.pretraining import (
     build_chunk,
     init_worker,
     max_predictions,
+    read_manifest,
 )
 from albertctl.data.tokenizer import Tokenizer
 
@@ -72,6 +73,7 @@ def run(
     if num_proc < 1:
         raise AlbertError(f"--num-proc must be at least 1, got {num_proc}")
     output = Path(output)
+    _check_replaceable(output)
     if vocab is not None:
         Tokenizer(vocab, data.do_lower_case)  # a clear error before any work if it lacks [CLS] etc.
     started = time.perf_counter()
@@ -147,6 +149,18 @@ def run(
     if vocab_summary is not None:
         result["warnings"].insert(0, "no --vocab given: trained one on the same input (spiece.model in the output)")
     return result
+
+
+def _check_replaceable(output: Path) -> None:
+    """The output directory is replaced whole: refuse anything but an earlier prepare's output
+    or an empty directory, so a mistyped --output never deletes someone's files."""
+    if output.is_file():
+        raise AlbertError(f"{output} is a file; --output must name a directory")
+    if output.is_dir() and any(output.iterdir()):
+        try:
+            read_manifest(output)
+        except AlbertError:
+            raise AlbertError(f"{output} exists and is not prepared data; choose another --output or remove it") from None
 
 
 def chunks(documents: Iterator[list[str]], stats: ReadStats | None = None,
