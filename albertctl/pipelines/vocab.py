@@ -75,17 +75,24 @@ def run(
                     sample.append(text)
                 yield text
 
+    made = [d for d in (output.parent, *output.parent.parents) if not d.exists()]
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{output.name}.tmp-", dir=output.parent) as tmp:
-        prefix = Path(tmp) / output.name
-        spm.set_random_generator_seed(seed)
-        try:
-            spm.SentencePieceTrainer.Train(sentence_iterator=sentences(), model_prefix=str(prefix),
-                                           minloglevel=2, **flags)
-        except RuntimeError as err:
-            raise AlbertError(_explain(err, counts["sentences"], inputs)) from None
-        for ext in (".model", ".vocab"):
-            os.replace(Path(f"{prefix}{ext}"), output.parent / f"{output.name}{ext}")
+    try:
+        with tempfile.TemporaryDirectory(prefix=f".{output.name}.tmp-", dir=output.parent) as tmp:
+            prefix = Path(tmp) / output.name
+            spm.set_random_generator_seed(seed)
+            try:
+                spm.SentencePieceTrainer.Train(sentence_iterator=sentences(), model_prefix=str(prefix),
+                                               minloglevel=2, **flags)
+            except RuntimeError as err:
+                raise AlbertError(_explain(err, counts["sentences"], inputs)) from None
+            for ext in (".model", ".vocab"):  # both written, then moved: never half a vocabulary
+                os.replace(Path(f"{prefix}{ext}"), output.parent / f"{output.name}{ext}")
+    except BaseException:
+        for d in made:  # directories this call created stay only on success
+            if d.exists() and not any(d.iterdir()):
+                d.rmdir()
+        raise
     model_file = output.parent / f"{output.name}.model"
     return summarize(model_file, profile, flags, stats, counts, sample)
 
