@@ -63,8 +63,10 @@ def reference_prepare(corpus: Path, vocab: Path, out: Path, seed: int, data) -> 
         for index in range(len(documents)):
             instances.extend(_reference_document(documents, index, data, tok, rng, np_rng))
     rng.shuffle(instances)
-    columns = {k: [inst[k] for inst in instances] for k in ("input_ids", "token_type_ids", "label",
-                                                              "masked_lm_positions", "masked_lm_ids")}
+    columns = {
+        k: [inst[k] for inst in instances]
+        for k in ("input_ids", "token_type_ids", "label", "masked_lm_positions", "masked_lm_ids")
+    }
     table = pa.table(columns)
     with pa.OSFile(str(out / "reference.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
         w.write_table(table)
@@ -93,7 +95,7 @@ def _reference_document(documents, index, data, tok, rng, np_rng):
                     if other != index:
                         break
                 rdoc = documents[other]
-                for s in rdoc[rng.randint(0, len(rdoc) - 1):]:
+                for s in rdoc[rng.randint(0, len(rdoc) - 1) :]:
                     b.extend(s)
                     if len(b) >= target - len(a):
                         break
@@ -113,8 +115,15 @@ def _reference_document(documents, index, data, tok, rng, np_rng):
             ids = [tok.cls_id, *a, tok.sep_id, *b, tok.sep_id]
             types = [0] * (len(a) + 2) + [1] * (len(b) + 1)
             ids, positions, labels = _reference_mask(ids, data, tok, rng, np_rng)
-            out.append({"input_ids": ids, "token_type_ids": types, "label": label,
-                        "masked_lm_positions": positions, "masked_lm_ids": labels})
+            out.append(
+                {
+                    "input_ids": ids,
+                    "token_type_ids": types,
+                    "label": label,
+                    "masked_lm_positions": positions,
+                    "masked_lm_ids": labels,
+                }
+            )
             chunk, length = [], 0
         i += 1
     return out
@@ -136,7 +145,7 @@ def _reference_mask(tokens, data, tok, rng, np_rng):
     ngrams = np.arange(1, data.ngram + 1, dtype=np.int64)
     pvals = 1.0 / ngrams
     pvals /= pvals.sum()
-    ngram_indexes = [[cand[idx:idx + n] for n in ngrams] for idx in range(len(cand))]
+    ngram_indexes = [[cand[idx : idx + n] for n in ngrams] for idx in range(len(cand))]
     rng.shuffle(ngram_indexes)
     masked, covered = [], set()
     for cand_index_set in ngram_indexes:
@@ -144,7 +153,9 @@ def _reference_mask(tokens, data, tok, rng, np_rng):
             break
         if not cand_index_set:
             continue
-        n = np_rng.choice(ngrams[:len(cand_index_set)], p=pvals[:len(cand_index_set)] / pvals[:len(cand_index_set)].sum())
+        n = np_rng.choice(
+            ngrams[: len(cand_index_set)], p=pvals[: len(cand_index_set)] / pvals[: len(cand_index_set)].sum()
+        )
         index_set = sum(cand_index_set[n - 1], [])
         n -= 1
         while len(masked) + len(index_set) > num_to_predict:
@@ -171,7 +182,9 @@ def _reference_mask(tokens, data, tok, rng, np_rng):
 # ----------------------------------------------------------------------------- one measurement
 
 
-def child(kind: str, corpus: Path, vocab: Path, out: Path, num_proc: int, dupe_factor: int, seed: int) -> None:
+def child(
+    kind: str, corpus: Path, vocab: Path, out: Path, num_proc: int, dupe_factor: int, seed: int
+) -> None:
     from albertctl.core.config import load_profile
     from albertctl.pipelines import prepare
 
@@ -187,13 +200,36 @@ def child(kind: str, corpus: Path, vocab: Path, out: Path, num_proc: int, dupe_f
     print(json.dumps({"seconds": seconds, "instances": instances}))
 
 
-def measure(kind: str, corpus: Path, vocab: Path, out: Path, num_proc: int, dupe_factor: int, seed: int) -> dict:
+def measure(
+    kind: str, corpus: Path, vocab: Path, out: Path, num_proc: int, dupe_factor: int, seed: int
+) -> dict:
     import psutil
 
-    cmd = [sys.executable, __file__, "--child", kind, "--corpus", str(corpus), "--vocab", str(vocab),
-           "--out", str(out), "--num-proc", str(num_proc), "--dupe-factor", str(dupe_factor), "--seed", str(seed)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "ALBERTCTL_NO_PROGRESS": "1"})
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--corpus",
+        str(corpus),
+        "--vocab",
+        str(vocab),
+        "--out",
+        str(out),
+        "--num-proc",
+        str(num_proc),
+        "--dupe-factor",
+        str(dupe_factor),
+        "--seed",
+        str(seed),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "ALBERTCTL_NO_PROGRESS": "1"},
+    )
     peak = 0
     done = threading.Event()
 
@@ -202,7 +238,9 @@ def measure(kind: str, corpus: Path, vocab: Path, out: Path, num_proc: int, dupe
         parent = psutil.Process(proc.pid)
         while not done.is_set():
             try:
-                rss = parent.memory_info().rss + sum(c.memory_info().rss for c in parent.children(recursive=True))
+                rss = parent.memory_info().rss + sum(
+                    c.memory_info().rss for c in parent.children(recursive=True)
+                )
                 peak = max(peak, rss)
             except psutil.Error:
                 pass
@@ -217,14 +255,23 @@ def measure(kind: str, corpus: Path, vocab: Path, out: Path, num_proc: int, dupe
         raise SystemExit(f"{kind} failed:\n{stderr}")
     result = json.loads(stdout.strip().splitlines()[-1])
     mb = corpus.stat().st_size / 1e6
-    return {"kind": kind, "num_proc": num_proc, "input_mb": mb, "seconds": result["seconds"],
-            "instances": result["instances"], "mb_per_s": mb / result["seconds"],
-            "instances_per_s": result["instances"] / result["seconds"], "peak_rss_bytes": peak}
+    return {
+        "kind": kind,
+        "num_proc": num_proc,
+        "input_mb": mb,
+        "seconds": result["seconds"],
+        "instances": result["instances"],
+        "mb_per_s": mb / result["seconds"],
+        "instances_per_s": result["instances"] / result["seconds"],
+        "peak_rss_bytes": peak,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 4], help="corpus = sample corpus repeated N times")
+    ap.add_argument(
+        "--sizes", type=int, nargs="+", default=[1, 4], help="corpus = sample corpus repeated N times"
+    )
     ap.add_argument("--num-proc", type=int, default=2)
     ap.add_argument("--dupe-factor", type=int, default=2, help="static copies (the tiny profile's value)")
     ap.add_argument("--seed", type=int, default=12345)
@@ -256,8 +303,13 @@ def main() -> None:
         for size in args.sizes:
             corpus = tmp / f"corpus-x{size}.txt"
             corpus.write_bytes(text * size)
-            configs = (("reference", 1), ("ours-static", 1), ("ours-static", args.num_proc),
-                       ("ours-dynamic", 1), ("ours-dynamic", args.num_proc))
+            configs = (
+                ("reference", 1),
+                ("ours-static", 1),
+                ("ours-static", args.num_proc),
+                ("ours-dynamic", 1),
+                ("ours-dynamic", args.num_proc),
+            )
             best: dict[tuple[str, int], dict] = {}
             for r in range(args.rounds):  # interleaved; the fastest round counts (shared machine)
                 for kind, procs in configs:
@@ -266,21 +318,40 @@ def main() -> None:
                     shutil.rmtree(out, ignore_errors=True)
                     key = (kind, procs)
                     if key not in best or m["seconds"] < best[key]["seconds"]:
-                        best[key] = {**m, "peak_rss_bytes": max(m["peak_rss_bytes"], best.get(key, m)["peak_rss_bytes"])}
+                        best[key] = {
+                            **m,
+                            "peak_rss_bytes": max(m["peak_rss_bytes"], best.get(key, m)["peak_rss_bytes"]),
+                        }
             rows.extend({"corpus_x": size, **best[key]} for key in configs)
     ref = {r["corpus_x"]: r for r in rows if r["kind"] == "reference"}
     for r in rows:
         r["speedup_vs_reference"] = ref[r["corpus_x"]]["seconds"] / r["seconds"]
-    table = Table(title=f"prepare throughput (tiny profile, dupe_factor {args.dupe_factor}, {os.cpu_count()} cores)")
+    table = Table(
+        title=f"prepare throughput (tiny profile, dupe_factor {args.dupe_factor}, {os.cpu_count()} cores)"
+    )
     for col in ("corpus", "implementation", "procs", "MB/s", "instances/s", "peak RSS MiB", "speed-up"):
         table.add_column(col, justify="right" if col not in ("implementation",) else "left")
     for r in rows:
-        table.add_row(f"{r['input_mb']:.1f} MB", r["kind"], str(r["num_proc"]), f"{r['mb_per_s']:.2f}",
-                      f"{r['instances_per_s']:,.0f}", f"{r['peak_rss_bytes'] / 2**20:,.0f}",
-                      f"{r['speedup_vs_reference']:.1f}x")
+        table.add_row(
+            f"{r['input_mb']:.1f} MB",
+            r["kind"],
+            str(r["num_proc"]),
+            f"{r['mb_per_s']:.2f}",
+            f"{r['instances_per_s']:,.0f}",
+            f"{r['peak_rss_bytes'] / 2**20:,.0f}",
+            f"{r['speedup_vs_reference']:.1f}x",
+        )
     Console().print(table)
-    write_json(args.json, {"machine": machine(), "dupe_factor": args.dupe_factor, "rounds": args.rounds,
-                           "load_average": os.getloadavg(), "rows": rows})
+    write_json(
+        args.json,
+        {
+            "machine": machine(),
+            "dupe_factor": args.dupe_factor,
+            "rounds": args.rounds,
+            "load_average": os.getloadavg(),
+            "rows": rows,
+        },
+    )
     print(f"wrote {args.json}")
 
 

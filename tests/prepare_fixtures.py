@@ -5,7 +5,24 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-_SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "pe", "da", "zu", "fo", "gri", "tha", "mon", "ber"]
+_SYLLABLES = [
+    "ka",
+    "lo",
+    "mi",
+    "ne",
+    "ru",
+    "sa",
+    "ti",
+    "vo",
+    "pe",
+    "da",
+    "zu",
+    "fo",
+    "gri",
+    "tha",
+    "mon",
+    "ber",
+]
 
 
 def words(n: int = 300, seed: int = 0) -> list[str]:
@@ -24,7 +41,9 @@ def sentence(rng: random.Random, vocab: list[str], n_words: int) -> str:
     return " ".join(ws) + rng.choice([".", ".", ".", "!", "?"])
 
 
-def documents(n_docs: int, sentences: tuple[int, int], sentence_words: tuple[int, int], seed: int = 1) -> list[list[str]]:
+def documents(
+    n_docs: int, sentences: tuple[int, int], sentence_words: tuple[int, int], seed: int = 1
+) -> list[list[str]]:
     rng = random.Random(seed)
     vocab = words()
     return [

@@ -49,7 +49,10 @@ def test_globs_and_missing_inputs(tmp_path):
 def test_split_sentences():
     text = "Dr. Smith arrived, e.g. at noon. He left!  Did he?\n\nNew paragraph (really). J. Doe wrote 3.5 pages."
     assert split_sentences(text) == [
-        "Dr. Smith arrived, e.g. at noon.", "He left!", "Did he?", "New paragraph (really).",
+        "Dr. Smith arrived, e.g. at noon.",
+        "He left!",
+        "Did he?",
+        "New paragraph (really).",
         "J. Doe wrote 3.5 pages.",
     ]
 
@@ -97,10 +100,19 @@ def test_datasets_input(tmp_path):
     datasets = pytest.importorskip("datasets")
     texts = [" ".join(f"Sentence {j} of row {i} has words." for j in range(4)) for i in range(20)] + [""]
     datasets.Dataset.from_dict({"text": texts}).save_to_disk(str(tmp_path / "disk"))
-    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"body": t}) + "\n" for t in texts), encoding="utf-8")
-    for source in (DatasetSource(str(tmp_path / "disk")), DatasetSource(str(tmp_path / "rows.jsonl"), text_column="body")):
+    (tmp_path / "rows.jsonl").write_text(
+        "".join(json.dumps({"body": t}) + "\n" for t in texts), encoding="utf-8"
+    )
+    for source in (
+        DatasetSource(str(tmp_path / "disk")),
+        DatasetSource(str(tmp_path / "rows.jsonl"), text_column="body"),
+    ):
         stats = ReadStats()
         docs = list(iter_documents(source, stats))
-        assert len(docs) == 20 and docs[3][1] == "Sentence 1 of row 3 has words." and stats.empty_documents == 1
-    with pytest.raises(AlbertError, match=r"no text column 'text' \(have: body\); pick one with --text-column"):
+        assert (
+            len(docs) == 20 and docs[3][1] == "Sentence 1 of row 3 has words." and stats.empty_documents == 1
+        )
+    with pytest.raises(
+        AlbertError, match=r"no text column 'text' \(have: body\); pick one with --text-column"
+    ):
         list(iter_documents(DatasetSource(str(tmp_path / "rows.jsonl")), ReadStats()))

@@ -64,8 +64,13 @@ def static(workdir, corpus, spm_file):
     """Long sequences and a loose cap, so the 15% budget (77 tokens at 512) binds, not the cap."""
     profile = TINY.replace(
         model={"max_position_embeddings": 512},
-        data={"max_seq_length": 512, "max_predictions_per_seq": 80, "masking": "static", "dupe_factor": 8,
-              "short_seq_prob": 0.0},
+        data={
+            "max_seq_length": 512,
+            "max_predictions_per_seq": 80,
+            "masking": "static",
+            "dupe_factor": 8,
+            "short_seq_prob": 0.0,
+        },
     )
     result = prepare.run(profile, [corpus], workdir / "static", spm_file, chunk_documents=64)
     return profile, result, workdir / "static"
@@ -74,12 +79,12 @@ def static(workdir, corpus, spm_file):
 def _segments(row) -> tuple[list[int], list[int]]:
     ids, types = row["input_ids"], row["token_type_ids"]
     len_a = types.count(0) - 2
-    return ids[1:1 + len_a], ids[2 + len_a:-1]
+    return ids[1 : 1 + len_a], ids[2 + len_a : -1]
 
 
 def _occurrences(hay: list[int], needle: list[int]) -> list[int]:
     n = len(needle)
-    return [i for i in range(len(hay) - n + 1) if hay[i:i + n] == needle]
+    return [i for i in range(len(hay) - n + 1) if hay[i : i + n] == needle]
 
 
 def _in_order(stream: list[int], first: list[int], second: list[int]) -> bool:
@@ -104,8 +109,9 @@ def test_output_layout_and_manifest(dynamic, spm_file):
     assert set(held["document"]) <= {d for d in range(400) if d % 20 == 0}  # every 20th, from document 0
     assert train["uid"] == list(range(len(train)))
     assert all(len(ids) <= 64 for ids in train["input_ids"])
-    assert sorted(manifest["files"]) == sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
-                                               if p.is_file() and p.name != "manifest.json")
+    assert sorted(manifest["files"]) == sorted(
+        p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"
+    )
 
 
 def test_pairs_are_consecutive_text_and_labels_say_when_swapped(dynamic, corpus, tok):
@@ -125,7 +131,9 @@ def test_pairs_are_consecutive_text_and_labels_say_when_swapped(dynamic, corpus,
             ok = False
             for i in starts:
                 boundary = i + len(first)
-                inner = [x for x in bounds[row["document"]] if i < x < boundary + len(second) and x != boundary]
+                inner = [
+                    x for x in bounds[row["document"]] if i < x < boundary + len(second) and x != boundary
+                ]
                 # a sentence boundary, or a word start inside a one-sentence chunk
                 ok |= boundary in bounds[row["document"]] or (not inner and tok.is_word_start(second[0]))
             assert ok, row
@@ -194,7 +202,9 @@ def test_same_output_whatever_num_proc(workdir, corpus, spm_file):
         assert (workdir / "np1" / f).read_bytes() == (workdir / "np2" / f).read_bytes(), f
     assert one["instances"] == two["instances"]
     other = prepare.run(profile, [corpus], workdir / "seed8", spm_file, seed=8, chunk_documents=40)
-    assert (workdir / "seed8/train/shard-00000.arrow").read_bytes() != (workdir / "np1/train/shard-00000.arrow").read_bytes()
+    assert (workdir / "seed8/train/shard-00000.arrow").read_bytes() != (
+        workdir / "np1/train/shard-00000.arrow"
+    ).read_bytes()
     assert other["instances"] > 0
 
 
@@ -234,9 +244,15 @@ def test_collator_dynamic_masks_are_reproducible(dynamic, tok):
         pos = batch["masked_lm_positions"][b, :n]
         assert n >= 1 and w[b, n:].sum() == 0 and (pos > 0).all()
         assert torch.equal(batch["masked_lm_ids"][b, :n], torch.tensor(examples[b]["input_ids"])[pos])
-    model = AlbertForPreTraining(TINY.model.__class__(**{**TINY.model.__dict__, "vocab_size": tok.vocab_size}))
-    out_ = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["masked_lm_positions"])
-    loss = pretraining_loss(out_, batch["masked_lm_ids"], batch["masked_lm_weights"], batch["sentence_order_labels"])
+    model = AlbertForPreTraining(
+        TINY.model.__class__(**{**TINY.model.__dict__, "vocab_size": tok.vocab_size})
+    )
+    out_ = model(
+        batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["masked_lm_positions"]
+    )
+    loss = pretraining_loss(
+        out_, batch["masked_lm_ids"], batch["masked_lm_weights"], batch["sentence_order_labels"]
+    )
     assert torch.isfinite(loss.loss)
 
 
@@ -252,7 +268,13 @@ def test_collator_uses_stored_static_masks(static, tok):
 
 def test_mask_sequence_respects_budget_and_segments(tok):
     data = TINY.data
-    ids = [tok.cls_id, *tok.encode("one two three four five six seven"), tok.sep_id, *tok.encode("eight nine"), tok.sep_id]
+    ids = [
+        tok.cls_id,
+        *tok.encode("one two three four five six seven"),
+        tok.sep_id,
+        *tok.encode("eight nine"),
+        tok.sep_id,
+    ]
     vocab_ = MaskingVocab.from_tokenizer(tok)
     import random
 
@@ -270,8 +292,9 @@ def _bad_inputs(tmp: Path, spm_file: Path) -> dict[str, Path]:
     no_specials = tmp / "plain"
     import sentencepiece as spm
 
-    spm.SentencePieceTrainer.Train(input=str(tmp / "corpus.txt"), model_prefix=str(no_specials), vocab_size=60,
-                                   minloglevel=2)
+    spm.SentencePieceTrainer.Train(
+        input=str(tmp / "corpus.txt"), model_prefix=str(no_specials), vocab_size=60, minloglevel=2
+    )
     return {"empty": tmp / "empty.txt", "plain": no_specials.with_suffix(".model")}
 
 
@@ -279,15 +302,30 @@ def test_cli_bad_inputs_fail_cleanly(run_cli, tmp_path, corpus, spm_file):
     shutil.copyfile(corpus, tmp_path / "corpus.txt")
     bad = _bad_inputs(tmp_path, spm_file)
     cases = [
-        (["prepare", str(bad["empty"]), "--vocab", str(spm_file), "-o", str(tmp_path / "out")],
-         f"no documents in {bad['empty']} (empty input)"),
-        (["prepare", str(tmp_path / "corpus.txt"), "--vocab", str(bad["plain"]), "-o", str(tmp_path / "out")],
-         f"{bad['plain']}: vocabulary lacks [CLS], [SEP], [MASK]; train it with control_symbols=[CLS],[SEP],[MASK] "
-         "(albertctl vocab does)"),
-        (["prepare", str(tmp_path / "missing.txt"), "--vocab", str(spm_file), "-o", str(tmp_path / "out")],
-         f"input file {tmp_path / 'missing.txt'} not found"),
-        (["prepare", str(tmp_path / "corpus.txt"), "--vocab", str(spm_file), "-o", str(tmp_path)],
-         f"{tmp_path} exists and is not prepared data; choose another --output or remove it"),
+        (
+            ["prepare", str(bad["empty"]), "--vocab", str(spm_file), "-o", str(tmp_path / "out")],
+            f"no documents in {bad['empty']} (empty input)",
+        ),
+        (
+            [
+                "prepare",
+                str(tmp_path / "corpus.txt"),
+                "--vocab",
+                str(bad["plain"]),
+                "-o",
+                str(tmp_path / "out"),
+            ],
+            f"{bad['plain']}: vocabulary lacks [CLS], [SEP], [MASK]; train it with control_symbols=[CLS],[SEP],[MASK] "
+            "(albertctl vocab does)",
+        ),
+        (
+            ["prepare", str(tmp_path / "missing.txt"), "--vocab", str(spm_file), "-o", str(tmp_path / "out")],
+            f"input file {tmp_path / 'missing.txt'} not found",
+        ),
+        (
+            ["prepare", str(tmp_path / "corpus.txt"), "--vocab", str(spm_file), "-o", str(tmp_path)],
+            f"{tmp_path} exists and is not prepared data; choose another --output or remove it",
+        ),
     ]
     before = sorted(p.name for p in tmp_path.iterdir())
     for argv, message in cases:
@@ -298,18 +336,35 @@ def test_cli_bad_inputs_fail_cleanly(run_cli, tmp_path, corpus, spm_file):
 
 def test_awkward_text_is_kept_and_counted(run_cli, tmp_path, spm_file, tok):
     long_line = " ".join(["lokami thaber nesa"] * 40) + "."  # far longer than 64 tokens
-    text = ("Only one sentence here in this document.\n\n"
-            "Caf\xe9 latin-1 bytes in one line.\nAnd a second sentence follows it.\n\n"
-            f"{long_line}\nShort tail sentence.\n\n"
-            "x\n\n" + "\n\n".join(f"Filler document {i} has words.\nIt has two sentences." for i in range(30)) + "\n")
+    text = (
+        "Only one sentence here in this document.\n\n"
+        "Caf\xe9 latin-1 bytes in one line.\nAnd a second sentence follows it.\n\n"
+        f"{long_line}\nShort tail sentence.\n\n"
+        "x\n\n"
+        + "\n\n".join(f"Filler document {i} has words.\nIt has two sentences." for i in range(30))
+        + "\n"
+    )
     f = tmp_path / "awkward.txt"
     f.write_bytes(text.encode("utf-8").replace("Caf\xe9".encode(), b"Caf\xe9"))
-    r = run_cli(["prepare", str(f), "--vocab", str(spm_file), "-o", str(tmp_path / "out"), "--set",
-                 "data.max_seq_length=64", "--json"])
+    r = run_cli(
+        [
+            "prepare",
+            str(f),
+            "--vocab",
+            str(spm_file),
+            "-o",
+            str(tmp_path / "out"),
+            "--set",
+            "data.max_seq_length=64",
+            "--json",
+        ]
+    )
     assert r.exit_code == 0, r.stderr
     result = json.loads(r.stdout)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["adjusted"]["decode_error_lines"] == 1 and "not valid UTF-8" in r.stderr + " ".join(result["warnings"])
+    assert manifest["adjusted"]["decode_error_lines"] == 1 and "not valid UTF-8" in r.stderr + " ".join(
+        result["warnings"]
+    )
     assert manifest["adjusted"]["long_sentences_split"] == 1
     assert manifest["adjusted"]["one_sentence_chunks_split"] >= 1
     assert manifest["skipped"]["one_word_chunks"] == 1  # the document "x"
@@ -318,7 +373,9 @@ def test_awkward_text_is_kept_and_counted(run_cli, tmp_path, spm_file, tok):
     assert {0, 1, 2} <= docs_seen  # one-sentence, non-UTF-8 and long-line documents all made pairs
     long_tokens = sum(len(row["input_ids"]) - 3 for row in rows if row["document"] == 2)
     truncated = manifest["adjusted"]["tokens_truncated"]
-    assert long_tokens + truncated >= len(tok.encode(long_line))  # nothing of the long line vanished uncounted
+    assert long_tokens + truncated >= len(
+        tok.encode(long_line)
+    )  # nothing of the long line vanished uncounted
 
 
 def test_load_split_errors(tmp_path, dynamic):

@@ -54,27 +54,45 @@ def test_deterministic_for_a_seed(trained, corpus_file, tmp_path):
     again = vocab.run(load_profile("tiny"), [corpus_file], tmp_path / "sp", vocab_size=200)
     a = spm.SentencePieceProcessor(model_file=str(tmp_path / "sp.model"))
     b = spm.SentencePieceProcessor(model_file=trained["model"])
-    assert [(a.IdToPiece(i), a.GetScore(i)) for i in range(200)] == [(b.IdToPiece(i), b.GetScore(i)) for i in range(200)]
+    assert [(a.IdToPiece(i), a.GetScore(i)) for i in range(200)] == [
+        (b.IdToPiece(i), b.GetScore(i)) for i in range(200)
+    ]
     assert again["example_pieces"] == trained["example_pieces"]
 
 
 def test_flags_are_overridable_but_keep_specials(corpus_file, tmp_path):
-    r = vocab.run(load_profile("tiny"), [corpus_file], tmp_path / "sp", vocab_size=180,
-                  options={"character_coverage": 1.0, "user_defined_symbols": ""})
+    r = vocab.run(
+        load_profile("tiny"),
+        [corpus_file],
+        tmp_path / "sp",
+        vocab_size=180,
+        options={"character_coverage": 1.0, "user_defined_symbols": ""},
+    )
     assert r["vocab_size"] == 180 and r["flags"]["character_coverage"] == 1.0
     with pytest.raises(AlbertError, match=r"control_symbols must keep \[MASK\]"):
-        vocab.run(load_profile("tiny"), [corpus_file], tmp_path / "x", options={"control_symbols": "[CLS],[SEP]"})
+        vocab.run(
+            load_profile("tiny"), [corpus_file], tmp_path / "x", options={"control_symbols": "[CLS],[SEP]"}
+        )
 
 
 def test_cli_json_and_errors(run_cli, corpus_file, tmp_path):
-    ok = run_cli(["vocab", str(corpus_file), "-o", str(tmp_path / "v" / "m"), "--vocab-size", "190", "--json"])
+    ok = run_cli(
+        ["vocab", str(corpus_file), "-o", str(tmp_path / "v" / "m"), "--vocab-size", "190", "--json"]
+    )
     assert ok.exit_code == 0, ok.stderr
     assert json.loads(ok.stdout)["vocab_size"] == 190 and (tmp_path / "v" / "m.model").is_file()
 
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n", encoding="utf-8")
     bad = run_cli(["vocab", str(empty), "-o", str(tmp_path / "e" / "m")])
-    assert (bad.exit_code, bad.stderr.strip()) == (2, f"error: no text to train a vocabulary on in {empty} (empty input)")
+    assert (bad.exit_code, bad.stderr.strip()) == (
+        2,
+        f"error: no text to train a vocabulary on in {empty} (empty input)",
+    )
     too_big = run_cli(["vocab", str(corpus_file), "-o", str(tmp_path / "b" / "m"), "--vocab-size", "50000"])
-    assert too_big.exit_code == 2 and "Vocabulary size too high" in too_big.stderr and "Traceback" not in too_big.stderr
+    assert (
+        too_big.exit_code == 2
+        and "Vocabulary size too high" in too_big.stderr
+        and "Traceback" not in too_big.stderr
+    )
     assert not (tmp_path / "e").exists() and not (tmp_path / "b").exists()  # nothing half-written

@@ -151,8 +151,14 @@ def iter_file_documents(files: list[Path], stats: ReadStats) -> Iterator[list[st
 
 # --------------------------------------------------------------------------- datasets
 
-_DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet",
-                       ".txt": "text", ".arrow": "arrow"}
+_DATA_FILE_BUILDERS = {
+    ".json": "json",
+    ".jsonl": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".txt": "text",
+    ".arrow": "arrow",
+}
 
 
 def open_dataset(source: DatasetSource):
@@ -169,8 +175,9 @@ def open_dataset(source: DatasetSource):
                     raise AlbertError(f"{path}: no split '{source.split}' (have: {', '.join(ds)})")
                 ds = ds[source.split]
         elif path.is_file() and path.suffix in _DATA_FILE_BUILDERS:
-            ds = datasets.load_dataset(_DATA_FILE_BUILDERS[path.suffix], data_files=str(path),
-                                       split="train", streaming=True)
+            ds = datasets.load_dataset(
+                _DATA_FILE_BUILDERS[path.suffix], data_files=str(path), split="train", streaming=True
+            )
         else:
             ds = datasets.load_dataset(source.name, source.config, split=source.split, streaming=True)
     except AlbertError:
@@ -244,8 +251,10 @@ def sample_corpus_path() -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".sample-corpus-", dir=path.parent)
     except OSError as err:
-        raise AlbertError(f"cannot write the sample corpus under {path.parent} ({err.strerror}); "
-                          "set ALBERTCTL_CACHE to a writable directory") from None
+        raise AlbertError(
+            f"cannot write the sample corpus under {path.parent} ({err.strerror}); "
+            "set ALBERTCTL_CACHE to a writable directory"
+        ) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for doc in sample_documents():
@@ -270,7 +279,16 @@ def sample_documents() -> Iterator[list[str]]:
         if len(doc) >= 2:
             yield doc
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    skip = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3", "ensurepip"}
+    skip = {
+        "test",
+        "tests",
+        "idle_test",
+        "site-packages",
+        "dist-packages",
+        "__pycache__",
+        "lib2to3",
+        "ensurepip",
+    }
     for path in sorted(stdlib.rglob("*.py")):
         if skip.intersection(path.relative_to(stdlib).parts):
             continue

@@ -92,8 +92,9 @@ class Pair:
     label: int  # SOP: 1 = swapped; NSP: 1 = random B
 
 
-def split_long_sentences(sentences: list[list[int]], limit: int, word_start: bytes,
-                         counts: Counter) -> list[list[int]]:
+def split_long_sentences(
+    sentences: list[list[int]], limit: int, word_start: bytes, counts: Counter
+) -> list[list[int]]:
     """Sentences longer than `limit` tokens become pieces of at most `limit` tokens, cut at
     word starts (a single word longer than `limit` is cut inside). The original kept them
     whole and truncation then dropped most of their tokens."""
@@ -116,7 +117,9 @@ def split_long_sentences(sentences: list[list[int]], limit: int, word_start: byt
     return out
 
 
-def _split_one_sentence(sent: list[int], word_start: bytes, rng: random.Random) -> tuple[list[int], list[int]] | None:
+def _split_one_sentence(
+    sent: list[int], word_start: bytes, rng: random.Random
+) -> tuple[list[int], list[int]] | None:
     """A and B from one sentence, cut at a random word start; None for a single word (cutting
     inside a word would make a pair no reader could order)."""
     cuts = [i for i in range(1, len(sent)) if word_start[sent[i]]]
@@ -304,12 +307,12 @@ def mask_sequence(
         for _ in range(12):  # a few random places for this n, then stop
             w = int(random_() * (n_words - n + 1))
             last = w + n - 1
-            if (w < n_a) != (last < n_a) or any(covered[w:last + 1]):
+            if (w < n_a) != (last < n_a) or any(covered[w : last + 1]):
                 continue  # crosses [SEP] or overlaps a chosen span
             size = ends[last] - words[w]
             if masked + size > cap:
                 continue
-            covered[w:last + 1] = b"\x01" * n
+            covered[w : last + 1] = b"\x01" * n
             chosen.append((w, n))
             masked += size
             break
@@ -370,8 +373,10 @@ def schema(static: bool):
         pa.field("uid", pa.int64()),
     ]
     if static:
-        fields += [pa.field("masked_lm_positions", pa.list_(pa.int32())),
-                   pa.field("masked_lm_ids", pa.list_(pa.int32()))]
+        fields += [
+            pa.field("masked_lm_positions", pa.list_(pa.int32())),
+            pa.field("masked_lm_ids", pa.list_(pa.int32())),
+        ]
     return pa.schema(fields)
 
 
@@ -401,13 +406,15 @@ class InstanceBuilder:
         docs: list[list[list[int]]] = []
         at = 0
         for doc in chunk.documents:
-            sentences = encoded[at:at + len(doc)]
+            sentences = encoded[at : at + len(doc)]
             at += len(doc)
             kept = [t for t in sentences if t]
             counts["skipped_empty_sentences"] += len(sentences) - len(kept)
             counts["sentences"] += len(kept)
             docs.append(split_long_sentences(kept, data.max_seq_length - 3, self.vocab.word_start, counts))
-        columns: dict[str, dict[str, list[Any]]] = {split: {name: [] for name in self._names()} for split in SPLITS}
+        columns: dict[str, dict[str, list[Any]]] = {
+            split: {name: [] for name in self._names()} for split in SPLITS
+        }
         masked_tokens = sample_tokens = sample_instances = 0
         spans: list[int] = []
         replaced = [0, 0, 0]
@@ -441,7 +448,9 @@ class InstanceBuilder:
                     counts[f"tokens/{split}"] += len(ids)
                     counts[f"label_{pair.label}/{split}"] += 1
                     if self.static or stats_rng is not None:
-                        m = mask_sequence(ids, len(pair.tokens_a), self.vocab, data, rng if self.static else stats_rng)
+                        m = mask_sequence(
+                            ids, len(pair.tokens_a), self.vocab, data, rng if self.static else stats_rng
+                        )
                         masked_tokens += len(m.positions)
                         sample_tokens += len(ids)
                         sample_instances += 1
@@ -455,8 +464,11 @@ class InstanceBuilder:
                     cols["token_type_ids"].append(types)
                     cols["sentence_order_label"].append(pair.label)
                     cols["document"].append(doc_index)
-        counts.update(masked_tokens=masked_tokens, masked_sample_tokens=sample_tokens,
-                      masked_sample_instances=sample_instances)
+        counts.update(
+            masked_tokens=masked_tokens,
+            masked_sample_tokens=sample_tokens,
+            masked_sample_instances=sample_instances,
+        )
         counts.update({f"span_{n}": c for n, c in Counter(spans).items()})
         counts.update({f"replaced_{k}": c for k, c in zip(("mask", "random", "keep"), replaced, strict=True)})
         # Arrow, not lists, crosses the process boundary: pickling it is a buffer copy
@@ -467,8 +479,9 @@ class InstanceBuilder:
         import pyarrow as pa
 
         fields = [f for f in schema(self.static) if f.name != "uid"]
-        return pa.RecordBatch.from_arrays([_arrow_array(columns[f.name], f.type) for f in fields],
-                                          schema=pa.schema(fields))
+        return pa.RecordBatch.from_arrays(
+            [_arrow_array(columns[f.name], f.type) for f in fields], schema=pa.schema(fields)
+        )
 
     def _names(self) -> list[str]:
         return [f.name for f in schema(self.static) if f.name != "uid"]
@@ -569,13 +582,17 @@ def read_manifest(data_dir: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise AlbertError(f"{data_dir}: not a prepared data directory (no {MANIFEST}; make one with albertctl prepare)") from None
+        raise AlbertError(
+            f"{data_dir}: not a prepared data directory (no {MANIFEST}; make one with albertctl prepare)"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise AlbertError(f"{path}: corrupt manifest ({err})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise AlbertError(f"{path}: not a prepared-data manifest (format should be '{FORMAT}')")
     if manifest.get("version") != FORMAT_VERSION:
-        raise AlbertError(f"{path}: format version {manifest.get('version')}, this albertctl reads {FORMAT_VERSION}")
+        raise AlbertError(
+            f"{path}: format version {manifest.get('version')}, this albertctl reads {FORMAT_VERSION}"
+        )
     return manifest
 
 
@@ -596,12 +613,16 @@ def load_split(data_dir: Path, split: str) -> datasets.Dataset:
     try:
         parts = [datasets.Dataset.from_file(str(s)) for s in shards]
     except Exception as err:  # pyarrow raises several types for a damaged file
-        raise AlbertError(f"{data_dir}: unreadable shard in split '{split}' ({str(err).splitlines()[0]})") from None
+        raise AlbertError(
+            f"{data_dir}: unreadable shard in split '{split}' ({str(err).splitlines()[0]})"
+        ) from None
     if not parts:
         raise AlbertError(f"{data_dir}: split '{split}' has no shards")
     ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     if len(ds) != splits[split]["instances"]:
-        raise AlbertError(f"{data_dir}: split '{split}' has {len(ds)} rows, {MANIFEST} says {splits[split]['instances']}")
+        raise AlbertError(
+            f"{data_dir}: split '{split}' has {len(ds)} rows, {MANIFEST} says {splits[split]['instances']}"
+        )
     return ds
 
 

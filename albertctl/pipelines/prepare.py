@@ -84,7 +84,9 @@ def run(
         if vocab is None:
             from albertctl.pipelines import vocab as vocab_pipeline
 
-            vocab_summary = vocab_pipeline.run(profile, inputs, tmp / "spiece", seed=seed, num_threads=num_proc)
+            vocab_summary = vocab_pipeline.run(
+                profile, inputs, tmp / "spiece", seed=seed, num_threads=num_proc
+            )
             (tmp / "spiece.vocab").unlink()
         else:
             shutil.copyfile(vocab, tmp / SPM)
@@ -93,15 +95,23 @@ def run(
         writers = {split: ShardWriter(tmp, split, static, shard_bytes) for split in SPLITS}
         counts: Counter = Counter()
         documents = 0
-        for result in _process(chunks(iter_documents(inputs, stats), stats, chunk_documents), tmp / SPM, data, seed, num_proc):
+        for result in _process(
+            chunks(iter_documents(inputs, stats), stats, chunk_documents), tmp / SPM, data, seed, num_proc
+        ):
             for split in SPLITS:
                 writers[split].write(result.batches[split])
             counts.update(result.counts)
             documents += result.documents
             if progress is not None:
-                progress({"documents": documents, "bytes": result.bytes_read, "total_bytes": total_bytes,
-                          "instances": counts["instances/train"] + counts["instances/eval"],
-                          "elapsed": time.perf_counter() - started})
+                progress(
+                    {
+                        "documents": documents,
+                        "bytes": result.bytes_read,
+                        "total_bytes": total_bytes,
+                        "instances": counts["instances/train"] + counts["instances/eval"],
+                        "elapsed": time.perf_counter() - started,
+                    }
+                )
         shards = {split: writers[split].close() for split in SPLITS}
         if documents == 0:
             raise AlbertError(f"no documents in {_describe(inputs, stats)} (empty input)")
@@ -121,13 +131,25 @@ def run(
             "masking": data.masking,
             "seed": seed,
             "data": profile.to_dict()["data"],
-            "vocab": {"file": SPM, "vocab_size": tokenizer.vocab_size, "sha256": sha256_file(tmp / SPM),
-                      "trained_here": vocab_summary is not None},
+            "vocab": {
+                "file": SPM,
+                "vocab_size": tokenizer.vocab_size,
+                "sha256": sha256_file(tmp / SPM),
+                "trained_here": vocab_summary is not None,
+            },
             "inputs": stats.sources,
-            "splits": {split: {"shards": shards[split], "instances": counts[f"instances/{split}"],
-                               "documents": counts[f"documents/{split}"], "tokens": counts[f"tokens/{split}"]}
-                       for split in SPLITS},
-            "skipped": {k.removeprefix("skipped_"): counts[k] for k in sorted(counts) if k.startswith("skipped_")},
+            "splits": {
+                split: {
+                    "shards": shards[split],
+                    "instances": counts[f"instances/{split}"],
+                    "documents": counts[f"documents/{split}"],
+                    "tokens": counts[f"tokens/{split}"],
+                }
+                for split in SPLITS
+            },
+            "skipped": {
+                k.removeprefix("skipped_"): counts[k] for k in sorted(counts) if k.startswith("skipped_")
+            },
             "adjusted": {
                 "decode_error_lines": stats.decode_error_lines,
                 "long_sentences_split": counts["long_sentences_split"],
@@ -140,14 +162,17 @@ def run(
         }
         manifest["files"] = {
             p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(tmp.rglob("*")) if p.is_file()
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     result["output"] = str(output)
     result["skipped"] = manifest["skipped"]
     result["adjusted"] = manifest["adjusted"]
     if vocab_summary is not None:
-        result["warnings"].insert(0, "no --vocab given: trained one on the same input (spiece.model in the output)")
+        result["warnings"].insert(
+            0, "no --vocab given: trained one on the same input (spiece.model in the output)"
+        )
     return result
 
 
@@ -160,11 +185,14 @@ def _check_replaceable(output: Path) -> None:
         try:
             read_manifest(output)
         except AlbertError:
-            raise AlbertError(f"{output} exists and is not prepared data; choose another --output or remove it") from None
+            raise AlbertError(
+                f"{output} exists and is not prepared data; choose another --output or remove it"
+            ) from None
 
 
-def chunks(documents: Iterator[list[str]], stats: ReadStats | None = None,
-           chunk_documents: int = CHUNK_DOCUMENTS) -> Iterator[Chunk]:
+def chunks(
+    documents: Iterator[list[str]], stats: ReadStats | None = None, chunk_documents: int = CHUNK_DOCUMENTS
+) -> Iterator[Chunk]:
     """Group the document stream into chunks; boundaries depend only on the input."""
     batch: list[list[str]] = []
     size = 0
@@ -183,8 +211,9 @@ def chunks(documents: Iterator[list[str]], stats: ReadStats | None = None,
         yield Chunk(index, first, batch, reader_stats.bytes if reader_stats else 0)
 
 
-def _process(chunk_iter: Iterator[Chunk], vocab_file: Path, data: DataConfig, seed: int,
-             num_proc: int) -> Iterator[ChunkResult]:
+def _process(
+    chunk_iter: Iterator[Chunk], vocab_file: Path, data: DataConfig, seed: int, num_proc: int
+) -> Iterator[ChunkResult]:
     """Results in chunk order. With several processes at most 2 x num_proc chunks are in
     flight, so reading never runs ahead of the workers (Pool.imap would read everything)."""
     first = next(chunk_iter, None)
@@ -198,8 +227,9 @@ def _process(chunk_iter: Iterator[Chunk], vocab_file: Path, data: DataConfig, se
     chunk_iter = itertools.chain([first, second], chunk_iter)
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch/rich threads exist
     # an executor, not a Pool: a worker that dies raises BrokenProcessPool instead of hanging
-    with ProcessPoolExecutor(num_proc, mp_context=ctx, initializer=init_worker,
-                             initargs=(vocab_file, data, seed)) as pool:
+    with ProcessPoolExecutor(
+        num_proc, mp_context=ctx, initializer=init_worker, initargs=(vocab_file, data, seed)
+    ) as pool:
         pending: collections.deque = collections.deque()
         for chunk in chunk_iter:
             pending.append(pool.submit(build_chunk, chunk))
@@ -209,7 +239,9 @@ def _process(chunk_iter: Iterator[Chunk], vocab_file: Path, data: DataConfig, se
             yield pending.popleft().result()
 
 
-def statistics(counts: Counter, documents: int, stats: ReadStats, data: DataConfig, elapsed: float) -> dict[str, Any]:
+def statistics(
+    counts: Counter, documents: int, stats: ReadStats, data: DataConfig, elapsed: float
+) -> dict[str, Any]:
     """The final table: documents, instances, tokens, padding, masking, spans, labels."""
     instances = counts["instances/train"] + counts["instances/eval"]
     tokens = counts["tokens/train"] + counts["tokens/eval"]
@@ -229,13 +261,18 @@ def statistics(counts: Counter, documents: int, stats: ReadStats, data: DataConf
         "tokens": tokens,
         "tokens_per_instance": tokens / instances if instances else 0.0,
         "padding_share": 1.0 - tokens / (instances * data.max_seq_length) if instances else 0.0,
-        "masked_share": counts["masked_tokens"] / counts["masked_sample_tokens"] if counts["masked_sample_tokens"] else 0.0,
-        "masked_share_from": "all instances" if data.masking == "static" else
-                             f"a sample of {counts['masked_sample_instances']} instances (masked again at load time)",
+        "masked_share": counts["masked_tokens"] / counts["masked_sample_tokens"]
+        if counts["masked_sample_tokens"]
+        else 0.0,
+        "masked_share_from": "all instances"
+        if data.masking == "static"
+        else f"a sample of {counts['masked_sample_instances']} instances (masked again at load time)",
         "max_predictions_at_max_seq_length": max_predictions(data.max_seq_length, data),
         "span_lengths": {str(n): c for n, c in spans.items()},
         "span_length_shares": {str(n): (c / span_total if span_total else 0.0) for n, c in spans.items()},
-        "replacement_shares": {k: (c / replaced_total if replaced_total else 0.0) for k, c in replaced.items()},
+        "replacement_shares": {
+            k: (c / replaced_total if replaced_total else 0.0) for k, c in replaced.items()
+        },
         "label_1_share": label_1 / instances if instances else 0.0,
         "input_bytes": stats.bytes,
         "seconds": elapsed,
@@ -254,8 +291,11 @@ def _describe(inputs: Any, stats: ReadStats) -> str:
 
 
 def _skipped_text(counts: Counter) -> str:
-    parts = [f"{counts[k]} {k.removeprefix('skipped_').replace('_', ' ')}" for k in sorted(counts)
-             if k.startswith("skipped_") and counts[k]]
+    parts = [
+        f"{counts[k]} {k.removeprefix('skipped_').replace('_', ' ')}"
+        for k in sorted(counts)
+        if k.startswith("skipped_") and counts[k]
+    ]
     held = counts["documents/eval"]
     if held:
         parts.append(f"{held} document(s) held out for eval")
@@ -268,15 +308,24 @@ def _warnings(counts: Counter, stats: ReadStats, tokenizer: Tokenizer, profile: 
         out.append(f"{stats.decode_error_lines} input line(s) were not valid UTF-8; bad bytes became U+FFFD")
     if stats.empty_documents:
         out.append(f"{stats.empty_documents} dataset row(s) had no text and were skipped")
-    for key, what in (("skipped_empty_sentences", "sentence(s) were empty after normalisation and skipped"),
-                      ("skipped_one_word_chunks", "one-word chunk(s) could not make a pair and were skipped"),
-                      ("long_sentences_split", f"sentence(s) longer than {profile.data.max_seq_length - 3} tokens "
-                                               "were cut at word starts into shorter ones"),
-                      ("nsp_without_other_document", "NSP pair(s) kept the real next segment: no other "
-                                                     "document in their chunk")):
+    for key, what in (
+        ("skipped_empty_sentences", "sentence(s) were empty after normalisation and skipped"),
+        ("skipped_one_word_chunks", "one-word chunk(s) could not make a pair and were skipped"),
+        (
+            "long_sentences_split",
+            f"sentence(s) longer than {profile.data.max_seq_length - 3} tokens "
+            "were cut at word starts into shorter ones",
+        ),
+        (
+            "nsp_without_other_document",
+            "NSP pair(s) kept the real next segment: no other document in their chunk",
+        ),
+    ):
         if counts[key]:
             out.append(f"{counts[key]} {what}")
     if tokenizer.vocab_size != profile.model.vocab_size:
-        out.append(f"vocabulary has {tokenizer.vocab_size} pieces but profile {profile.name} has "
-                   f"model.vocab_size {profile.model.vocab_size}; pretrain with --set model.vocab_size={tokenizer.vocab_size}")
+        out.append(
+            f"vocabulary has {tokenizer.vocab_size} pieces but profile {profile.name} has "
+            f"model.vocab_size {profile.model.vocab_size}; pretrain with --set model.vocab_size={tokenizer.vocab_size}"
+        )
     return out

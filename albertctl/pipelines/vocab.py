@@ -82,8 +82,9 @@ def run(
             prefix = Path(tmp) / output.name
             spm.set_random_generator_seed(seed)
             try:
-                spm.SentencePieceTrainer.Train(sentence_iterator=sentences(), model_prefix=str(prefix),
-                                               minloglevel=2, **flags)
+                spm.SentencePieceTrainer.Train(
+                    sentence_iterator=sentences(), model_prefix=str(prefix), minloglevel=2, **flags
+                )
             except RuntimeError as err:
                 raise AlbertError(_explain(err, counts["sentences"], inputs)) from None
             for ext in (".model", ".vocab"):  # both written, then moved: never half a vocabulary
@@ -113,18 +114,27 @@ def build_flags(vocab_size: int, options: dict[str, Any], num_threads: int) -> d
 
 def _explain(err: RuntimeError, sentences: int, inputs: Any) -> str:
     text = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-    where = "the built-in sample corpus" if not inputs else (
-        f"dataset {inputs.name}" if isinstance(inputs, DatasetSource) else ", ".join(map(str, inputs)))
+    where = (
+        "the built-in sample corpus"
+        if not inputs
+        else (f"dataset {inputs.name}" if isinstance(inputs, DatasetSource) else ", ".join(map(str, inputs)))
+    )
     if sentences == 0:
         return f"no text to train a vocabulary on in {where} (empty input)"
     if "Vocabulary size too high" in text:
-        text = text[text.index("Vocabulary size too high"):]
+        text = text[text.index("Vocabulary size too high") :]
         return f"SentencePiece: {text} ({sentences} sentences in {where}); lower --vocab-size or add text"
     return f"SentencePiece training failed on {where}: {text}"
 
 
-def summarize(model_file: Path, profile: Profile, flags: dict[str, Any], stats: ReadStats,
-              counts: dict[str, int], sample: list[str]) -> dict[str, Any]:
+def summarize(
+    model_file: Path,
+    profile: Profile,
+    flags: dict[str, Any],
+    stats: ReadStats,
+    counts: dict[str, int],
+    sample: list[str],
+) -> dict[str, Any]:
     """Vocabulary size, special ids, coverage of the held-back sample, a tokenised sentence."""
     tok = Tokenizer(model_file, profile.data.do_lower_case)
     encoded = tok.sp.encode(sample, out_type=int, num_threads=1) if sample else []
@@ -134,19 +144,30 @@ def summarize(model_file: Path, profile: Profile, flags: dict[str, Any], stats: 
     example = sample[0] if sample else ""
     warnings = []
     if stats.decode_error_lines:
-        warnings.append(f"{stats.decode_error_lines} input lines were not valid UTF-8; bad bytes became U+FFFD")
+        warnings.append(
+            f"{stats.decode_error_lines} input lines were not valid UTF-8; bad bytes became U+FFFD"
+        )
     if counts["too_long_sentences"]:
-        warnings.append(f"{counts['too_long_sentences']} sentences longer than max_sentence_length "
-                        f"({flags['max_sentence_length']} bytes) were skipped by SentencePiece")
+        warnings.append(
+            f"{counts['too_long_sentences']} sentences longer than max_sentence_length "
+            f"({flags['max_sentence_length']} bytes) were skipped by SentencePiece"
+        )
     if tok.vocab_size != profile.model.vocab_size:
-        warnings.append(f"vocabulary has {tok.vocab_size} pieces but profile {profile.name} has "
-                        f"model.vocab_size {profile.model.vocab_size}; pretrain with --set model.vocab_size={tok.vocab_size}")
+        warnings.append(
+            f"vocabulary has {tok.vocab_size} pieces but profile {profile.name} has "
+            f"model.vocab_size {profile.model.vocab_size}; pretrain with --set model.vocab_size={tok.vocab_size}"
+        )
     return {
         "model": str(model_file),
         "vocab": str(model_file.with_suffix(".vocab")),
         "vocab_size": tok.vocab_size,
-        "special_ids": {"<pad>": tok.pad_id, "<unk>": tok.unk_id, "[CLS]": tok.cls_id, "[SEP]": tok.sep_id,
-                        "[MASK]": tok.mask_id},
+        "special_ids": {
+            "<pad>": tok.pad_id,
+            "<unk>": tok.unk_id,
+            "[CLS]": tok.cls_id,
+            "[SEP]": tok.sep_id,
+            "[MASK]": tok.mask_id,
+        },
         "inputs": stats.sources,
         "input_bytes": stats.bytes,
         "sentences": counts["sentences"],
@@ -156,7 +177,9 @@ def summarize(model_file: Path, profile: Profile, flags: dict[str, Any], stats: 
         "token_coverage": 1.0 - unk / total if total else 0.0,  # share of sample tokens that are not <unk>
         "tokens_per_word": total / words if words else 0.0,
         "example": example,
-        "example_pieces": [tok.id_to_piece(i) for i in tok.sp.encode(example, out_type=int)] if example else [],
+        "example_pieces": [tok.id_to_piece(i) for i in tok.sp.encode(example, out_type=int)]
+        if example
+        else [],
         "flags": {k: v for k, v in flags.items() if k != "num_threads"},
         "warnings": warnings,
     }
