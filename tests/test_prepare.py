@@ -141,6 +141,23 @@ def test_pairs_are_consecutive_text_and_labels_say_when_swapped(dynamic, corpus,
     assert checked_untruncated > 250
 
 
+def test_prepared_ids_match_transformers(dynamic, spm_file, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    shutil.copyfile(spm_file, tmp_path / "spiece.model")
+    hf = transformers.AlbertTokenizer.from_pretrained(str(tmp_path))
+    docs = documents(400, (2, 14), (4, 16))
+    rows = load_split(dynamic[2], "train").select(range(150))
+    streams = {}
+    for row in rows:
+        d = row["document"]
+        if d not in streams:
+            streams[d] = [t for s in docs[d] for t in hf(s, add_special_tokens=False)["input_ids"]]
+        a, b = _segments(row)
+        first, second = (b, a) if row["sentence_order_label"] == 1 else (a, b)
+        assert _in_order(streams[d], first, second)
+        assert row["input_ids"][0] == hf.cls_token_id and row["input_ids"][-1] == hf.sep_token_id
+
+
 def test_sop_labels_are_balanced(workdir, corpus, spm_file):
     profile = TINY.replace(data={"max_seq_length": 32, "masking": "static", "dupe_factor": 5})
     prepare.run(profile, [corpus], workdir / "short", spm_file, chunk_documents=100)
