@@ -23,7 +23,8 @@ Columns of one instance (one row):
 
 Rows are in input order; shuffle them when loading (the original shuffled in memory).
 Dynamic masking (the default) stores unmasked pairs once and `PretrainingCollator` masks at
-load time; static masking stores `dupe_factor` copies, each with its own pairs and masks.
+load time; static masking stores `dupe_factor` copies, each with its own pairs and masks
+(the eval split keeps one copy).
 
 Every random choice comes from a generator derived from (seed, purpose, index), never from
 a worker's position, so the output is the same whatever the number of worker processes.
