@@ -1,0 +1,212 @@
+"""Hugging Face directories in and out: config.json, model.safetensors, spiece.model.
+
+Out: a directory `transformers.AlbertForPreTraining.from_pretrained` and
+`AlbertTokenizer.from_pretrained` load as-is. The tied decoder (`predictions.decoder.*`) is
+not written: transformers ties it to the word embeddings and `predictions.bias` on load. The
+full albertctl profile and head ride along in config.json under "albertctl", so that
+albertctl -> hf -> albertctl gives back the same directory contents.
+
+In: config.json plus model.safetensors (or its sharded index), or pytorch_model.bin read with
+`torch.load(weights_only=True)` (no pickled code runs).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from albertctl.convert import names as N
+from albertctl.convert.tf import Converted, fresh_model, profile_from_fields, read_config_json
+from albertctl.core.config import Profile, profile_from_dict
+from albertctl.core.errors import AlbertError
+from albertctl.core.modeldir import atomic_directory
+
+SPM = "spiece.model"
+
+
+def hf_config(profile: Profile, head: dict[str, Any]) -> dict[str, Any]:
+    m = profile.model
+    kind = head.get("kind", "pretraining")
+    if m.sharing in ("attention", "ffn"):
+        raise AlbertError(
+            f"model.sharing={m.sharing} cannot be expressed in the transformers ALBERT format "
+            "(it shares whole layers by group only)"
+        )
+    if kind not in N.HF_ARCHITECTURES:
+        raise AlbertError(
+            f"head kind {kind!r} has no transformers counterpart (have: {', '.join(N.HF_ARCHITECTURES)})"
+        )
+    config: dict[str, Any] = {
+        "architectures": [N.HF_ARCHITECTURES[kind]],
+        "model_type": "albert",
+        **{k: getattr(m, k) for k in N.CONFIG_FIELDS},
+        "hidden_act": m.hidden_act,
+        "pad_token_id": 0,
+        "bos_token_id": 2,
+        "eos_token_id": 3,
+        "torch_dtype": "float32",
+    }
+    if kind in ("classify", "regress"):
+        config["num_labels"] = int(head.get("num_labels", 1 if kind == "regress" else 2))
+        if kind == "regress":
+            config["problem_type"] = "regression"
+    config["albertctl"] = {"profile": profile.to_dict(), "head": head}
+    return config
+
+
+def tokenizer_config(profile: Profile) -> dict[str, Any]:
+    return {
+        "tokenizer_class": "AlbertTokenizer",
+        "do_lower_case": profile.data.do_lower_case,
+        "remove_space": True,
+        "keep_accents": False,
+        "model_max_length": profile.model.max_position_embeddings,
+        "bos_token": "[CLS]",
+        "eos_token": "[SEP]",
+        "unk_token": "<unk>",
+        "sep_token": "[SEP]",
+        "pad_token": "<pad>",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+    }
+
+
+def write_hf_dir(
+    target: Path,
+    profile: Profile,
+    state_dict: dict[str, torch.Tensor],
+    spm_model: Path | None,
+    head: dict[str, Any],
+) -> Path:
+    """Export atomically; nothing is left under `target` if anything fails."""
+    config = hf_config(profile, head)
+    tensors = {N.ours_to_hf(k): v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
+    with atomic_directory(Path(target)) as tmp:
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        if spm_model is not None:
+            shutil.copyfile(spm_model, tmp / SPM)
+            (tmp / "tokenizer_config.json").write_text(
+                json.dumps(tokenizer_config(profile), indent=2) + "\n", encoding="utf-8"
+            )
+    return Path(target)
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    single = path / "model.safetensors"
+    index = path / "model.safetensors.index.json"
+    pickle = path / "pytorch_model.bin"
+    try:
+        if single.is_file():
+            return load_file(str(single))
+        if index.is_file():
+            shards = sorted(set(read_config_json(index).get("weight_map", {}).values()))
+            out: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                out.update(load_file(str(path / shard)))
+            return out
+        if pickle.is_file():
+            return torch.load(pickle, map_location="cpu", weights_only=True)
+    except (SafetensorError, OSError, RuntimeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise AlbertError(f"{path}: unreadable weights ({first})") from None
+    raise AlbertError(f"{path}: no model.safetensors or pytorch_model.bin")
+
+
+def _detect_head(config: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+    stored = config.get("albertctl", {}).get("head") if isinstance(config.get("albertctl"), dict) else None
+    if stored:
+        return dict(stored)
+    arch = (config.get("architectures") or [""])[0]
+    if any(k.startswith("qa_outputs.") for k in keys):
+        return {"kind": "span"}
+    if any(k.startswith("classifier.") for k in keys):
+        if arch == "AlbertForMultipleChoice":
+            return {"kind": "choice", "num_labels": 1}
+        n = int(config.get("num_labels", len(config.get("id2label", {})) or 2))
+        if config.get("problem_type") == "regression" or n == 1:
+            return {"kind": "regress", "num_labels": 1}
+        return {"kind": "classify", "num_labels": n}
+    return {"kind": "pretraining"}
+
+
+def read_hf_dir(path: Path) -> tuple[Profile, Converted, Path | None]:
+    """A transformers ALBERT directory as (profile, converted weights, spiece.model or None)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise AlbertError(f"{path}: expected a Hugging Face model directory (config.json + weights)")
+    config = read_config_json(path / "config.json")
+    if config.get("model_type") not in ("albert", None):
+        raise AlbertError(f"{path / 'config.json'}: model_type is {config.get('model_type')!r}, not 'albert'")
+    embedded = config.get("albertctl")
+    if isinstance(embedded, dict) and isinstance(embedded.get("profile"), dict):
+        profile = profile_from_dict(embedded["profile"], source=str(path / "config.json"))
+    else:
+        fields = N.model_fields_from_config(config, str(path / "config.json"), "hf")
+        profile, _ = profile_from_fields(fields, str(path / "config.json"))
+    weights = _load_weights(path)
+    head = _detect_head(config, set(weights))
+    kind = head["kind"]
+    expected = fresh_model(profile, kind, int(head.get("num_labels", 2))).state_dict()
+    rows: list[dict[str, Any]] = []
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor in weights.items():
+        ours = N.hf_to_ours(key)
+        if key in N.HF_TIED:
+            rows.append(
+                {
+                    "status": "skipped",
+                    "key": "",
+                    "source": key,
+                    "shape": list(tensor.shape),
+                    "note": "tied to the word embeddings / predictions.bias",
+                }
+            )
+            continue
+        if N.HF_BUFFERS.search(key) or ours not in expected:
+            rows.append(
+                {
+                    "status": "skipped",
+                    "key": "",
+                    "source": key,
+                    "shape": list(tensor.shape),
+                    "note": "buffer" if N.HF_BUFFERS.search(key) else "not used by this model",
+                }
+            )
+            continue
+        if tuple(tensor.shape) != tuple(expected[ours].shape):
+            raise AlbertError(
+                f"{key}: checkpoint shape {list(tensor.shape)}, config expects {list(expected[ours].shape)} "
+                f"({path / 'config.json'} does not describe these weights)"
+            )
+        state[ours] = tensor
+        rows.append({"status": "loaded", "key": ours, "source": key, "shape": list(tensor.shape), "note": ""})
+    decoder = weights.get("predictions.decoder.weight")
+    embeddings = state.get("albert.embeddings.word_embeddings.weight")
+    if decoder is not None and embeddings is not None and not torch.equal(decoder, embeddings):
+        raise AlbertError(
+            f"{path}: predictions.decoder.weight differs from the word embeddings (untied decoder)"
+        )
+    missing = [k for k in expected if k not in state]
+    if any(k.startswith("albert.") and "pooler" not in k for k in missing):
+        first = next(k for k in missing if k.startswith("albert."))
+        raise AlbertError(f"{path}: {len(missing)} tensors missing (first: {N.ours_to_hf(first)})")
+    for k in missing:  # heads (and the pooler a QA export drops): freshly initialised
+        state[k] = expected[k]
+        rows.append(
+            {
+                "status": "missing",
+                "key": k,
+                "source": N.ours_to_hf(k),
+                "shape": list(expected[k].shape),
+                "note": "initialised (seed 0)",
+            }
+        )
+    spm = path / SPM
+    return profile, Converted(state, head, rows), spm if spm.is_file() else None

@@ -1,0 +1,194 @@
+"""TF checkpoints and TF-Hub modules -> albertctl state dicts, through the maps in names.py.
+
+The result carries one row per variable (loaded, skipped with its reason, missing) for the
+table the CLI prints. A shape that disagrees with the config raises an AlbertError naming the
+variable, both shapes and the config field at fault; encoder weights the checkpoint lacks
+are an error too, while a missing pretraining head is initialised and reported as missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from albertctl.convert import names as N
+from albertctl.convert.tf_bundle import TensorBundle
+from albertctl.core.config import Profile, load_profile, profile_from_dict
+from albertctl.core.errors import AlbertError
+from albertctl.model.albert import AlbertForPreTraining, AlbertModel
+from albertctl.model.heads import AlbertForTask
+
+
+@dataclass
+class Converted:
+    """A state dict under our names, its head description, and what happened to each tensor."""
+
+    state_dict: dict[str, torch.Tensor]
+    head: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)  # status, key, source, shape, note
+
+
+def profile_from_fields(fields: dict[str, Any], source: str, name: str = "converted") -> tuple[Profile, str]:
+    """A profile from ModelConfig fields, starting from the built-in profile closest in size."""
+    base = N.CLOSEST_PROFILE.get(int(fields.get("hidden_size", 768)), "base")
+    data = load_profile(base).to_dict()
+    data["name"] = name
+    data["description"] = f"converted from {source} (other sections from the built-in {base} profile)"
+    data["model"] = {**data["model"], **fields}
+    max_pos = data["model"]["max_position_embeddings"]
+    if isinstance(max_pos, int):
+        data["data"]["max_seq_length"] = min(data["data"]["max_seq_length"], max(max_pos, 8))
+    return profile_from_dict(data, source=source), base
+
+
+def read_config_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AlbertError(f"{path}: config file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AlbertError(f"{path}: not valid JSON ({err})") from None
+
+
+def infer_fields(bundle: TensorBundle) -> tuple[dict[str, Any], str]:
+    """Model fields from the variables' shapes when a module ships no albert_config.json.
+    Layers and heads leave no trace in the shapes: they come from the closest built-in profile."""
+    canon = N.strip_hub_prefix(bundle.names)
+
+    def shape(tf_name: str) -> tuple[int, ...]:
+        if tf_name not in canon:
+            raise AlbertError(
+                f"{bundle.index_path}: no albert_config.json and no {tf_name} to infer the config from; pass --config"
+            )
+        return bundle.shape(canon[tf_name])
+
+    v, e = shape("bert/embeddings/word_embeddings")
+    h = shape("bert/encoder/embedding_hidden_mapping_in/kernel")[1]
+    groups = {n.split("group_")[1].split("/")[0] for n in canon if "/transformer/group_" in n}
+    inner = {n.split("inner_group_")[1].split("/")[0] for n in canon if "/inner_group_" in n}
+    first = "bert/encoder/transformer/group_0/inner_group_0/"
+    base = load_profile(N.CLOSEST_PROFILE.get(h, "base")).model
+    fields = {
+        "vocab_size": v,
+        "embedding_size": e,
+        "hidden_size": h,
+        "intermediate_size": shape(first + "ffn_1/intermediate/dense/kernel")[1],
+        "max_position_embeddings": shape("bert/embeddings/position_embeddings")[0],
+        "type_vocab_size": shape("bert/embeddings/token_type_embeddings")[0],
+        "num_hidden_groups": len(groups),
+        "inner_group_num": len(inner),
+        "num_hidden_layers": max(base.num_hidden_layers, len(groups)),
+        "num_attention_heads": base.num_attention_heads,
+    }
+    note = (
+        f"no albert_config.json: shapes read from the checkpoint, num_hidden_layers={fields['num_hidden_layers']} "
+        f"and num_attention_heads={fields['num_attention_heads']} assumed; pass --config to be sure"
+    )
+    return fields, note
+
+
+def fresh_model(profile: Profile, head_kind: str, num_labels: int) -> torch.nn.Module:
+    """A freshly initialised model of this head kind (seeded), for its key set and for heads
+    the checkpoint lacks."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if head_kind == "pretraining":
+            return AlbertForPreTraining(profile.model)
+        if head_kind == "squad2-beam":
+            return AlbertModel(profile.model)
+        return AlbertForTask(profile.model, head_kind, num_labels)  # type: ignore[arg-type]
+
+
+def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None = None) -> Converted:
+    """Map a TF checkpoint onto our names for `profile`; `head_kind` None detects it."""
+    config = profile.model
+    canon = N.strip_hub_prefix(bundle.names)
+    detected, evidence = N.detect_tf_head(set(canon))
+    kind = head_kind or detected
+    num_labels = 2
+    if kind in ("classify", "regress", "choice"):
+        if "output_weights" not in canon:
+            raise AlbertError(
+                f"{bundle.index_path}: --head {kind} needs output_weights, which this checkpoint lacks"
+            )
+        num_labels = bundle.shape(canon["output_weights"])[0]
+        if head_kind is None and num_labels == 1:
+            kind = "regress"  # STS-B; RACE has the same shape: --head choice
+    elif head_kind is not None and head_kind != "pretraining" and head_kind != detected:
+        raise AlbertError(
+            f"{bundle.index_path}: --head {head_kind} does not match the checkpoint's head ({detected})"
+        )
+    N.check_grouping(list(canon), config)
+
+    rows: list[dict[str, Any]] = []
+    wanted = N.tf_names(config, kind)
+    state: dict[str, torch.Tensor] = {}
+    missing_encoder = []
+    used = set()
+    for name in wanted:
+        stored = canon.get(name.tf)
+        if stored is None:
+            if name.key.startswith("albert."):
+                missing_encoder.append(name.tf)
+            continue
+        got = bundle.shape(stored)
+        want = N.expected_shape(name.dims, config, num_labels)
+        if got != want:
+            raise AlbertError(N.mismatch_cause(name, got, config, num_labels))
+        tensor = bundle.read(stored).to(torch.float32)
+        state[name.key] = (tensor.t() if name.transpose else tensor).contiguous()
+        used.add(stored)
+        rows.append({"status": "loaded", "key": name.key, "source": stored, "shape": list(got), "note": ""})
+    if missing_encoder:
+        raise AlbertError(
+            f"{bundle.index_path}: {len(missing_encoder)} encoder variables missing (first: {missing_encoder[0]}); "
+            "is it an ALBERT checkpoint for this config?"
+        )
+
+    fresh = fresh_model(profile, kind, num_labels).state_dict()
+    if kind == "squad2-beam":
+        fresh = {f"albert.{k}": v for k, v in fresh.items()}
+    for name in wanted:
+        if name.key not in state and name.key in fresh:
+            state[name.key] = fresh[name.key]
+            rows.append(
+                {
+                    "status": "missing",
+                    "key": name.key,
+                    "source": name.tf,
+                    "shape": list(fresh[name.key].shape),
+                    "note": "initialised (seed 0)",
+                }
+            )
+    extra = sorted(set(fresh) - set(state))
+    if extra:  # our model has a tensor no TF name maps to: a bug in names.py, not a user error
+        raise RuntimeError(f"names.py maps no TF variable to {extra}")
+
+    for stored in bundle.names:
+        if stored in used:
+            continue
+        reason = N.skip_reason(stored) or "not used by this model"
+        rows.append(
+            {
+                "status": "skipped",
+                "key": "",
+                "source": stored,
+                "shape": list(bundle.shape(stored)),
+                "note": reason,
+            }
+        )
+    head: dict[str, Any] = {"kind": kind}
+    if kind in ("classify", "regress", "choice"):
+        head["num_labels"] = num_labels
+    if evidence:
+        head["converted_from"] = evidence
+    if kind == "squad2-beam":
+        head["note"] = (
+            "the original SQuAD v2 head (start, end conditioned on the start, answerability), "
+            "under head.start_logits/end_logits/answer_class; albertctl.model.heads has no module for it"
+        )
+    return Converted(state, head, rows)

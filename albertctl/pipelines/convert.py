@@ -1,0 +1,202 @@
+"""`albertctl convert`: Google's TF checkpoints and TF-Hub modules in, HF in and out.
+
+    source (tf | tf-hub | hf | albertctl) -> profile + state dict + head + spm -> out (albertctl | hf)
+
+A TF source may be a checkpoint prefix, a directory holding one (a released model or a
+TF-Hub module: variables/variables.*, assets/), a `.tar.gz` of either, or (tf-hub) a handle
+URL, downloaded. The config is `--config`, else albert_config.json beside the checkpoint or in
+assets/; the SentencePiece model is `--spm`, else the one `*.model` found there. The output
+directory is written atomically: on any error nothing is left under `--out`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import sentencepiece as spm
+
+from albertctl.convert import hf as hf_io
+from albertctl.convert import names as N
+from albertctl.convert.tf import (
+    Converted,
+    convert_bundle,
+    infer_fields,
+    profile_from_fields,
+    read_config_json,
+)
+from albertctl.convert.tf_bundle import TensorBundle, find_checkpoint_prefix
+from albertctl.core.config import Profile
+from albertctl.core.errors import AlbertError
+from albertctl.core.modeldir import load_model_dir, save_model_dir
+
+SOURCES = ("tf", "tf-hub", "hf", "albertctl")
+TARGETS = ("albertctl", "hf")
+HEADS = ("pretraining", "classify", "regress", "choice", "span")
+
+
+def run(
+    source_kind: str,
+    source: str,
+    out: Path,
+    to: str = "albertctl",
+    config: Path | None = None,
+    spm_model: Path | None = None,
+    head: str | None = None,
+) -> dict[str, Any]:
+    check_arguments(source_kind, to, head, out)
+    with tempfile.TemporaryDirectory(prefix="albertctl-convert-") as work:
+        if source_kind in ("tf", "tf-hub"):
+            local = localise(source, Path(work), source_kind)
+            profile, converted, spm_path, notes = read_tf(local, config, spm_model, head)
+            converted.head["source"] = source
+        elif source_kind == "hf":
+            profile, converted, spm_path = hf_io.read_hf_dir(Path(source))
+            spm_path, notes = spm_model or spm_path, []
+        else:
+            model = load_model_dir(Path(source))
+            rows = [
+                {"status": "loaded", "key": k, "source": k, "shape": list(v.shape), "note": ""}
+                for k, v in model.state_dict.items()
+            ]
+            profile, converted = model.profile, Converted(model.state_dict, model.head, rows)
+            spm_path, notes = spm_model or model.spm_model, []
+        if spm_path is None:
+            raise AlbertError(f"{source}: no SentencePiece model found; pass --spm FILE")
+        check_spm(spm_path, profile)
+        if to == "hf":
+            hf_io.write_hf_dir(out, profile, converted.state_dict, spm_path, converted.head)
+        else:
+            save_model_dir(out, profile, converted.state_dict, spm_path, head=converted.head)
+    counts = {s: sum(r["status"] == s for r in converted.rows) for s in ("loaded", "skipped", "missing")}
+    return {
+        "from": source_kind,
+        "source": str(source),
+        "to": to,
+        "out": str(out),
+        "head": converted.head,
+        "model": {k: v for k, v in profile.to_dict()["model"].items()},
+        "counts": counts,
+        "rows": converted.rows,
+        "notes": notes,
+    }
+
+
+def check_arguments(source_kind: str, to: str, head: str | None, out: Path) -> None:
+    if source_kind not in SOURCES:
+        raise AlbertError(f"--from {source_kind!r}: expected one of {', '.join(SOURCES)}")
+    if to not in TARGETS:
+        raise AlbertError(f"--to {to!r}: expected one of {', '.join(TARGETS)}")
+    if source_kind == "albertctl" and to == "albertctl":
+        raise AlbertError(
+            "--from albertctl needs --to hf (the source already is an albertctl model directory)"
+        )
+    if head is not None and head not in HEADS:
+        raise AlbertError(f"--head {head!r}: expected one of {', '.join(HEADS)}")
+    if head is not None and source_kind not in ("tf", "tf-hub"):
+        raise AlbertError("--head applies to TF checkpoints only (other sources record their head)")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise AlbertError(f"--out {out}: exists and is not a directory")
+
+
+def localise(source: str, work: Path, kind: str) -> Path:
+    """A local directory or prefix for `source`: URLs downloaded, tarballs extracted."""
+    if source.startswith(("http://", "https://")):
+        if kind != "tf-hub":
+            raise AlbertError(f"{source}: URLs are accepted with --from tf-hub only")
+        source = str(download_hub_module(source, work))
+    path = Path(source)
+    if path.name.endswith((".tar.gz", ".tgz", ".tar")) and path.is_file():
+        return extract(path, work / "extracted")
+    if not path.exists() and not Path(f"{path}.index").is_file():
+        raise AlbertError(f"{path}: not found (expected a checkpoint prefix, a directory or a .tar.gz)")
+    return path
+
+
+def download_hub_module(handle: str, work: Path) -> Path:
+    """A TF-Hub handle (tfhub.dev, or Kaggle where it now redirects) as a compressed tarball."""
+    url = handle if "tf-hub-format=" in handle else handle.rstrip("/") + "?tf-hub-format=compressed"
+    target = work / "module.tar.gz"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, target.open("wb") as f:
+            shutil.copyfileobj(response, f)
+    except (urllib.error.URLError, OSError) as err:
+        raise AlbertError(f"{handle}: download failed ({getattr(err, 'reason', err)})") from None
+    return target
+
+
+def extract(archive: Path, target: Path) -> Path:
+    try:
+        with tarfile.open(archive) as tar:
+            if not hasattr(tarfile, "data_filter"):  # Python < 3.10.12 / 3.11.4
+                raise AlbertError(f"{archive}: extracting safely needs Python >= 3.11.4; extract it yourself")
+            tar.extractall(target, filter="data")  # refuses absolute paths and links outside
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise AlbertError(f"{archive}: unreadable archive ({err})") from None
+    return target
+
+
+def locate(path: Path) -> Path:
+    """The directory holding the checkpoint inside an extracted tarball (one level down, often)."""
+    if path.is_dir() and not list(path.glob("*.index")) and not (path / "variables").is_dir():
+        found = sorted(p for p in path.rglob("*.index"))
+        if found:
+            top = found[0].parent
+            return top.parent if top.name == "variables" else top
+    return path
+
+
+def read_tf(
+    source: Path, config: Path | None, spm_model: Path | None, head: str | None
+) -> tuple[Profile, Converted, Path | None, list[str]]:
+    source = locate(source)
+    prefix = find_checkpoint_prefix(source)
+    bundle = TensorBundle(prefix)
+    home = prefix.parent.parent if prefix.parent.name == "variables" else prefix.parent
+    search = [home, home / "assets"]
+    notes = []
+    if config is None:
+        config = next(
+            (d / "albert_config.json" for d in search if (d / "albert_config.json").is_file()), None
+        )
+    if config is not None:
+        fields = N.model_fields_from_config(read_config_json(config), str(config), "tf")
+        label = str(config)
+    else:
+        fields, note = infer_fields(bundle)
+        notes.append(note)
+        label = str(prefix)
+    profile, base = profile_from_fields(fields, label)
+    notes.append(f"config from {label}; data/train sections from the built-in {base} profile")
+    if spm_model is None:
+        found = sorted(p for d in search if d.is_dir() for p in d.glob("*.model"))
+        if len(found) > 1:
+            raise AlbertError(
+                f"{home}: several SentencePiece models ({', '.join(p.name for p in found)}); pass --spm FILE"
+            )
+        if not found:
+            raise AlbertError(
+                f"{home}: no SentencePiece model (*.model) beside the checkpoint; pass --spm FILE"
+            )
+        spm_model = found[0]
+    converted = convert_bundle(bundle, profile, head)
+    return profile, converted, spm_model, notes
+
+
+def check_spm(path: Path, profile: Profile) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise AlbertError(f"{path}: SentencePiece model not found")
+    try:
+        size = spm.SentencePieceProcessor(model_file=str(path)).get_piece_size()
+    except (RuntimeError, OSError) as err:
+        raise AlbertError(f"{path}: not a SentencePiece model ({str(err).splitlines()[0]})") from None
+    if size != profile.model.vocab_size:
+        raise AlbertError(
+            f"{path}: SentencePiece model has {size} pieces but vocab_size in the config is {profile.model.vocab_size}"
+        )
