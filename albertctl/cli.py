@@ -28,6 +28,23 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a prof
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from albertctl import __version__
+
+        console.show(f"albertctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    """Train, fine-tune, evaluate and convert ALBERT language models."""
+
+
 @profile_app.command("list")
 def profile_list(as_json: JsonOpt = False) -> None:
     """List the built-in profiles."""
