@@ -423,6 +423,44 @@ def eval_(
         console.show(console.key_value_table(f"eval of {model} on {data} (held-out split)", _pretrain_report(report)))
 
 
+@app.command(rich_help_panel="Models")
+def convert(
+    source: Annotated[str, typer.Argument(
+        help="TF checkpoint prefix or directory, TF-Hub module directory, .tar.gz or handle URL, "
+             "HF directory, or albertctl model directory", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (written atomically)")],
+    source_kind: Annotated[str, typer.Option("--from", help="tf, tf-hub, hf or albertctl")] = "albertctl",
+    to: Annotated[str, typer.Option("--to", help="albertctl (model directory) or hf (transformers directory)")] = "albertctl",
+    config: Annotated[Path | None, typer.Option("--config", help="albert_config.json (default: beside the checkpoint)")] = None,
+    spm_file: Annotated[Path | None, typer.Option("--spm", help="SentencePiece model (default: the *.model beside it)")] = None,
+    head: Annotated[str | None, typer.Option(
+        "--head", help="TF only: pretraining, classify, regress, choice or span (default: detected; choice for RACE)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert Google's TF checkpoints / TF-Hub modules or HF directories to albertctl, or export to HF."""
+    from albertctl.pipelines import convert as pipeline
+
+    result = pipeline.run(source_kind, source, out, to, config, spm_file, head)
+    if as_json:
+        console.print_json(result)
+        return
+    for note in result["notes"]:
+        console.info(note)
+    rows = [r for r in result["rows"] if r["status"] != "skipped"]
+    skipped: dict[str, list[str]] = {}
+    for r in result["rows"]:
+        if r["status"] == "skipped":
+            skipped.setdefault(r["note"], []).append(r["source"])
+    shown = [(r["status"], r["key"], r["source"], "x".join(map(str, r["shape"])), r["note"]) for r in rows]
+    shown += [("skipped", f"{len(v)} variables", v[0] + (", ..." if len(v) > 1 else ""), "", reason)
+              for reason, v in skipped.items()]
+    console.show(console.table(f"convert {result['source']} ({result['from']} -> {result['to']})",
+                               ["status", "albertctl key", "source name", "shape", "note"], shown))
+    c = result["counts"]
+    console.info(f"loaded {c['loaded']}, skipped {c['skipped']}, missing {c['missing']}; "
+                 f"head {result['head']['kind']}; wrote {result['out']}")
+
+
 def main() -> None:
     try:
         app()

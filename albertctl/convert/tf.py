@@ -71,7 +71,12 @@ def infer_fields(bundle: TensorBundle) -> tuple[dict[str, Any], str]:
     groups = {n.split("group_")[1].split("/")[0] for n in canon if "/transformer/group_" in n}
     inner = {n.split("inner_group_")[1].split("/")[0] for n in canon if "/inner_group_" in n}
     first = "bert/encoder/transformer/group_0/inner_group_0/"
-    base = load_profile(N.CLOSEST_PROFILE.get(h, "base")).model
+    if h not in N.CLOSEST_PROFILE:
+        raise AlbertError(
+            f"{bundle.index_path}: no albert_config.json, and hidden_size {h} matches no released model "
+            "to take num_hidden_layers and num_attention_heads from; pass --config"
+        )
+    base = load_profile(N.CLOSEST_PROFILE[h]).model
     fields = {
         "vocab_size": v,
         "embedding_size": e,

@@ -137,7 +137,8 @@ def extract(archive: Path, target: Path) -> Path:
                 raise AlbertError(f"{archive}: extracting safely needs Python >= 3.11.4; extract it yourself")
             tar.extractall(target, filter="data")  # refuses absolute paths and links outside
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise AlbertError(f"{archive}: unreadable archive ({err})") from None
+        first = str(err).splitlines()[0].rstrip(":") if str(err) else type(err).__name__
+        raise AlbertError(f"{archive}: unreadable archive ({first})") from None
     return target
 
 

@@ -1,0 +1,399 @@
+"""albertctl convert: TF checkpoints TensorFlow wrote -> albertctl, parity with transformers
+built independently from the same numbers, HF round trips, and user errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from albertctl import cli
+from albertctl.convert.tf_bundle import TensorBundle
+from albertctl.core.config import ModelConfig
+from albertctl.core.errors import AlbertError
+from albertctl.core.modeldir import load_model_dir, save_model_dir
+from albertctl.data.tokenizer import Tokenizer
+from albertctl.model.albert import AlbertForPreTraining
+from albertctl.model.heads import AlbertForTask
+from albertctl.pipelines import convert
+
+transformers = pytest.importorskip("transformers")
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tf"
+
+
+# ---- an independent reference: the TF numbers placed under transformers' own names ---------
+
+HF_RULES = [  # (TF pattern, transformers name), applied in order
+    (r"^bert/embeddings/(word|position|token_type)_embeddings$", r"albert.embeddings.\1_embeddings.weight"),
+    (r"^bert/embeddings/LayerNorm/", "albert.embeddings.LayerNorm/"),
+    (r"^bert/encoder/embedding_hidden_mapping_in/", "albert.encoder.embedding_hidden_mapping_in/"),
+    (
+        r"^bert/encoder/transformer/group_(\d+)/inner_group_(\d+)/",
+        r"albert.encoder.albert_layer_groups.\1.albert_layers.\2.",
+    ),
+    (r"attention_1/self/(query|key|value)/", r"attention.\1/"),
+    (r"attention_1/output/dense/", "attention.dense/"),
+    (r"ffn_1/intermediate/output/dense/", "ffn_output/"),
+    (r"ffn_1/intermediate/dense/", "ffn/"),
+    (r"\.LayerNorm_1/", ".full_layer_layer_norm/"),
+    (r"\.LayerNorm/", ".attention.LayerNorm/"),
+    (r"^albert\.embeddings\.attention\.LayerNorm/", "albert.embeddings.LayerNorm/"),
+    (r"^bert/pooler/dense/", "albert.pooler/"),
+    (r"^cls/predictions/transform/dense/", "predictions.dense/"),
+    (r"^cls/predictions/transform/LayerNorm/", "predictions.LayerNorm/"),
+    (r"^cls/predictions/output_bias$", "predictions.bias"),
+    (r"^cls/seq_relationship/output_(weights|bias)$", r"sop_classifier.classifier/output_\1"),
+    (r"^cls/squad/output_(weights|bias)$", r"qa_outputs/output_\1"),
+    (r"^output_(weights|bias)$", r"classifier/output_\1"),
+    (r"/(kernel|gamma|output_weights)$", ".weight"),
+    (r"/(bias|beta|output_bias)$", ".bias"),
+]
+
+
+def hf_state_from_arrays(fixture: str) -> dict[str, torch.Tensor]:
+    arrays = np.load(FIXTURES / fixture / "arrays.npz")
+    out = {}
+    for key in arrays.files:
+        name = key.replace("|", "/")
+        tensor = torch.from_numpy(arrays[key])
+        if name.endswith("/kernel"):  # TF dense kernels are [in, out]
+            tensor = tensor.t().contiguous()
+        for pattern, repl in HF_RULES:
+            name = re.sub(pattern, repl, name)
+        out[name] = tensor
+    return out
+
+
+def hf_reference(fixture: str, cls_name: str, num_labels: int = 2):
+    path = FIXTURES / fixture / "albert_config.json"
+    cfg = json.loads((path if path.is_file() else FIXTURES / fixture / "assets" / path.name).read_text())
+    config = transformers.AlbertConfig(
+        **{k: cfg[k] for k in ModelConfig.__dataclass_fields__ if k in cfg and k != "hidden_act"},
+        hidden_act="gelu_new",  # the original's "gelu" is the tanh approximation
+        classifier_dropout_prob=0.0,
+        num_labels=num_labels,
+    )
+    model = getattr(transformers, cls_name)(config).eval()
+    state = hf_state_from_arrays(fixture)
+    if cls_name == "AlbertForQuestionAnswering":  # transformers' QA model has no pooler
+        state = {k: v for k, v in state.items() if not k.startswith("albert.pooler.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected, unexpected
+    assert set(missing) <= {"predictions.decoder.weight", "predictions.decoder.bias"}, missing
+    return model
+
+
+def batch(vocab: int = 80, choices: int | None = None):
+    g = torch.Generator().manual_seed(3)
+    shape = (2, choices, 12) if choices else (2, 12)
+    ids = torch.randint(5, vocab, shape, generator=g)
+    types = torch.zeros_like(ids)
+    types[..., 7:] = 1
+    mask = torch.ones_like(ids)
+    mask[1, ..., 9:] = 0
+    return ids, types, mask
+
+
+def run(tmp_path: Path, fixture: str, *args, **kwargs) -> tuple[dict, Path]:
+    out = tmp_path / f"{fixture}-out"
+    source = kwargs.pop("source", str(FIXTURES / fixture))
+    result = convert.run(kwargs.pop("kind", "tf"), source, out, *args, **kwargs)
+    return result, out
+
+
+@pytest.mark.parametrize(("fixture", "kind"), [("pretrain", "tf"), ("hub", "tf-hub"), ("grouped", "tf")])
+def test_pretraining_checkpoints_match_transformers(tmp_path, fixture, kind):
+    result, out = run(tmp_path, fixture, kind=kind)
+    assert result["head"]["kind"] == "pretraining" and result["counts"]["missing"] == 0
+    md = load_model_dir(out)
+    ours = AlbertForPreTraining(md.profile.model).eval()
+    ours.load_state_dict(md.state_dict, strict=True)
+    ref = hf_reference(fixture, "AlbertForPreTraining")
+    ids, types, mask = batch()
+    with torch.no_grad():
+        got = ours(ids, types, mask)
+        want = ref(input_ids=ids, token_type_ids=types, attention_mask=mask)
+        want_seq = ref.albert(input_ids=ids, token_type_ids=types, attention_mask=mask).last_hidden_state
+    real = mask.bool()
+    assert (got.sequence_output - want_seq)[real].abs().max() < 1e-5
+    assert (got.mlm_logits - want.prediction_logits)[real].abs().max() < 1e-5
+    assert (got.sop_logits - want.sop_logits).abs().max() < 1e-5
+
+
+def test_pretraining_table_skips_slots_and_global_step(tmp_path):
+    result, out = run(tmp_path, "pretrain")
+    arrays = np.load(FIXTURES / "pretrain" / "arrays.npz")
+    assert result["counts"] == {
+        "loaded": len(arrays.files),
+        "skipped": 2 * len(arrays.files) + 1,
+        "missing": 0,
+    }
+    reasons = {r["source"]: r["note"] for r in result["rows"] if r["status"] == "skipped"}
+    assert reasons["global_step"] == "training state"
+    assert reasons["bert/pooler/dense/kernel/adam_m"] == "optimizer slot"
+    md = load_model_dir(out)
+    assert md.profile.model.hidden_act == "gelu_new" and md.profile.model.hidden_size == 16
+    assert (
+        md.spm_model is not None
+        and md.spm_model.read_bytes() == (FIXTURES / "pretrain" / "30k-clean.model").read_bytes()
+    )
+
+
+def test_grouped_config_keeps_groups_and_inner_layers(tmp_path):
+    _, out = run(tmp_path, "grouped")
+    m = load_model_dir(out).profile.model
+    assert (m.num_hidden_layers, m.num_hidden_groups, m.inner_group_num) == (4, 2, 2)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "head", "hf_cls", "num_labels"),
+    [
+        ("classifier", None, "AlbertForSequenceClassification", 3),
+        ("squad1", None, "AlbertForQuestionAnswering", 2),
+        ("race", "choice", "AlbertForMultipleChoice", 1),
+    ],
+)
+def test_fine_tuned_heads_match_transformers(tmp_path, fixture, head, hf_cls, num_labels):
+    result, out = run(tmp_path, fixture, head=head)
+    md = load_model_dir(out)
+    kind = md.head["kind"]
+    assert kind == {"classifier": "classify", "squad1": "span", "race": "choice"}[fixture]
+    ours = AlbertForTask(md.profile.model, kind, md.head.get("num_labels", 2)).eval()
+    ours.load_state_dict(md.state_dict, strict=True)
+    ref = hf_reference(fixture, hf_cls, num_labels)
+    ids, types, mask = batch(choices=4 if kind == "choice" else None)
+    with torch.no_grad():
+        got = ours(ids, types, mask)
+        want = ref(input_ids=ids, token_type_ids=types, attention_mask=mask)
+    if kind == "span":
+        real = mask.bool()
+        assert (got[0] - want.start_logits)[real].abs().max() < 1e-5
+        assert (got[1] - want.end_logits)[real].abs().max() < 1e-5
+    else:
+        assert (got - want.logits).abs().max() < 1e-5
+
+
+def test_classifier_without_head_flag_is_classify_3(tmp_path):
+    result, _ = run(tmp_path, "classifier")
+    assert result["head"]["kind"] == "classify" and result["head"]["num_labels"] == 3
+
+
+def test_race_without_head_flag_reads_as_regression(tmp_path):
+    result, _ = run(tmp_path, "race")  # [1, H] output_weights: STS-B and RACE look alike
+    assert result["head"]["kind"] == "regress"
+
+
+def test_squad2_head_kept_under_original_scopes(tmp_path):
+    result, out = run(tmp_path, "squad2")
+    state = load_model_dir(out).state_dict
+    arrays = np.load(FIXTURES / "squad2" / "arrays.npz")
+    assert result["head"]["kind"] == "squad2-beam"
+    assert torch.equal(
+        state["head.end_logits.dense_0.weight"], torch.from_numpy(arrays["end_logits|dense_0|kernel"]).t()
+    )
+    assert state["head.answer_class.dense_1.weight"].shape == (1, 16)
+    assert "head.answer_class.dense_1.bias" not in state  # the original has no bias there
+
+
+def test_released_tarball(tmp_path):
+    archive = tmp_path / "albert_tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(FIXTURES / "pretrain", arcname="albert_tiny")
+    _, out = run(tmp_path, "pretrain", source=str(archive))
+    direct_out = tmp_path / "direct"
+    convert.run("tf", str(FIXTURES / "pretrain"), direct_out)
+    assert (out / "model.safetensors").read_bytes() == (direct_out / "model.safetensors").read_bytes()
+
+
+# ---- Hugging Face ---------------------------------------------------------------------------
+
+
+def test_round_trip_albertctl_hf_albertctl_is_bit_identical(tmp_path):
+    _, first = run(tmp_path, "grouped")
+    hf_dir, back = tmp_path / "hf", tmp_path / "back"
+    convert.run("albertctl", str(first), hf_dir, to="hf")
+    convert.run("hf", str(hf_dir), back)
+    for name in ("model.safetensors", "profile.yaml", "spiece.model", "manifest.json"):
+        assert (first / name).read_bytes() == (back / name).read_bytes(), name
+
+
+def test_export_loads_in_transformers_with_the_same_logits(tmp_path):
+    _, ours_dir = run(tmp_path, "pretrain")
+    hf_dir = tmp_path / "hf"
+    convert.run("albertctl", str(ours_dir), hf_dir, to="hf")
+    md = load_model_dir(ours_dir)
+    ours = AlbertForPreTraining(md.profile.model).eval()
+    ours.load_state_dict(md.state_dict)
+    ref = transformers.AlbertForPreTraining.from_pretrained(hf_dir).eval()
+    ids, types, mask = batch()
+    with torch.no_grad():
+        got = ours(ids, types, mask)
+        want = ref(input_ids=ids, token_type_ids=types, attention_mask=mask)
+    real = mask.bool()
+    assert (got.mlm_logits - want.prediction_logits)[real].abs().max() < 1e-5
+    assert (got.sop_logits - want.sop_logits).abs().max() < 1e-5
+    tok = transformers.AlbertTokenizer.from_pretrained(hf_dir)
+    text = "The first city team had two new people."
+    ids, _ = Tokenizer(md.spm_model).build_inputs(Tokenizer(md.spm_model).encode(text))
+    assert tok(text)["input_ids"] == ids
+
+
+def test_classifier_export_and_hf_pytorch_bin_import(tmp_path):
+    _, ours_dir = run(tmp_path, "classifier")
+    hf_dir = tmp_path / "hf"
+    convert.run("albertctl", str(ours_dir), hf_dir, to="hf")
+    ref = transformers.AlbertForSequenceClassification.from_pretrained(hf_dir).eval()
+    md = load_model_dir(ours_dir)
+    ours = AlbertForTask(md.profile.model, "classify", 3).eval()
+    ours.load_state_dict(md.state_dict)
+    ids, types, mask = batch()
+    with torch.no_grad():
+        want = ref(input_ids=ids, token_type_ids=types, attention_mask=mask).logits
+        assert (ours(ids, types, mask) - want).abs().max() < 1e-5
+    # a plain transformers save, weights as pytorch_model.bin, no albertctl block in config.json
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    torch.save(ref.state_dict(), plain / "pytorch_model.bin")
+    config = json.loads((hf_dir / "config.json").read_text())
+    del config["albertctl"]
+    (plain / "config.json").write_text(json.dumps(config))
+    shutil.copyfile(hf_dir / "spiece.model", plain / "spiece.model")
+    result = convert.run("hf", str(plain), tmp_path / "back")
+    back = load_model_dir(tmp_path / "back")
+    assert back.head == {"kind": "classify", "num_labels": 3}
+    for key, value in md.state_dict.items():
+        assert torch.equal(back.state_dict[key], value), key
+    assert result["counts"]["missing"] == 0
+
+
+# ---- user errors: one line, exit code 2, nothing left behind ------------------------------------
+
+
+def _break(tmp_path: Path, how: str) -> list[str]:
+    src = tmp_path / "src"
+    shutil.copytree(FIXTURES / "pretrain", src)
+    index, data = src / "model.ckpt-7.index", src / "model.ckpt-7.data-00000-of-00001"
+    if how == "truncated index":
+        index.write_bytes(index.read_bytes()[:100])
+    elif how == "corrupt index":
+        raw = bytearray(index.read_bytes())
+        raw[20] ^= 0x55
+        index.write_bytes(bytes(raw))
+    elif how == "truncated data":
+        data.write_bytes(data.read_bytes()[:1000])
+    elif how == "corrupt data":
+        raw = bytearray(data.read_bytes())
+        raw[TensorBundle(src / "model.ckpt-7").entries["bert/pooler/dense/bias"].offset + 3] ^= 0x55
+        data.write_bytes(bytes(raw))
+    elif how == "wrong config":
+        cfg = json.loads((src / "albert_config.json").read_text())
+        (src / "albert_config.json").write_text(
+            json.dumps({**cfg, "hidden_size": 32, "intermediate_size": 64})
+        )
+    elif how == "wrong groups":
+        cfg = json.loads((src / "albert_config.json").read_text())
+        (src / "albert_config.json").write_text(json.dumps({**cfg, "num_hidden_groups": 2}))
+    elif how == "missing spm":
+        (src / "30k-clean.model").unlink()
+    elif how == "broken tarball":
+        (tmp_path / "model.tar.gz").write_bytes(b"\x1f\x8b\x08 not really gzip")
+        return ["convert", "--from", "tf", str(tmp_path / "model.tar.gz")]
+    return ["convert", "--from", "tf", str(src)]
+
+
+BAD = [
+    ("truncated index", r"model\.ckpt-7\.index: corrupt TF checkpoint index \(no table magic number"),
+    (
+        "corrupt index",
+        r"model\.ckpt-7\.index: corrupt TF checkpoint index \(checksum mismatch in the block at byte 0\)",
+    ),
+    ("truncated data", r"model\.ckpt-7\.data-00000-of-00001: truncated \(1000 bytes, "),
+    (
+        "corrupt data",
+        r"model\.ckpt-7\.data-00000-of-00001: corrupt data \(crc32c mismatch for bert/pooler/dense/bias\)$",
+    ),
+    (
+        "wrong config",
+        r"^bert/encoder/embedding_hidden_mapping_in/kernel: checkpoint shape \[8, 16\], "
+        r"config expects \[8, 32\] \(hidden_size in the config is 32 but the checkpoint has 16\)$",
+    ),
+    ("wrong groups", r"^num_hidden_groups in the config is 2 but the checkpoint has 1 "),
+    ("missing spm", r"src: no SentencePiece model \(\*\.model\) beside the checkpoint; pass --spm FILE$"),
+    ("broken tarball", r"model\.tar\.gz: unreadable archive "),
+]
+
+
+def _main(argv: list[str], capsys, monkeypatch) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["albertctl", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("how", "message"), BAD, ids=[b[0] for b in BAD])
+def test_user_error(tmp_path, capsys, monkeypatch, how, message):
+    argv = _break(tmp_path, how)
+    out_parent = tmp_path / "outputs"
+    out_parent.mkdir()
+    code, err = _main([*argv, "--out", str(out_parent / "model")], capsys, monkeypatch)
+    line = err.strip()
+    assert code == 2 and "\n" not in line and line.startswith("error: "), err
+    assert re.search(message, line[len("error: ") :]), line
+    assert list(out_parent.iterdir()) == []  # no partial output, no temporary sibling
+
+
+def test_wrong_config_names_the_variable(tmp_path):
+    argv = _break(tmp_path, "wrong config")
+    with pytest.raises(AlbertError) as info:
+        convert.run("tf", argv[-1], tmp_path / "out")
+    assert str(info.value) == (
+        "bert/encoder/embedding_hidden_mapping_in/kernel: checkpoint shape [8, 16], config expects [8, 32] "
+        "(hidden_size in the config is 32 but the checkpoint has 16)"
+    )
+
+
+def test_partial_sharing_cannot_go_to_hf(tmp_path):
+    from albertctl.core.config import load_profile
+
+    profile = load_profile("tiny", ["model.sharing=ffn", "model.vocab_size=80"])
+    model = AlbertForPreTraining(profile.model)
+    save_model_dir(tmp_path / "m", profile, model.state_dict(), FIXTURES / "pretrain" / "30k-clean.model")
+    with pytest.raises(
+        AlbertError, match="^model.sharing=ffn cannot be expressed in the transformers ALBERT format"
+    ):
+        convert.run("albertctl", str(tmp_path / "m"), tmp_path / "hf", to="hf")
+    assert not (tmp_path / "hf").exists()
+
+
+def test_hub_module_without_config_and_unknown_width(tmp_path):
+    hub = tmp_path / "hub"
+    shutil.copytree(FIXTURES / "hub", hub)
+    (hub / "assets" / "albert_config.json").unlink()
+    with pytest.raises(AlbertError, match="hidden_size 16 matches no released model .* pass --config$"):
+        convert.run("tf-hub", str(hub), tmp_path / "out")
+    _, out = run(
+        tmp_path,
+        "hub",
+        kind="tf-hub",
+        source=str(hub),
+        config=FIXTURES / "hub" / "assets" / "albert_config.json",
+    )
+    assert load_model_dir(out).profile.model.hidden_size == 16
+
+
+def test_cli_process_exit_code_and_table(run_cli, tmp_path):
+    ok = run_cli(["convert", "--from", "tf", str(FIXTURES / "classifier"), "--out", str(tmp_path / "m")])
+    assert ok.exit_code == 0, ok.stderr
+    assert "head.classifier.weight" in ok.stdout and "output_weights" in ok.stdout
+    assert "loaded 27, skipped 0, missing 0; head classify" in ok.stderr
+    bad = run_cli(["convert", "--from", "tf", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and bad.stderr.strip().startswith("error: ") and "\n" not in bad.stderr.strip()
+    assert not (tmp_path / "x").exists()
