@@ -397,3 +397,65 @@ def test_cli_process_exit_code_and_table(run_cli, tmp_path):
     bad = run_cli(["convert", "--from", "tf", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and bad.stderr.strip().startswith("error: ") and "\n" not in bad.stderr.strip()
     assert not (tmp_path / "x").exists()
+
+
+def test_transformers_save_pretrained_imports_with_the_same_logits(tmp_path):
+    torch.manual_seed(0)
+    config = transformers.AlbertConfig(
+        vocab_size=80,
+        embedding_size=8,
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_act="gelu_new",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_hidden_groups=3,
+    )
+    ref = transformers.AlbertForPreTraining(config).eval()
+    with torch.no_grad():
+        ref.predictions.bias.normal_()
+    src = tmp_path / "hf"
+    ref.save_pretrained(src)
+    shutil.copyfile(FIXTURES / "pretrain" / "30k-clean.model", src / "spiece.model")
+    result = convert.run("hf", str(src), tmp_path / "ours")
+    assert result["counts"]["missing"] == 0
+    md = load_model_dir(tmp_path / "ours")
+    assert md.profile.model.sharing == "none" and md.profile.model.num_hidden_groups == 3
+    ours = AlbertForPreTraining(md.profile.model).eval()
+    ours.load_state_dict(md.state_dict)
+    ids, types, mask = batch()
+    with torch.no_grad():
+        got = ours(ids, types, mask)
+        want = ref(input_ids=ids, token_type_ids=types, attention_mask=mask)
+    real = mask.bool()
+    assert (got.mlm_logits - want.prediction_logits)[real].abs().max() < 1e-5
+    assert (got.sop_logits - want.sop_logits).abs().max() < 1e-5
+
+
+def test_tf_hub_handle_is_downloaded_as_a_compressed_module(tmp_path, monkeypatch):
+    archive = tmp_path / "module.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for f in (FIXTURES / "hub").rglob("*"):
+            tar.add(f, arcname=str(f.relative_to(FIXTURES / "hub")), recursive=False)
+    asked = []
+
+    def fake_urlopen(url, timeout):
+        asked.append(url)
+        return archive.open("rb")
+
+    monkeypatch.setattr(convert.urllib.request, "urlopen", fake_urlopen)
+    result = convert.run("tf-hub", "https://tfhub.dev/google/albert_base/3", tmp_path / "out")
+    assert asked == ["https://tfhub.dev/google/albert_base/3?tf-hub-format=compressed"]
+    assert result["counts"]["loaded"] == 32
+    with pytest.raises(AlbertError, match="URLs are accepted with --from tf-hub only"):
+        convert.run("tf", "https://tfhub.dev/google/albert_base/3", tmp_path / "out2")
+
+
+def test_squad2_head_cannot_go_to_hf(tmp_path):
+    _, out = run(tmp_path, "squad2")
+    with pytest.raises(AlbertError, match="^head kind 'squad2-beam' has no transformers counterpart"):
+        convert.run("albertctl", str(out), tmp_path / "hf", to="hf")
+    assert not (tmp_path / "hf").exists()

@@ -223,6 +223,17 @@ def check_grouping(names: list[str], config: ModelConfig) -> None:
         )
 
 
+def check_variable_names(names: list[str], where: str) -> None:
+    """Refuse object-based (TF2 / Keras) checkpoints: their names say nothing about the layer."""
+    if any(n.endswith("/.ATTRIBUTES/VARIABLE_VALUE") for n in names) and not any(
+        n.removeprefix(HUB_PREFIX).startswith("bert/") for n in names
+    ):
+        raise AlbertError(
+            f"{where}: an object-based TF2 checkpoint (tf.train.Checkpoint / Keras names); albertctl reads "
+            "the variable names of google-research/albert (bert/..., cls/...) and its TF-Hub modules"
+        )
+
+
 def detect_tf_head(names: set[str]) -> tuple[str, str | None]:
     """(head kind, the TF variable that told us) from the variables present."""
     if "start_logits/dense/kernel" in names:
@@ -312,6 +323,10 @@ def model_fields_from_config(config: dict, source: str, convention: str) -> dict
         raise AlbertError(f"{source}: missing {', '.join(missing)} (is it an ALBERT config?)")
     if config.get("net_structure_type", 0) != 0 or config.get("num_memory_blocks", 0) != 0:
         raise AlbertError(f"{source}: net_structure_type / num_memory_blocks other than 0 are not supported")
+    if config.get("position_embedding_type", "absolute") not in ("absolute", None):
+        raise AlbertError(
+            f"{source}: position_embedding_type {config['position_embedding_type']!r} is not supported"
+        )
     fields = {k: config[k] for k in CONFIG_FIELDS if k in config and config[k] is not None}
     fields.setdefault("embedding_size", config["hidden_size"])  # a BERT config: E = H
     act = config.get("hidden_act", "gelu")

@@ -111,6 +111,7 @@ def fresh_model(profile: Profile, head_kind: str, num_labels: int) -> torch.nn.M
 def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None = None) -> Converted:
     """Map a TF checkpoint onto our names for `profile`; `head_kind` None detects it."""
     config = profile.model
+    N.check_variable_names(bundle.names, str(bundle.index_path))
     canon = N.strip_hub_prefix(bundle.names)
     detected, evidence = N.detect_tf_head(set(canon))
     kind = head_kind or detected
