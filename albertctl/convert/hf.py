@@ -50,7 +50,6 @@ def hf_config(profile: Profile, head: dict[str, Any]) -> dict[str, Any]:
         "pad_token_id": 0,
         "bos_token_id": 2,
         "eos_token_id": 3,
-        "torch_dtype": "float32",
     }
     if kind in ("classify", "regress"):
         config["num_labels"] = int(head.get("num_labels", 1 if kind == "regress" else 2))

@@ -261,7 +261,6 @@ class TensorBundle:
         self.num_shards = int(header.get(1, 1))  # type: ignore[arg-type]
         if header.get(2, 0) != 0:
             raise AlbertError(f"{self.index_path}: big-endian checkpoints are not supported")
-        self._shards: dict[int, bytes] = {}
 
     @property
     def names(self) -> list[str]:
@@ -273,34 +272,33 @@ class TensorBundle:
     def shard_path(self, shard_id: int) -> Path:
         return Path(f"{self.prefix}.data-{shard_id:05d}-of-{self.num_shards:05d}")
 
-    def _shard(self, shard_id: int) -> bytes:
-        if shard_id not in self._shards:
-            path = self.shard_path(shard_id)
-            if not path.is_file():
-                raise AlbertError(f"{path}: TF checkpoint data shard not found")
-            self._shards[shard_id] = path.read_bytes()
-        return self._shards[shard_id]
-
     def read(self, name: str) -> torch.Tensor:
-        """One tensor, its crc32c checked. bfloat16 stays bfloat16 (numpy has no such dtype)."""
+        """One tensor, its crc32c checked. bfloat16 stays bfloat16 (numpy has no such dtype).
+        Reads only this tensor's bytes: optimizer slots are never loaded."""
         entry = self.entries[name]
         if entry.sliced:
             raise AlbertError(f"{self.index_path}: {name} is a partitioned variable (not supported)")
         if entry.dtype not in DTYPES:
             raise AlbertError(f"{self.index_path}: {name} has unsupported dtype {entry.dtype_name}")
-        data = self._shard(entry.shard_id)
         path = self.shard_path(entry.shard_id)
-        if entry.offset + entry.size > len(data):
+        try:
+            with path.open("rb") as f:
+                f.seek(entry.offset)
+                raw = f.read(entry.size)
+        except FileNotFoundError:
+            raise AlbertError(f"{path}: TF checkpoint data shard not found") from None
+        if len(raw) < entry.size:
             raise AlbertError(
-                f"{path}: truncated ({len(data)} bytes, {name} needs bytes up to {entry.offset + entry.size})"
+                f"{path}: truncated ({path.stat().st_size} bytes, {name} needs bytes up to {entry.offset + entry.size})"
             )
-        raw = data[entry.offset : entry.offset + entry.size]
         if entry.crc32c is not None and unmask_crc(entry.crc32c) != _crc32c.crc32c(raw):
             raise AlbertError(f"{path}: corrupt data (crc32c mismatch for {name})")
         dtype = DTYPES[entry.dtype][1]
         count = int(np.prod(entry.shape, dtype=np.int64))
         if count * dtype.itemsize != len(raw):
-            raise AlbertError(f"{path}: {name} holds {len(raw)} bytes, shape {list(entry.shape)} needs more")
+            raise AlbertError(
+                f"{path}: {name} holds {len(raw)} bytes, {dtype} shape {list(entry.shape)} needs {count * dtype.itemsize}"
+            )
         if count == 0:
             return torch.zeros(entry.shape, dtype=dtype)
         return torch.frombuffer(bytearray(raw), dtype=dtype).reshape(entry.shape)

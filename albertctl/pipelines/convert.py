@@ -80,7 +80,7 @@ def run(
         "to": to,
         "out": str(out),
         "head": converted.head,
-        "model": {k: v for k, v in profile.to_dict()["model"].items()},
+        "model": profile.to_dict()["model"],
         "counts": counts,
         "rows": converted.rows,
         "notes": notes,
