@@ -459,3 +459,20 @@ def test_squad2_head_cannot_go_to_hf(tmp_path):
     with pytest.raises(AlbertError, match="^head kind 'squad2-beam' has no transformers counterpart"):
         convert.run("albertctl", str(out), tmp_path / "hf", to="hf")
     assert not (tmp_path / "hf").exists()
+
+
+def test_missing_pretraining_heads_are_initialised_and_reported(tmp_path):
+    result, out = run(tmp_path, "classifier", head="pretraining")
+    missing = {r["source"] for r in result["rows"] if r["status"] == "missing"}
+    assert missing == {
+        "cls/predictions/transform/dense/kernel",
+        "cls/predictions/transform/dense/bias",
+        "cls/predictions/transform/LayerNorm/gamma",
+        "cls/predictions/transform/LayerNorm/beta",
+        "cls/predictions/output_bias",
+        "cls/seq_relationship/output_weights",
+        "cls/seq_relationship/output_bias",
+    }
+    skipped = {r["source"]: r["note"] for r in result["rows"] if r["status"] == "skipped"}
+    assert skipped == {"output_weights": "not used by this model", "output_bias": "not used by this model"}
+    AlbertForPreTraining(load_model_dir(out).profile.model).load_state_dict(load_model_dir(out).state_dict)

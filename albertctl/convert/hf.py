@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from albertctl.convert import names as N
-from albertctl.convert.tf import Converted, fresh_model, profile_from_fields, read_config_json
+from albertctl.convert.tf import Converted, fresh_state, profile_from_fields, read_config_json
 from albertctl.core.config import Profile, profile_from_dict
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import atomic_directory
@@ -152,7 +152,8 @@ def read_hf_dir(path: Path) -> tuple[Profile, Converted, Path | None]:
     weights = _load_weights(path)
     head = _detect_head(config, set(weights))
     kind = head["kind"]
-    expected = fresh_model(profile, kind, int(head.get("num_labels", 2))).state_dict()
+    num_labels = int(head.get("num_labels", 2))
+    expected = fresh_state(profile, kind, num_labels, meta=True)
     rows: list[dict[str, Any]] = []
     state: dict[str, torch.Tensor] = {}
     for key, tensor in weights.items():
@@ -196,6 +197,8 @@ def read_hf_dir(path: Path) -> tuple[Profile, Converted, Path | None]:
     if any(k.startswith("albert.") and "pooler" not in k for k in missing):
         first = next(k for k in missing if k.startswith("albert."))
         raise AlbertError(f"{path}: {len(missing)} tensors missing (first: {N.ours_to_hf(first)})")
+    if missing:
+        expected = fresh_state(profile, kind, num_labels)
     for k in missing:  # heads (and the pooler a QA export drops): freshly initialised
         state[k] = expected[k]
         rows.append(

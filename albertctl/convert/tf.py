@@ -96,16 +96,21 @@ def infer_fields(bundle: TensorBundle) -> tuple[dict[str, Any], str]:
     return fields, note
 
 
-def fresh_model(profile: Profile, head_kind: str, num_labels: int) -> torch.nn.Module:
-    """A freshly initialised model of this head kind (seeded), for its key set and for heads
-    the checkpoint lacks."""
-    with torch.random.fork_rng(devices=[]):
+def fresh_state(
+    profile: Profile, head_kind: str, num_labels: int, meta: bool = False
+) -> dict[str, torch.Tensor]:
+    """The state dict of a freshly initialised model of this head kind (seed 0): its keys and
+    shapes (`meta`: no memory, no init time) or real values for heads a checkpoint lacks."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta" if meta else "cpu"):
         torch.manual_seed(0)
         if head_kind == "pretraining":
-            return AlbertForPreTraining(profile.model)
-        if head_kind == "squad2-beam":
-            return AlbertModel(profile.model)
-        return AlbertForTask(profile.model, head_kind, num_labels)  # type: ignore[arg-type]
+            model: torch.nn.Module = AlbertForPreTraining(profile.model)
+        elif head_kind == "squad2-beam":
+            model = AlbertModel(profile.model)
+        else:
+            model = AlbertForTask(profile.model, head_kind, num_labels)  # type: ignore[arg-type]
+    state = model.state_dict()
+    return {f"albert.{k}": v for k, v in state.items()} if head_kind == "squad2-beam" else state
 
 
 def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None = None) -> Converted:
@@ -155,9 +160,9 @@ def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None
             "is it an ALBERT checkpoint for this config?"
         )
 
-    fresh = fresh_model(profile, kind, num_labels).state_dict()
-    if kind == "squad2-beam":
-        fresh = {f"albert.{k}": v for k, v in fresh.items()}
+    fresh = fresh_state(profile, kind, num_labels, meta=True)
+    if any(name.key not in state for name in wanted):
+        fresh = fresh_state(profile, kind, num_labels)
     for name in wanted:
         if name.key not in state and name.key in fresh:
             state[name.key] = fresh[name.key]
