@@ -55,6 +55,10 @@ def hf_config(profile: Profile, head: dict[str, Any]) -> dict[str, Any]:
         config["num_labels"] = int(head.get("num_labels", 1 if kind == "regress" else 2))
         if kind == "regress":
             config["problem_type"] = "regression"
+        labels = head.get("labels") or []
+        if len(labels) == config["num_labels"]:  # a head fine-tuned by albertctl names its labels
+            config["id2label"] = {str(i): str(label) for i, label in enumerate(labels)}
+            config["label2id"] = {str(label): i for i, label in enumerate(labels)}
     config["albertctl"] = {"profile": profile.to_dict(), "head": head}
     return config
 
