@@ -327,7 +327,7 @@ def pretrain(
 
     prof = load_profile(profile, overrides or [])
     launched = os.environ.get("ALBERTCTL_LAUNCHED") == "1"
-    world = int(os.environ.get("WORLD_SIZE", "0")) or (num_gpus or 1) * (num_nodes or 1)
+    world = int(os.environ.get("WORLD_SIZE", "1")) if launched else (num_gpus or 1) * (num_nodes or 1)
     if dry_run:
         plan = pipeline.plan(prof, world)
         if as_json:

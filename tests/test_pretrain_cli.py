@@ -27,7 +27,7 @@ def cache(tmp_path_factory):
 
 def fake_data(path: Path, vocab_size: int) -> Path:
     path.mkdir()
-    manifest = {"format": FORMAT, "version": 1, "vocab": {"vocab_size": vocab_size}, "data": {"max_seq_length": 128},
+    manifest = {"format": FORMAT, "version": 1, "vocab": {"vocab_size": vocab_size}, "data": {"max_seq_length": 64},
                 "splits": {}}
     (path / "manifest.json").write_text(json.dumps(manifest))
     return path
@@ -38,13 +38,13 @@ BAD = [
     (["pretrain", "--data", "empty"],
      "empty: not a prepared data directory (no manifest.json; make one with albertctl prepare)"),
     (["pretrain", "--data", "v500"],
-     "v500: vocabulary has 500 tokens but profile 'tiny' has model.vocab_size=2000 (prepare the data with a "
+     "v500: vocabulary has 500 tokens but profile 'tiny' has model.vocab_size=4000 (prepare the data with a "
      "matching vocabulary, or --set model.vocab_size=500)"),
-    (["pretrain", "--data", "v2000", "--init", "nomodel"], "model directory nomodel not found"),
+    (["pretrain", "--data", "v4000", "--init", "nomodel"], "model directory nomodel not found"),
     (["pretrain", "--profile", "base", "--num-gpus", "3", "--dry-run"],
      "train.global_batch_size (4096) must be a multiple of train.micro_batch_size x world size (32 x 3 = 96)"),
     (["eval"], "eval needs --model DIR (with --data DIR for the pretraining report, or a TASK), or --plot RUN_DIR"),
-    (["eval", "--model", "nomodel", "--data", "v2000"], "model directory nomodel not found"),
+    (["eval", "--model", "nomodel", "--data", "v4000"], "model directory nomodel not found"),
     (["eval", "--plot", "norun"],
      "norun: no metrics.jsonl (expected the --out directory of albertctl pretrain or finetune)"),
 ]
@@ -54,7 +54,7 @@ BAD = [
 def test_user_error(argv, message, run_cli, tmp_path):
     (tmp_path / "empty").mkdir()
     fake_data(tmp_path / "v500", 500)
-    fake_data(tmp_path / "v2000", 2000)
+    fake_data(tmp_path / "v4000", 4000)
     before = sorted(p.name for p in tmp_path.iterdir())
     result = run_cli(argv, cwd=tmp_path)
     assert (result.exit_code, result.stderr.strip().splitlines()[-1]) == (2, f"error: {message}")
@@ -119,6 +119,8 @@ def test_pretrain_builtin_default_then_eval_plot_and_resume(run_cli, tmp_path, c
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, cache):
     env = {**os.environ, "ALBERTCTL_NO_PROGRESS": "1", "COLUMNS": "200", "ALBERTCTL_CACHE": str(cache)}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "albertctl", "pretrain", *QUICK, "--set", "train.train_steps=10000",
          "--set", "train.save_every=10000", "--out", "run"],

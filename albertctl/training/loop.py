@@ -376,6 +376,12 @@ def train(
             f"{spec.out_dir} already holds checkpoints; pass --resume to continue, or choose a new --out"
         )
 
+    if t.optimizer == "lamb" and ds_config.zero_stage > 0:
+        log.warn(
+            f"train.optimizer=lamb with ZeRO stage {ds_config.zero_stage}: DeepSpeed gives the optimiser flat "
+            "partitions, so LAMB's trust ratio is taken per partition rather than per layer; use "
+            "deepspeed.zero_stage=0 for the exact LAMB update, or train.optimizer=adamw"
+        )
     if t.activation_checkpointing:
         for module in spec.model.modules():  # the Hugging Face convention, no model knowledge
             if hasattr(module, "gradient_checkpointing"):
