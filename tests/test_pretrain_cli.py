@@ -116,6 +116,11 @@ def test_pretrain_builtin_default_then_eval_plot_and_resume(run_cli, tmp_path, c
     assert more.exit_code == 0, more.stderr[-3000:]
     assert json.loads(more.stdout)["global_step"] == 3
 
+    init = run_cli(["pretrain", *QUICK, "--set", "train.train_steps=1", "--init", "run/model", "--out", "run2",
+                    "--json"], cwd=tmp_path, env=env)
+    assert init.exit_code == 0, init.stderr[-3000:]
+    assert json.loads(init.stdout)["global_step"] == 1
+
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, cache):
     env = {**os.environ, "ALBERTCTL_NO_PROGRESS": "1", "COLUMNS": "200", "ALBERTCTL_CACHE": str(cache)}
