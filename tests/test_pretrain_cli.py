@@ -27,26 +27,45 @@ def cache(tmp_path_factory):
 
 def fake_data(path: Path, vocab_size: int) -> Path:
     path.mkdir()
-    manifest = {"format": FORMAT, "version": 1, "vocab": {"vocab_size": vocab_size}, "data": {"max_seq_length": 64},
-                "splits": {}}
+    manifest = {
+        "format": FORMAT,
+        "version": 1,
+        "vocab": {"vocab_size": vocab_size},
+        "data": {"max_seq_length": 64},
+        "splits": {},
+    }
     (path / "manifest.json").write_text(json.dumps(manifest))
     return path
 
 
 BAD = [
-    (["pretrain", "--data", "nope"], "prepared data directory nope not found (make one with albertctl prepare)"),
-    (["pretrain", "--data", "empty"],
-     "empty: not a prepared data directory (no manifest.json; make one with albertctl prepare)"),
-    (["pretrain", "--data", "v500"],
-     "v500: vocabulary has 500 tokens but profile 'tiny' has model.vocab_size=4000 (prepare the data with a "
-     "matching vocabulary, or --set model.vocab_size=500)"),
+    (
+        ["pretrain", "--data", "nope"],
+        "prepared data directory nope not found (make one with albertctl prepare)",
+    ),
+    (
+        ["pretrain", "--data", "empty"],
+        "empty: not a prepared data directory (no manifest.json; make one with albertctl prepare)",
+    ),
+    (
+        ["pretrain", "--data", "v500"],
+        "v500: vocabulary has 500 tokens but profile 'tiny' has model.vocab_size=4000 (prepare the data with a "
+        "matching vocabulary, or --set model.vocab_size=500)",
+    ),
     (["pretrain", "--data", "v4000", "--init", "nomodel"], "model directory nomodel not found"),
-    (["pretrain", "--profile", "base", "--num-gpus", "3", "--dry-run"],
-     "train.global_batch_size (4096) must be a multiple of train.micro_batch_size x world size (32 x 3 = 96)"),
-    (["eval"], "eval needs --model DIR (with --data DIR for the pretraining report, or a TASK), or --plot RUN_DIR"),
+    (
+        ["pretrain", "--profile", "base", "--num-gpus", "3", "--dry-run"],
+        "train.global_batch_size (4096) must be a multiple of train.micro_batch_size x world size (32 x 3 = 96)",
+    ),
+    (
+        ["eval"],
+        "eval needs --model DIR (with --data DIR for the pretraining report, or a TASK), or --plot RUN_DIR",
+    ),
     (["eval", "--model", "nomodel", "--data", "v4000"], "model directory nomodel not found"),
-    (["eval", "--plot", "norun"],
-     "norun: no metrics.jsonl (expected the --out directory of albertctl pretrain or finetune)"),
+    (
+        ["eval", "--plot", "norun"],
+        "norun: no metrics.jsonl (expected the --out directory of albertctl pretrain or finetune)",
+    ),
 ]
 
 
@@ -62,27 +81,53 @@ def test_user_error(argv, message, run_cli, tmp_path):
 
 
 def test_dry_run_plan(run_cli, tmp_path):
-    result = run_cli(["pretrain", "--profile", "base", "--num-gpus", "8", "--dry-run", "--json"], cwd=tmp_path)
+    result = run_cli(
+        ["pretrain", "--profile", "base", "--num-gpus", "8", "--dry-run", "--json"], cwd=tmp_path
+    )
     assert result.exit_code == 0, result.stderr
     plan = json.loads(result.stdout)
-    assert {k: plan[k] for k in ("world_size", "micro_batch_size", "gradient_accumulation_steps",
-                                 "global_batch_size", "train_steps", "parameters", "tokens_per_step")} == {
-        "world_size": 8, "micro_batch_size": 32, "gradient_accumulation_steps": 16, "global_batch_size": 4096,
-        "train_steps": 125000, "parameters": 11_683_584, "tokens_per_step": 4096 * 512}
+    assert {
+        k: plan[k]
+        for k in (
+            "world_size",
+            "micro_batch_size",
+            "gradient_accumulation_steps",
+            "global_batch_size",
+            "train_steps",
+            "parameters",
+            "tokens_per_step",
+        )
+    } == {
+        "world_size": 8,
+        "micro_batch_size": 32,
+        "gradient_accumulation_steps": 16,
+        "global_batch_size": 4096,
+        "train_steps": 125000,
+        "parameters": 11_683_584,
+        "tokens_per_step": 4096 * 512,
+    }
     assert plan["memory_per_gpu_bytes"] > 0
     assert list(tmp_path.iterdir()) == []
 
 
 def test_pretrain_builtin_default_then_eval_plot_and_resume(run_cli, tmp_path, cache):
     env = {"ALBERTCTL_CACHE": str(cache)}
-    result = run_cli(["pretrain", *QUICK, "--set", "train.train_steps=2", "--out", "run", "--json"],
-                     cwd=tmp_path, env=env)
+    result = run_cli(
+        ["pretrain", *QUICK, "--set", "train.train_steps=2", "--out", "run", "--json"], cwd=tmp_path, env=env
+    )
     assert result.exit_code == 0, result.stderr[-3000:]
     out = json.loads(result.stdout)
     assert (out["global_step"], out["stopped"]) == (2, "finished")
     report = out["eval"]
-    assert set(report) >= {"global_step", "loss", "masked_lm_accuracy", "masked_lm_loss", "sentence_order_accuracy",
-                           "sentence_order_loss", "most_frequent_token_accuracy"}
+    assert set(report) >= {
+        "global_step",
+        "loss",
+        "masked_lm_accuracy",
+        "masked_lm_loss",
+        "sentence_order_accuracy",
+        "sentence_order_loss",
+        "most_frequent_token_accuracy",
+    }
     assert 0 < report["most_frequent_token_accuracy"] < 1
     run = tmp_path / "run"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002"]
@@ -95,29 +140,62 @@ def test_pretrain_builtin_default_then_eval_plot_and_resume(run_cli, tmp_path, c
     assert again["masked_lm_accuracy"] == pytest.approx(report["masked_lm_accuracy"])
     assert again["loss"] == pytest.approx(report["loss"], rel=1e-5)
 
-    table = run_cli(["eval", "--model", str(run / "checkpoints/step-00000002/model"), "--data", str(data)],
-                    cwd=tmp_path)
+    table = run_cli(
+        ["eval", "--model", str(run / "checkpoints/step-00000002/model"), "--data", str(data)], cwd=tmp_path
+    )
     assert table.exit_code == 0 and "masked_lm_accuracy" in table.stdout and "global_step" in table.stdout
 
     plot = run_cli(["eval", "--plot", "run"], cwd=tmp_path)
     assert plot.exit_code == 0, plot.stderr
     assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
-    other = run_cli(["pretrain", *QUICK, "--set", "model.hidden_size=64", "--set", "model.num_attention_heads=2",
-                     "--set", "train.train_steps=4", "--out", "run", "--resume"], cwd=tmp_path, env=env)
+    other = run_cli(
+        [
+            "pretrain",
+            *QUICK,
+            "--set",
+            "model.hidden_size=64",
+            "--set",
+            "model.num_attention_heads=2",
+            "--set",
+            "train.train_steps=4",
+            "--out",
+            "run",
+            "--resume",
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
     assert other.exit_code == 2
     assert other.stderr.strip().splitlines()[-1] == (
         "error: run/checkpoints/step-00000002 was written by a different run (model.hidden_size=128, "
         "model.num_attention_heads=4; this run: model.hidden_size=64, model.num_attention_heads=2); "
-        "use a new --out or the matching profile")
+        "use a new --out or the matching profile"
+    )
 
-    more = run_cli(["pretrain", *QUICK, "--set", "train.train_steps=3", "--out", "run", "--resume", "--json"],
-                   cwd=tmp_path, env=env)
+    more = run_cli(
+        ["pretrain", *QUICK, "--set", "train.train_steps=3", "--out", "run", "--resume", "--json"],
+        cwd=tmp_path,
+        env=env,
+    )
     assert more.exit_code == 0, more.stderr[-3000:]
     assert json.loads(more.stdout)["global_step"] == 3
 
-    init = run_cli(["pretrain", *QUICK, "--set", "train.train_steps=1", "--init", "run/model", "--out", "run2",
-                    "--json"], cwd=tmp_path, env=env)
+    init = run_cli(
+        [
+            "pretrain",
+            *QUICK,
+            "--set",
+            "train.train_steps=1",
+            "--init",
+            "run/model",
+            "--out",
+            "run2",
+            "--json",
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
     assert init.exit_code == 0, init.stderr[-3000:]
     assert json.loads(init.stdout)["global_step"] == 1
 
@@ -127,13 +205,31 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, cache):
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "albertctl", "pretrain", *QUICK, "--set", "train.train_steps=10000",
-         "--set", "train.save_every=10000", "--out", "run"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "albertctl",
+            "pretrain",
+            *QUICK,
+            "--set",
+            "train.train_steps=10000",
+            "--set",
+            "train.save_every=10000",
+            "--out",
+            "run",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = tmp_path / "run" / "metrics.jsonl"
     deadline = time.monotonic() + 240
     while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            proc.stderr.read() if proc.poll() else "timeout"
+        )
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)

@@ -26,8 +26,14 @@ from albertctl.data.pretraining import PretrainingCollator, load_split, read_man
 from albertctl.data.tokenizer import Tokenizer
 from albertctl.model.albert import AlbertForPreTraining, pretraining_loss
 
-REPORT_KEYS = ("global_step", "loss", "masked_lm_accuracy", "masked_lm_loss", "sentence_order_accuracy",
-               "sentence_order_loss")
+REPORT_KEYS = (
+    "global_step",
+    "loss",
+    "masked_lm_accuracy",
+    "masked_lm_loss",
+    "sentence_order_accuracy",
+    "sentence_order_loss",
+)
 # Every eval batch gets this one batch index: a row's dynamic mask then depends only on its
 # uid, not on the batch size or the number of ranks, and never coincides with training's.
 EVAL_BATCH_INDEX = 1 << 40
@@ -59,13 +65,24 @@ def pretraining_metrics(
     for b in range(rank, (n + batch_size - 1) // batch_size, world_size):
         rows = [dataset[i] for i in range(b * batch_size, min(n, (b + 1) * batch_size))]
         batch = {k: v.to(device) for k, v in collator(rows, EVAL_BATCH_INDEX).items()}
-        out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                    batch["masked_lm_positions"])
-        lo = pretraining_loss(out, batch["masked_lm_ids"], batch["masked_lm_weights"], batch["sentence_order_labels"])
+        out = model(
+            batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["masked_lm_positions"]
+        )
+        lo = pretraining_loss(
+            out, batch["masked_lm_ids"], batch["masked_lm_weights"], batch["sentence_order_labels"]
+        )
         k = float(lo.sentence_order_count)
-        sums += torch.tensor([float(lo.masked_lm_loss) * float(lo.masked_lm_count), float(lo.masked_lm_correct),
-                              float(lo.masked_lm_count), float(lo.sentence_order_loss) * k,
-                              float(lo.sentence_order_correct), k], dtype=torch.float64)
+        sums += torch.tensor(
+            [
+                float(lo.masked_lm_loss) * float(lo.masked_lm_count),
+                float(lo.masked_lm_correct),
+                float(lo.masked_lm_count),
+                float(lo.sentence_order_loss) * k,
+                float(lo.sentence_order_correct),
+                k,
+            ],
+            dtype=torch.float64,
+        )
         real = batch["masked_lm_weights"] > 0
         label_counts += torch.bincount(batch["masked_lm_ids"][real].cpu(), minlength=vocab).double()
     if reduce is not None:
@@ -120,22 +137,30 @@ def global_step_of(model_dir: Path, head: dict[str, Any]) -> int:
     return 0
 
 
-def run_pretraining(model_dir: Path, data_dir: Path, batch_size: int = EVAL_BATCH_SIZE, max_examples: int | None = None) -> dict[str, Any]:
+def run_pretraining(
+    model_dir: Path, data_dir: Path, batch_size: int = EVAL_BATCH_SIZE, max_examples: int | None = None
+) -> dict[str, Any]:
     """`albertctl eval --model DIR --data DIR`: the report on the data's held-out split."""
     md = load_model_dir(model_dir)
     if md.head.get("kind", "pretraining") != "pretraining":
-        raise AlbertError(f"{model_dir}: a fine-tuned {md.head.get('kind')} model; evaluate it with albertctl eval TASK")
+        raise AlbertError(
+            f"{model_dir}: a fine-tuned {md.head.get('kind')} model; evaluate it with albertctl eval TASK"
+        )
     cfg = md.profile.model
     check_data_matches(data_dir, cfg.vocab_size, cfg.max_position_embeddings, f"model {model_dir}")
     model = AlbertForPreTraining(cfg)
     missing, unexpected = model.load_state_dict(md.state_dict, strict=False)
     if missing or unexpected:
         name = (missing or unexpected)[0]
-        raise AlbertError(f"{model_dir}: weights do not fit an ALBERT pretraining model "
-                          f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {name})")
+        raise AlbertError(
+            f"{model_dir}: weights do not fit an ALBERT pretraining model "
+            f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {name})"
+        )
     tokenizer = Tokenizer(data_dir / "spiece.model", md.profile.data.do_lower_case)
     collator = PretrainingCollator(tokenizer, md.profile.data, md.profile.train.seed)
-    report = pretraining_metrics(model, load_split(data_dir, "eval"), collator, batch_size, max_examples=max_examples)
+    report = pretraining_metrics(
+        model, load_split(data_dir, "eval"), collator, batch_size, max_examples=max_examples
+    )
     return {"global_step": global_step_of(Path(model_dir), md.head), **report}
 
 
@@ -145,7 +170,9 @@ def run_pretraining(model_dir: Path, data_dir: Path, batch_size: int = EVAL_BATC
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
-        raise AlbertError(f"{run_dir}: no metrics.jsonl (expected the --out directory of albertctl pretrain or finetune)")
+        raise AlbertError(
+            f"{run_dir}: no metrics.jsonl (expected the --out directory of albertctl pretrain or finetune)"
+        )
     events = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -177,8 +204,12 @@ def plot(run_dir: Path, output: Path | None = None) -> Path:
         steps = [e["step"] for e in train if name in e]
         ax.plot(steps, [e[name] for e in train if name in e], label=f"train {name}")
         if any(name in e for e in evals):
-            ax.plot([e["step"] for e in evals if name in e], [e[name] for e in evals if name in e], "o-",
-                    label=f"held-out {name}")
+            ax.plot(
+                [e["step"] for e in evals if name in e],
+                [e[name] for e in evals if name in e],
+                "o-",
+                label=f"held-out {name}",
+            )
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")

@@ -1,12 +1,12 @@
 """`albertctl pretrain`: MLM + SOP on `prepare`'s output with the one training loop.
 
-    resolve the data (the built-in sample corpus, prepared once and cached, when no --data)
-    -> check it against the profile (vocabulary size, sequence length)
-    -> the model: fresh from the profile's seed, or --init MODEL_DIR
-    -> rank-sharded, shuffled batches; dynamic masks seeded by batch number
-    -> the loop (training/loop.py) with the MLM + SOP loss, a checkpoint every save_every steps
-    -> RUN_DIR/model (the final albertctl model dir) and the eval report on held-out data,
-       beside the accuracy of always predicting the most frequent masked token.
+resolve the data (the built-in sample corpus, prepared once and cached, when no --data)
+-> check it against the profile (vocabulary size, sequence length)
+-> the model: fresh from the profile's seed, or --init MODEL_DIR
+-> rank-sharded, shuffled batches; dynamic masks seeded by batch number
+-> the loop (training/loop.py) with the MLM + SOP loss, a checkpoint every save_every steps
+-> RUN_DIR/model (the final albertctl model dir) and the eval report on held-out data,
+   beside the accuracy of always predicting the most frequent masked token.
 """
 
 from __future__ import annotations
@@ -45,18 +45,28 @@ MASKED_COUNT_KEY = "masked_lm_weights"
 
 def mlm_sop_loss(model: nn.Module, batch: Batch) -> LossOutput:
     """The loop's loss function for pretraining: MLM (at the masked positions) + SOP."""
-    out = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["masked_lm_positions"])
+    out = model(
+        batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["masked_lm_positions"]
+    )
     count = batch.get(f"step_totals/{MASKED_COUNT_KEY}")
-    lo = pretraining_loss(out, batch["masked_lm_ids"], batch["masked_lm_weights"], batch["sentence_order_labels"],
-                          masked_count=count)
+    lo = pretraining_loss(
+        out,
+        batch["masked_lm_ids"],
+        batch["masked_lm_weights"],
+        batch["sentence_order_labels"],
+        masked_count=count,
+    )
     denom = count if count is not None else lo.masked_lm_count.clamp_min(1.0)
     n = lo.sentence_order_count
-    return LossOutput(lo.loss, {
-        "masked_lm_accuracy": (lo.masked_lm_correct, lo.masked_lm_count),
-        "masked_lm_loss": (lo.masked_lm_loss.detach() * denom, lo.masked_lm_count),
-        "sentence_order_accuracy": (lo.sentence_order_correct, n),
-        "sentence_order_loss": (lo.sentence_order_loss.detach() * n, n),
-    })
+    return LossOutput(
+        lo.loss,
+        {
+            "masked_lm_accuracy": (lo.masked_lm_correct, lo.masked_lm_count),
+            "masked_lm_loss": (lo.masked_lm_loss.detach() * denom, lo.masked_lm_count),
+            "sentence_order_accuracy": (lo.sentence_order_correct, n),
+            "sentence_order_loss": (lo.sentence_order_loss.detach() * n, n),
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,28 +100,57 @@ def run(
     spm = data_dir / SPM
 
     model = build_model(profile, init_dir)
-    batches = loop.IndexedBatches(len(train_ds), lambda idx: [train_ds[i] for i in idx], collator,
-                                  profile.train.micro_batch_size, dist.rank, dist.world_size, seed=profile.train.seed)
+    batches = loop.IndexedBatches(
+        len(train_ds),
+        lambda idx: [train_ds[i] for i in idx],
+        collator,
+        profile.train.micro_batch_size,
+        dist.rank,
+        dist.world_size,
+        seed=profile.train.seed,
+    )
 
     def save_model(state: dict[str, torch.Tensor], target: Path) -> None:
         save_model_dir(target, profile, state, spm)
 
     def held_out(module: nn.Module, step: int) -> dict[str, float]:
-        return evaluate.pretraining_metrics(module, eval_ds, collator, evaluate.EVAL_BATCH_SIZE, dist.rank, dist.world_size,
-                                            reduce=loop.all_reduce_sum)
+        return evaluate.pretraining_metrics(
+            module,
+            eval_ds,
+            collator,
+            evaluate.EVAL_BATCH_SIZE,
+            dist.rank,
+            dist.world_size,
+            reduce=loop.all_reduce_sum,
+        )
 
     spec = loop.RunSpec(
-        model=model, batches=batches, loss=mlm_sop_loss, save_model=save_model, out_dir=out, evaluate=held_out,
-        step_totals=(MASKED_COUNT_KEY,), show_metrics=("masked_lm_accuracy", "sentence_order_accuracy"),
+        model=model,
+        batches=batches,
+        loss=mlm_sop_loss,
+        save_model=save_model,
+        out_dir=out,
+        evaluate=held_out,
+        step_totals=(MASKED_COUNT_KEY,),
+        show_metrics=("masked_lm_accuracy", "sentence_order_accuracy"),
         resume=resume,
-        identity={"profile": profile.name, "model": profile.to_dict()["model"],
-                  "vocab_sha256": manifest.get("vocab", {}).get("sha256")},
+        identity={
+            "profile": profile.name,
+            "model": profile.to_dict()["model"],
+            "vocab_sha256": manifest.get("vocab", {}).get("sha256"),
+        },
     )
     result = loop.train(spec, profile.train, profile.deepspeed, progress)
     final = out / "model"
     if dist.rank == 0 and result.checkpoint is not None:
         md = load_model_dir(result.checkpoint / "model")
-        save_model_dir(final, profile, md.state_dict, spm, head={"kind": "pretraining", "global_step": result.global_step})
+        save_model_dir(
+            final,
+            profile,
+            md.state_dict,
+            spm,
+            head={"kind": "pretraining", "global_step": result.global_step},
+        )
     report = {"global_step": result.global_step, **result.eval_metrics}
     return {
         "rank": dist.rank,
@@ -136,19 +175,25 @@ def build_model(profile: Profile, init: Any | None) -> AlbertForPreTraining:
         return model
     if init.profile.model != profile.model:
         diff = [k for k, v in profile.to_dict()["model"].items() if init.profile.to_dict()["model"][k] != v]
-        raise AlbertError(f"{init.path}: its model differs from profile '{profile.name}' in "
-                          f"{', '.join(f'model.{k}' for k in diff)}")
+        raise AlbertError(
+            f"{init.path}: its model differs from profile '{profile.name}' in "
+            f"{', '.join(f'model.{k}' for k in diff)}"
+        )
     own = model.state_dict()
     missing = [k for k in own if k not in init.state_dict]
     heads = ("predictions.", "sop_classifier.")
     if any(not k.startswith(heads) for k in missing):
-        raise AlbertError(f"{init.path}: not an ALBERT model directory ({len(missing)} tensors missing, e.g. {missing[0]})")
+        raise AlbertError(
+            f"{init.path}: not an ALBERT model directory ({len(missing)} tensors missing, e.g. {missing[0]})"
+        )
     with torch.no_grad():
         for k, v in own.items():
             if k in init.state_dict:
                 if init.state_dict[k].shape != v.shape:
-                    raise AlbertError(f"{init.path}: {k} has shape {tuple(init.state_dict[k].shape)}, "
-                                      f"profile '{profile.name}' needs {tuple(v.shape)}")
+                    raise AlbertError(
+                        f"{init.path}: {k} has shape {tuple(init.state_dict[k].shape)}, "
+                        f"profile '{profile.name}' needs {tuple(v.shape)}"
+                    )
                 v.copy_(init.state_dict[k])
     return model
 
@@ -158,8 +203,12 @@ def builtin_data(profile: Profile, dist: loop.Distributed, progress: ProgressFn 
     the cache directory (rank 0 prepares, the others wait)."""
     from albertctl.pipelines import prepare
 
-    recipe = {"data": profile.to_dict()["data"], "vocab_size": profile.model.vocab_size, "seed": profile.train.seed,
-              "python": sys.version_info[:2]}
+    recipe = {
+        "data": profile.to_dict()["data"],
+        "vocab_size": profile.model.vocab_size,
+        "seed": profile.train.seed,
+        "python": sys.version_info[:2],
+    }
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     target = cache_dir() / "pretrain-data" / f"sample-{profile.name}-{key}"
     if dist.rank == 0:
@@ -168,7 +217,12 @@ def builtin_data(profile: Profile, dist: loop.Distributed, progress: ProgressFn 
         except AlbertError:
             shutil.rmtree(target, ignore_errors=True)
             if progress is not None:
-                progress({"event": "warning", "message": f"preparing the built-in sample corpus into {target} (once)"})
+                progress(
+                    {
+                        "event": "warning",
+                        "message": f"preparing the built-in sample corpus into {target} (once)",
+                    }
+                )
             prepare.run(profile, None, target, num_proc=min(2, os.cpu_count() or 1))
     loop.all_reduce_sum([0.0])  # a barrier: the other ranks wait for rank 0's data
     return target
@@ -206,7 +260,9 @@ def plan(profile: Profile, world_size: int) -> dict[str, Any]:
     }
 
 
-def launcher_command(argv: list[str], num_gpus: int | None, num_nodes: int | None, hostfile: Path | None) -> list[str]:
+def launcher_command(
+    argv: list[str], num_gpus: int | None, num_nodes: int | None, hostfile: Path | None
+) -> list[str]:
     """`deepspeed [--num_gpus N] [--num_nodes M] [--hostfile H] --module albertctl ARGV` with our
     launcher options removed from ARGV (every rank then runs `albertctl pretrain ...`)."""
     launcher = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
