@@ -13,6 +13,7 @@ against the faster of the two. Peak memory of each is measured in a fresh proces
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -57,8 +58,9 @@ def hf_batches(seqs, batch_size: int, to: int | None) -> list[tuple[torch.Tensor
     return [pad(seqs[k : k + batch_size], to) for k in range(0, len(seqs), batch_size)]
 
 
-def build(profile: str, only: str | None = None):
+def build(profile: str, only: str | None = None, seq: int = 128):
     cfg = load_profile(profile).model
+    cfg = dataclasses.replace(cfg, max_position_embeddings=max(cfg.max_position_embeddings, seq))
     torch.manual_seed(0)
     ours = AlbertForTask(cfg, "classify", num_labels=2).eval()
     if only == "albertctl":
@@ -97,7 +99,7 @@ def main() -> None:
 
     lengths = length_mix(args.examples, args.max_seq_length)
     if args.child_impl:
-        cfg, ours, hf = build(args.profile, only=args.child_impl)
+        cfg, ours, hf = build(args.profile, only=args.child_impl, seq=args.max_seq_length)
         seqs = sequences(lengths, cfg.vocab_size)
         if args.child_impl == "albertctl":
             run_ours(ours, albertctl_batches(seqs, args.batch_size))
@@ -106,7 +108,7 @@ def main() -> None:
         print(json.dumps({"peak_memory": peak_memory(torch.device("cpu"))}))
         return
 
-    cfg, ours, hf = build(args.profile)
+    cfg, ours, hf = build(args.profile, seq=args.max_seq_length)
     seqs = sequences(lengths, cfg.vocab_size)
     ours_b = albertctl_batches(seqs, args.batch_size)
     hf_fixed = hf_batches(seqs, args.batch_size, args.max_seq_length)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -53,9 +54,11 @@ def make_batch(vocab: int, batch: int, seq: int, predictions: int, device: torch
     return {k: v.to(device) for k, v in b.items()}
 
 
-def build(profile: str, device: torch.device, only: str | None = None):
-    """Both models with the same weights; `only` builds just one (for memory measurements)."""
+def build(profile: str, device: torch.device, only: str | None = None, seq: int = 128):
+    """Both models with the same weights; `only` builds just one (for memory measurements).
+    Position tables are widened to `seq` where a profile's are shorter (tiny trains at 64)."""
     cfg = load_profile(profile).model
+    cfg = dataclasses.replace(cfg, max_position_embeddings=max(cfg.max_position_embeddings, seq))
     torch.manual_seed(0)
     ours = AlbertForPreTraining(cfg).to(device).train()
     if only == "albertctl":
@@ -122,7 +125,7 @@ def losses_agree(ours, hf, batch) -> float:
 
 def child(args) -> None:
     device = torch.device(args.device)
-    cfg, ours, hf = build(args.child_profile, device, only=args.child_impl)
+    cfg, ours, hf = build(args.child_profile, device, only=args.child_impl, seq=args.seq)
     seq = args.seq
     batch = make_batch(cfg.vocab_size, BATCH[args.child_profile], seq, predictions(seq), device)
     fns = step_fns(ours, hf, batch, args.child_precision, device)
@@ -157,7 +160,7 @@ def main() -> None:
     rows = []
     peaks = {p: matmul_peak(device, {"fp32": torch.float32, "bf16": torch.bfloat16}[p]) for p in args.precisions}
     for profile in args.profiles:
-        cfg, ours, hf = build(profile, device)
+        cfg, ours, hf = build(profile, device, seq=args.seq)
         bsz, seq = BATCH[profile], args.seq
         batch = make_batch(cfg.vocab_size, bsz, seq, predictions(seq), device)
         diff = losses_agree(ours, hf, batch)
