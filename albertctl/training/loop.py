@@ -393,6 +393,8 @@ def train(
             optimizer=optimizer,
             config=deepspeed_config(t, ds_config, dist.world_size),
         )
+    if t.compile:  # DeepSpeed compiles the wrapped module in place; state-dict keys stay the same
+        engine.compile()
     comm = _Comm(dist, engine.device)
     stage = ds_config.zero_stage
 
