@@ -355,7 +355,7 @@ def load_profile(name_or_path: str | Path, overrides: list[str] | None = None) -
     if overrides:
         _check_keys(apply_overrides({}, overrides), source="--set")
         data = apply_overrides(data, overrides)
-    return profile_from_dict(data, source=str(path))
+    return profile_from_dict(data, source=f"{path} with --set" if overrides else str(path))
 
 
 def profile_from_dict(data: dict[str, Any], source: str) -> Profile:

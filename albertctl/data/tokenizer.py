@@ -86,6 +86,8 @@ class Tokenizer:
 
     def __init__(self, model_file: Path | str, do_lower_case: bool = True) -> None:
         path = Path(model_file)
+        if path.is_dir():
+            raise AlbertError(f"{path}: is a directory, expected a SentencePiece model file (*.model)")
         if not path.is_file():
             raise AlbertError(f"SentencePiece model {path} not found")
         self.path = path
