@@ -126,8 +126,13 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(tmp_path,
                 proc, lambda: any(p.name.endswith(".tmp") for p in root.iterdir()), interval=0.0005
             )
             during_write += hit
+            print(
+                f"kill {i + 1}: step >= {target}, {'during a checkpoint write' if hit else 'after the run ended'}"
+            )
         else:
-            time.sleep(rng.uniform(0.0, 0.5))
+            delay = rng.uniform(0.0, 0.5)
+            time.sleep(delay)
+            print(f"kill {i + 1}: step >= {target}, {delay:.3f} s later")
         proc.kill()
         proc.wait(timeout=60)
         proc.stderr.close()
