@@ -13,6 +13,11 @@ from albertctl.core import console
 from albertctl.core.config import builtin_profiles, load_profile
 from albertctl.core.errors import AlbertError
 
+try:  # recent typer releases vendor click as typer._click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer on the click package
+    from click import exceptions as click_errors
+
 app = typer.Typer(
     name="albertctl",
     help="Train, fine-tune, evaluate and convert ALBERT language models.",
@@ -23,8 +28,15 @@ app = typer.Typer(
 profile_app = typer.Typer(help="Inspect model-size and hyperparameter profiles.", no_args_is_help=True)
 app.add_typer(profile_app, name="profile", rich_help_panel="Setup")
 
-ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="tiny, base, large, xlarge, xxlarge, bert-base, bert-large, or a YAML path")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a profile value: section.key=value (repeatable)")]
+ProfileOpt = Annotated[
+    str,
+    typer.Option(
+        "--profile", "-p", help="tiny, base, large, xlarge, xxlarge, bert-base, bert-large, or a YAML path"
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a profile value: section.key=value (repeatable)")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
 
 
@@ -75,29 +87,51 @@ def profile_show(
     for section, values in result["profile"].items():
         if isinstance(values, dict):
             console.show(console.key_value_table(section, values))
-    console.show(console.key_value_table("cost", {
-        "parameters (embeddings + encoder + pooler)": result["parameters"],
-        "parameters with MLM + SOP heads": result["parameters_with_pretraining_heads"],
-        "training FLOPs per token": result["training_flops_per_token"],
-        "tokens per optimizer step": result["tokens_per_step"],
-    }))
+    console.show(
+        console.key_value_table(
+            "cost",
+            {
+                "parameters (embeddings + encoder + pooler)": result["parameters"],
+                "parameters with MLM + SOP heads": result["parameters_with_pretraining_heads"],
+                "training FLOPs per token": result["training_flops_per_token"],
+                "tokens per optimizer step": result["tokens_per_step"],
+            },
+        )
+    )
     rows = [
-        (stage, console.human_bytes(m["model_states"]), console.human_bytes(m["activations"]),
-         console.human_bytes(m["total"]))
+        (
+            stage,
+            console.human_bytes(m["model_states"]),
+            console.human_bytes(m["activations"]),
+            console.human_bytes(m["total"]),
+        )
         for stage, m in result["memory_per_gpu_bytes"].items()
     ]
-    console.show(console.table(
-        f"training memory per GPU (estimate, {world_size} GPUs)",
-        ["ZeRO stage", "model states", "activations", "total"], rows,
-    ))
+    console.show(
+        console.table(
+            f"training memory per GPU (estimate, {world_size} GPUs)",
+            ["ZeRO stage", "model states", "activations", "total"],
+            rows,
+        )
+    )
 
 
-TaskArg = Annotated[str, typer.Argument(
-    help="cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli (ax: eval only), glue for all, "
-         "or another registered task (squad1, squad2, race)", show_default=False)]
-TaskDataOpt = Annotated[Path | None, typer.Option(
-    "--data", help="Task files (e.g. glue_data/ or glue_data/MNLI/), a datasets save_to_disk directory "
-                   "or the hub's parquet files; default: the task's dataset on the hub")]
+TaskArg = Annotated[
+    str,
+    typer.Argument(
+        help="cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli (ax: eval only), glue for all, "
+        "or another registered task (squad1, squad2, race)",
+        show_default=False,
+    ),
+]
+TaskDataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="Task files (e.g. glue_data/ or glue_data/MNLI/), a datasets save_to_disk directory "
+        "or the hub's parquet files; default: the task's dataset on the hub",
+    ),
+]
 
 
 def _loop_progress(title: str):
@@ -108,7 +142,9 @@ def _loop_progress(title: str):
     def on_event(event: dict) -> None:
         kind = event.get("event")
         if kind == "start":
-            ids["task"] = bar.add_task(title, total=event["total_steps"], completed=event["start_step"], rate="")
+            ids["task"] = bar.add_task(
+                title, total=event["total_steps"], completed=event["start_step"], rate=""
+            )
         elif kind == "train" and "task" in ids:
             bar.update(ids["task"], completed=event["step"], rate=f"loss {event['loss']:.4f}")
         elif kind == "eval":
@@ -123,12 +159,22 @@ def _loop_progress(title: str):
 @app.command(rich_help_panel="Training")
 def finetune(
     task: TaskArg,
-    model: Annotated[Path, typer.Option("--model", "-m", help="Model directory to start from (pretrained or converted)")],
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Model directory to start from (pretrained or converted)")
+    ],
     data: TaskDataOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/finetune/TASK)")] = None,
-    overrides: Annotated[list[str] | None, typer.Option(
-        "--set", help="task.key=value (profiles/tasks/TASK.yaml) or model.key=value (repeatable)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/finetune/TASK)")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="task.key=value (profiles/tasks/TASK.yaml) or model.key=value (repeatable)"
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune a model on one task (or every GLUE task) and print dev metrics of the best checkpoint."""
@@ -136,8 +182,15 @@ def finetune(
 
     bar, on_event = _loop_progress(f"finetune {task}")
     with bar, contextlib.redirect_stdout(sys.stderr):  # libraries' chatter (DeepSpeed) stays off stdout
-        results = pipeline.run(task, model, out or Path("runs") / "finetune" / task.lower(), data,
-                               overrides or [], resume, on_event)
+        results = pipeline.run(
+            task,
+            model,
+            out or Path("runs") / "finetune" / task.lower(),
+            data,
+            overrides or [],
+            resume,
+            on_event,
+        )
     if as_json:
         body = {"results": [r.to_dict() for r in results]}
         if len(results) > 1:
@@ -145,27 +198,52 @@ def finetune(
         console.print_json(body)
         return
     for r in results:
-        console.show(console.key_value_table(
-            f"{r.display}: dev metrics of the best checkpoint (step {r.extra.get('best_step')}) -> {r.model_dir}",
-            r.metrics))
+        console.show(
+            console.key_value_table(
+                f"{r.display}: dev metrics of the best checkpoint (step {r.extra.get('best_step')}) -> {r.model_dir}",
+                r.metrics,
+            )
+        )
     if len(results) > 1:
         s = pipeline.summary(results)
-        rows = [list(r.values()) for r in s["rows"]] + [["Avg", "", "-" if s["average"] is None else f"{s['average']:.1f}"]]
-        console.show(console.table("GLUE dev (x100), best checkpoint per task", ["task", "metrics", "dev"], rows))
+        rows = [list(r.values()) for r in s["rows"]] + [
+            ["Avg", "", "-" if s["average"] is None else f"{s['average']:.1f}"]
+        ]
+        console.show(
+            console.table("GLUE dev (x100), best checkpoint per task", ["task", "metrics", "dev"], rows)
+        )
 
 
-InputsArg = Annotated[list[str] | None, typer.Argument(
-    help="Text files, directories or glob patterns: one sentence per line, a blank line between "
-         "documents. None (and no --dataset): the built-in sample corpus", show_default=False)]
-DatasetOpt = Annotated[str | None, typer.Option(
-    "--dataset", help="A datasets name (online), save_to_disk directory or data file, instead of text files",
-    rich_help_panel="Dataset input")]
-DatasetSplitOpt = Annotated[str, typer.Option("--split", help="Dataset split", rich_help_panel="Dataset input")]
-TextColumnOpt = Annotated[str, typer.Option("--text-column", help="Dataset column holding the text",
-                                            rich_help_panel="Dataset input")]
-DatasetConfigOpt = Annotated[str | None, typer.Option("--dataset-config", help="Dataset configuration name",
-                                                      rich_help_panel="Dataset input")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed (default: the profile's train.seed)")]
+InputsArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Text files, directories or glob patterns: one sentence per line, a blank line between "
+        "documents. None (and no --dataset): the built-in sample corpus",
+        show_default=False,
+    ),
+]
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        help="A datasets name (online), save_to_disk directory or data file, instead of text files",
+        rich_help_panel="Dataset input",
+    ),
+]
+DatasetSplitOpt = Annotated[
+    str, typer.Option("--split", help="Dataset split", rich_help_panel="Dataset input")
+]
+TextColumnOpt = Annotated[
+    str,
+    typer.Option("--text-column", help="Dataset column holding the text", rich_help_panel="Dataset input"),
+]
+DatasetConfigOpt = Annotated[
+    str | None,
+    typer.Option("--dataset-config", help="Dataset configuration name", rich_help_panel="Dataset input"),
+]
+SeedOpt = Annotated[
+    int | None, typer.Option("--seed", help="Random seed (default: the profile's train.seed)")
+]
 
 
 def _inputs(inputs: list[str] | None, dataset: str | None, split: str, text_column: str, config: str | None):
@@ -181,9 +259,20 @@ def _inputs(inputs: list[str] | None, dataset: str | None, split: str, text_colu
 @app.command(rich_help_panel="Data")
 def vocab(
     inputs: InputsArg = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output prefix: writes PREFIX.model and PREFIX.vocab")] = Path("spiece"),
-    vocab_size: Annotated[int | None, typer.Option("--vocab-size", min=8, help="Pieces (default: the profile's model.vocab_size)")] = None,
-    spm_options: Annotated[list[str] | None, typer.Option("--spm", help="Any SentencePiece trainer flag: key=value (repeatable), e.g. character_coverage=1.0")] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output prefix: writes PREFIX.model and PREFIX.vocab")
+    ] = Path("spiece"),
+    vocab_size: Annotated[
+        int | None,
+        typer.Option("--vocab-size", min=8, help="Pieces (default: the profile's model.vocab_size)"),
+    ] = None,
+    spm_options: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--spm",
+            help="Any SentencePiece trainer flag: key=value (repeatable), e.g. character_coverage=1.0",
+        ),
+    ] = None,
     profile: ProfileOpt = "tiny",
     overrides: SetOpt = None,
     seed: SeedOpt = None,
@@ -202,30 +291,56 @@ def vocab(
     for text in spm_options or []:
         keys, value = parse_override(text)
         options[".".join(keys)] = value
-    result = pipeline.run(load_profile(profile, overrides or []), _inputs(inputs, dataset, split, text_column, dataset_config),
-                          output, vocab_size, options, seed, num_proc)
+    result = pipeline.run(
+        load_profile(profile, overrides or []),
+        _inputs(inputs, dataset, split, text_column, dataset_config),
+        output,
+        vocab_size,
+        options,
+        seed,
+        num_proc,
+    )
     if as_json:
         console.print_json(result)
         return
     for line in result["warnings"]:
         console.warn(line)
-    console.show(console.key_value_table("vocabulary", {
-        "model": result["model"], "vocab size": result["vocab_size"],
-        "special ids": ", ".join(f"{k}={v}" for k, v in result["special_ids"].items()),
-        "input": ", ".join(result["inputs"]), "input bytes": result["input_bytes"], "sentences": result["sentences"],
-        "character_coverage (trainer)": str(result["flags"]["character_coverage"]),
-        f"token coverage (first {result['sample_sentences']} sentences)": result["token_coverage"],
-        "tokens per word": result["tokens_per_word"],
-    }))
-    console.show(console.table("tokenised sample", ["text", "pieces"], [(result["example"], " ".join(result["example_pieces"]))]))
+    console.show(
+        console.key_value_table(
+            "vocabulary",
+            {
+                "model": result["model"],
+                "vocab size": result["vocab_size"],
+                "special ids": ", ".join(f"{k}={v}" for k, v in result["special_ids"].items()),
+                "input": ", ".join(result["inputs"]),
+                "input bytes": result["input_bytes"],
+                "sentences": result["sentences"],
+                "character_coverage (trainer)": str(result["flags"]["character_coverage"]),
+                f"token coverage (first {result['sample_sentences']} sentences)": result["token_coverage"],
+                "tokens per word": result["tokens_per_word"],
+            },
+        )
+    )
+    console.show(
+        console.table(
+            "tokenised sample", ["text", "pieces"], [(result["example"], " ".join(result["example_pieces"]))]
+        )
+    )
 
 
 @app.command(rich_help_panel="Data")
 def prepare(
     inputs: InputsArg = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (replaced atomically)")] = Path("data"),
-    vocab_file: Annotated[Path | None, typer.Option("--vocab", help="SentencePiece model (default: train one on the same input)")] = None,
-    num_proc: Annotated[int, typer.Option("--num-proc", min=1, help="Worker processes; the output does not depend on it")] = 1,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output directory (replaced atomically)")
+    ] = Path("data"),
+    vocab_file: Annotated[
+        Path | None,
+        typer.Option("--vocab", help="SentencePiece model (default: train one on the same input)"),
+    ] = None,
+    num_proc: Annotated[
+        int, typer.Option("--num-proc", min=1, help="Worker processes; the output does not depend on it")
+    ] = 1,
     profile: ProfileOpt = "tiny",
     overrides: SetOpt = None,
     seed: SeedOpt = None,
@@ -244,30 +359,46 @@ def prepare(
 
         def on_progress(p: dict) -> None:
             secs = max(p["elapsed"], 1e-9)
-            bar.update(task, completed=p["bytes"], total=p["total_bytes"],
-                       rate=f"{p['documents'] / secs:,.0f} docs/s {p['bytes'] / 1e6 / secs:.2f} MB/s")
+            bar.update(
+                task,
+                completed=p["bytes"],
+                total=p["total_bytes"],
+                rate=f"{p['documents'] / secs:,.0f} docs/s {p['bytes'] / 1e6 / secs:.2f} MB/s",
+            )
 
-        result = pipeline.run(load_profile(profile, overrides or []), source, output, vocab_file, num_proc, seed, on_progress)
+        result = pipeline.run(
+            load_profile(profile, overrides or []), source, output, vocab_file, num_proc, seed, on_progress
+        )
     if as_json:
         console.print_json(result)
         return
     for line in result["warnings"]:
         console.warn(line)
     r = result
-    console.show(console.key_value_table(f"prepared {r['output']}", {
-        "documents (train / eval)": f"{r['documents']} ({r['documents_train']} / {r['documents_eval']})",
-        "instances (train / eval)": f"{r['instances']} ({r['instances_train']} / {r['instances_eval']})",
-        "tokens": r["tokens"], "tokens per instance": r["tokens_per_instance"], "padding share": r["padding_share"],
-        "masked share": f"{r['masked_share']:.4f}, from {r['masked_share_from']}",
-        "span lengths (words: count, share)": ", ".join(
-            f"{n}: {c} ({r['span_length_shares'][n]:.3f})" for n, c in r["span_lengths"].items()),
-        "replacement [MASK] / random / kept": " / ".join(f"{v:.3f}" for v in r["replacement_shares"].values()),
-        "label 1 share (SOP swapped / NSP random)": r["label_1_share"],
-        "skipped": ", ".join(f"{k}: {v}" for k, v in r["skipped"].items()) or "nothing",
-        "adjusted": ", ".join(f"{k}: {v}" for k, v in r["adjusted"].items()),
-        "throughput": f"{r['documents_per_second']:,.0f} docs/s, {r['mb_per_second']:.2f} MB/s, "
-                      f"{r['instances_per_second']:,.0f} instances/s ({r['seconds']:.1f} s)",
-    }))
+    console.show(
+        console.key_value_table(
+            f"prepared {r['output']}",
+            {
+                "documents (train / eval)": f"{r['documents']} ({r['documents_train']} / {r['documents_eval']})",
+                "instances (train / eval)": f"{r['instances']} ({r['instances_train']} / {r['instances_eval']})",
+                "tokens": r["tokens"],
+                "tokens per instance": r["tokens_per_instance"],
+                "padding share": r["padding_share"],
+                "masked share": f"{r['masked_share']:.4f}, from {r['masked_share_from']}",
+                "span lengths (words: count, share)": ", ".join(
+                    f"{n}: {c} ({r['span_length_shares'][n]:.3f})" for n, c in r["span_lengths"].items()
+                ),
+                "replacement [MASK] / random / kept": " / ".join(
+                    f"{v:.3f}" for v in r["replacement_shares"].values()
+                ),
+                "label 1 share (SOP swapped / NSP random)": r["label_1_share"],
+                "skipped": ", ".join(f"{k}: {v}" for k, v in r["skipped"].items()) or "nothing",
+                "adjusted": ", ".join(f"{k}: {v}" for k, v in r["adjusted"].items()),
+                "throughput": f"{r['documents_per_second']:,.0f} docs/s, {r['mb_per_second']:.2f} MB/s, "
+                f"{r['instances_per_second']:,.0f} instances/s ({r['seconds']:.1f} s)",
+            },
+        )
+    )
 
 
 def _pretrain_progress():
@@ -280,15 +411,20 @@ def _pretrain_progress():
     def on_event(event: dict) -> None:
         kind = event.get("event")
         if kind == "start":
-            ids["task"] = bar.add_task("pretrain", total=event["total_steps"], completed=event["start_step"],
-                                       rate="", metrics="")
+            ids["task"] = bar.add_task(
+                "pretrain", total=event["total_steps"], completed=event["start_step"], rate="", metrics=""
+            )
         elif kind == "train" and "task" in ids:
             shown = f"loss {event['loss']:.4f}"
             for key, short in (("masked_lm_accuracy", "mlm_acc"), ("sentence_order_accuracy", "sop_acc")):
                 if key in event:
                     shown += f" {short} {event[key]:.3f}"
-            bar.update(ids["task"], completed=event["step"], rate=f"{event['tokens_per_second']:,.0f} tok/s",
-                       metrics=f"{shown} lr {event['lr']:.2e}")
+            bar.update(
+                ids["task"],
+                completed=event["step"],
+                rate=f"{event['tokens_per_second']:,.0f} tok/s",
+                metrics=f"{shown} lr {event['lr']:.2e}",
+            )
         elif kind == "eval":
             shown = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
             bar.console.print(f"held-out at step {event['step']}: {shown}", highlight=False)
@@ -299,8 +435,14 @@ def _pretrain_progress():
 
 
 def _pretrain_report(report: dict) -> dict:
-    keys = ("global_step", "loss", "masked_lm_accuracy", "masked_lm_loss", "sentence_order_accuracy",
-            "sentence_order_loss")
+    keys = (
+        "global_step",
+        "loss",
+        "masked_lm_accuracy",
+        "masked_lm_loss",
+        "sentence_order_accuracy",
+        "sentence_order_loss",
+    )
     return {k: report[k] for k in keys if k in report}
 
 
@@ -308,15 +450,44 @@ def _pretrain_report(report: dict) -> dict:
 def pretrain(
     profile: ProfileOpt = "tiny",
     overrides: SetOpt = None,
-    data: Annotated[Path | None, typer.Option(
-        "--data", help="Output of albertctl prepare [default: the built-in sample corpus, prepared once and cached]")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/pretrain-PROFILE-TIME]")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest good checkpoint in --out")] = False,
-    init: Annotated[Path | None, typer.Option("--init", help="Start from this model directory (converted or earlier)")] = None,
-    num_gpus: Annotated[int | None, typer.Option("--num-gpus", min=1, help="Processes per node, through DeepSpeed's launcher", rich_help_panel="Distributed")] = None,
-    num_nodes: Annotated[int | None, typer.Option("--num-nodes", min=1, help="Nodes (with --hostfile)", rich_help_panel="Distributed")] = None,
-    hostfile: Annotated[Path | None, typer.Option("--hostfile", help="DeepSpeed hostfile: 'host slots=N' per line", rich_help_panel="Distributed")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (batches, steps, parameters, memory) and exit")] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Output of albertctl prepare [default: the built-in sample corpus, prepared once and cached]",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/pretrain-PROFILE-TIME]")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the latest good checkpoint in --out")
+    ] = False,
+    init: Annotated[
+        Path | None, typer.Option("--init", help="Start from this model directory (converted or earlier)")
+    ] = None,
+    num_gpus: Annotated[
+        int | None,
+        typer.Option(
+            "--num-gpus",
+            min=1,
+            help="Processes per node, through DeepSpeed's launcher",
+            rich_help_panel="Distributed",
+        ),
+    ] = None,
+    num_nodes: Annotated[
+        int | None,
+        typer.Option("--num-nodes", min=1, help="Nodes (with --hostfile)", rich_help_panel="Distributed"),
+    ] = None,
+    hostfile: Annotated[
+        Path | None,
+        typer.Option(
+            "--hostfile", help="DeepSpeed hostfile: 'host slots=N' per line", rich_help_panel="Distributed"
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan (batches, steps, parameters, memory) and exit")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Pretrain ALBERT (MLM + SOP) with DeepSpeed, then print the eval report on held-out data."""
@@ -358,31 +529,56 @@ def pretrain(
     else:
         ev = result["eval"]
         if ev:
-            console.show(console.key_value_table(f"held-out eval ({ev.get('eval_examples')} sequences)",
-                                                 _pretrain_report(ev)))
+            console.show(
+                console.key_value_table(
+                    f"held-out eval ({ev.get('eval_examples')} sequences)", _pretrain_report(ev)
+                )
+            )
             base = ev["most_frequent_token_accuracy"]
-            console.show(console.key_value_table("masked_lm_accuracy vs always predicting the most frequent masked token", {
-                "masked_lm_accuracy": ev["masked_lm_accuracy"],
-                "most frequent token accuracy": base,
-                "ratio": ev["masked_lm_accuracy"] / base if base else float("inf"),
-            }))
-        console.info(f"model: {result['model_dir']}  run: {result['run_dir']}  "
-                     f"({result['global_step']} steps, {result['seconds']:.0f} s)")
+            console.show(
+                console.key_value_table(
+                    "masked_lm_accuracy vs always predicting the most frequent masked token",
+                    {
+                        "masked_lm_accuracy": ev["masked_lm_accuracy"],
+                        "most frequent token accuracy": base,
+                        "ratio": ev["masked_lm_accuracy"] / base if base else float("inf"),
+                    },
+                )
+            )
+        console.info(
+            f"model: {result['model_dir']}  run: {result['run_dir']}  "
+            f"({result['global_step']} steps, {result['seconds']:.0f} s)"
+        )
     if result["stopped"] == "interrupted":
-        console.error(f"interrupted at step {result['global_step']}; checkpoint {result['checkpoint']} saved; "
-                      f"continue with --resume --out {result['run_dir']}")
+        console.error(
+            f"interrupted at step {result['global_step']}; checkpoint {result['checkpoint']} saved; "
+            f"continue with --resume --out {result['run_dir']}"
+        )
         raise SystemExit(130)
 
 
 @app.command("eval", rich_help_panel="Evaluation")
 def eval_(
-    task: Annotated[str | None, typer.Argument(
-        help="A fine-tuning task (e.g. mnli); omit for the pretraining report", show_default=False)] = None,
+    task: Annotated[
+        str | None,
+        typer.Argument(
+            help="A fine-tuning task (e.g. mnli); omit for the pretraining report", show_default=False
+        ),
+    ] = None,
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Model directory")] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Prepared data (pretraining) or the task's files")] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="RUN_DIR: draw its training curves to RUN_DIR/curves.png")] = None,
-    predict: Annotated[Path | None, typer.Option(
-        "--predict", help="With a TASK: also write test-set predictions here, in the GLUE submission format")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Prepared data (pretraining) or the task's files")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="RUN_DIR: draw its training curves to RUN_DIR/curves.png")
+    ] = None,
+    predict: Annotated[
+        Path | None,
+        typer.Option(
+            "--predict",
+            help="With a TASK: also write test-set predictions here, in the GLUE submission format",
+        ),
+    ] = None,
     overrides: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -397,7 +593,9 @@ def eval_(
             console.info(f"wrote {path}")
         return
     if model is None:
-        raise AlbertError("eval needs --model DIR (with --data DIR for the pretraining report, or a TASK), or --plot RUN_DIR")
+        raise AlbertError(
+            "eval needs --model DIR (with --data DIR for the pretraining report, or a TASK), or --plot RUN_DIR"
+        )
     if task is not None:
         from albertctl.pipelines import finetune
 
@@ -407,34 +605,58 @@ def eval_(
             console.print_json(result)
         else:
             if result["metrics"]:
-                console.show(console.key_value_table(f"{result['task']}: dev metrics of {result['model']}", result["metrics"]))
+                console.show(
+                    console.key_value_table(
+                        f"{result['task']}: dev metrics of {result['model']}", result["metrics"]
+                    )
+                )
             for path in result["predictions"]:
                 console.info(f"wrote {path}")
         return
     if predict is not None:
         raise AlbertError("--predict needs a TASK, e.g. albertctl eval mnli --model DIR --predict OUT")
     if data is None:
-        raise AlbertError("eval --model DIR needs --data DIR (the output of albertctl prepare) for the pretraining report")
+        raise AlbertError(
+            "eval --model DIR needs --data DIR (the output of albertctl prepare) for the pretraining report"
+        )
     with contextlib.redirect_stdout(sys.stderr):
         report = pipeline.run_pretraining(model, data)
     if as_json:
         console.print_json(report)
     else:
-        console.show(console.key_value_table(f"eval of {model} on {data} (held-out split)", _pretrain_report(report)))
+        console.show(
+            console.key_value_table(f"eval of {model} on {data} (held-out split)", _pretrain_report(report))
+        )
 
 
 @app.command(rich_help_panel="Models")
 def convert(
-    source: Annotated[str, typer.Argument(
-        help="TF checkpoint prefix or directory, TF-Hub module directory, .tar.gz or handle URL, "
-             "HF directory, or albertctl model directory", show_default=False)],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="TF checkpoint prefix or directory, TF-Hub module directory, .tar.gz or handle URL, "
+            "HF directory, or albertctl model directory",
+            show_default=False,
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (written atomically)")],
     source_kind: Annotated[str, typer.Option("--from", help="tf, tf-hub, hf or albertctl")] = "albertctl",
-    to: Annotated[str, typer.Option("--to", help="albertctl (model directory) or hf (transformers directory)")] = "albertctl",
-    config: Annotated[Path | None, typer.Option("--config", help="albert_config.json (default: beside the checkpoint)")] = None,
-    spm_file: Annotated[Path | None, typer.Option("--spm", help="SentencePiece model (default: the *.model beside it)")] = None,
-    head: Annotated[str | None, typer.Option(
-        "--head", help="TF only: pretraining, classify, regress, choice or span (default: detected; choice for RACE)")] = None,
+    to: Annotated[
+        str, typer.Option("--to", help="albertctl (model directory) or hf (transformers directory)")
+    ] = "albertctl",
+    config: Annotated[
+        Path | None, typer.Option("--config", help="albert_config.json (default: beside the checkpoint)")
+    ] = None,
+    spm_file: Annotated[
+        Path | None, typer.Option("--spm", help="SentencePiece model (default: the *.model beside it)")
+    ] = None,
+    head: Annotated[
+        str | None,
+        typer.Option(
+            "--head",
+            help="TF only: pretraining, classify, regress, choice or span (default: detected; choice for RACE)",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Convert Google's TF checkpoints / TF-Hub modules or HF directories to albertctl, or export to HF."""
@@ -452,23 +674,45 @@ def convert(
         if r["status"] == "skipped":
             skipped.setdefault(r["note"], []).append(r["source"])
     shown = [(r["status"], r["key"], r["source"], "x".join(map(str, r["shape"])), r["note"]) for r in rows]
-    shown += [("skipped", f"{len(v)} variables", v[0] + (", ..." if len(v) > 1 else ""), "", reason)
-              for reason, v in skipped.items()]
-    console.show(console.table(f"convert {result['source']} ({result['from']} -> {result['to']})",
-                               ["status", "albertctl key", "source name", "shape", "note"], shown))
+    shown += [
+        ("skipped", f"{len(v)} variables", v[0] + (", ..." if len(v) > 1 else ""), "", reason)
+        for reason, v in skipped.items()
+    ]
+    console.show(
+        console.table(
+            f"convert {result['source']} ({result['from']} -> {result['to']})",
+            ["status", "albertctl key", "source name", "shape", "note"],
+            shown,
+        )
+    )
     c = result["counts"]
-    console.info(f"loaded {c['loaded']}, skipped {c['skipped']}, missing {c['missing']}; "
-                 f"head {result['head']['kind']}; wrote {result['out']}")
+    console.info(
+        f"loaded {c['loaded']}, skipped {c['skipped']}, missing {c['missing']}; "
+        f"head {result['head']['kind']}; wrote {result['out']}"
+    )
 
 
 def main() -> None:
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="albertctl")
+    except click_errors.NoArgsIsHelpError as err:  # bare `albertctl` or a group: show its help
+        print(err.ctx.get_help())
+        raise SystemExit(0) from None
+    except click_errors.UsageError as err:  # a bad option value or unknown command: one line, as AlbertError
+        where = err.ctx.command_path if err.ctx is not None else "albertctl"
+        console.error(f"{where}: {err.format_message()}")
+        raise SystemExit(2) from None
+    except click_errors.ClickException as err:
+        console.error(err.format_message())
+        raise SystemExit(err.exit_code) from None
+    except typer.Abort:
+        console.error("interrupted")
+        raise SystemExit(130) from None
     except AlbertError as err:
         console.error(str(err))
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         console.error("interrupted")
         raise SystemExit(130) from None
-
-
+    if isinstance(code, int) and code:
+        raise SystemExit(code)

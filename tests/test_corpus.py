@@ -89,8 +89,15 @@ def test_sample_corpus_is_built_once_in_the_input_format(sample_cache):
 def test_no_input_means_the_sample_corpus(sample_cache, tmp_path):
     """The offline default chain the pretrain pipeline uses: vocab -> prepare, no input."""
     # pinned to the 128-token recipe the span statistics below assume; tiny.yaml is tuned for pretrain speed
-    tiny = load_profile("tiny", ["model.vocab_size=2000", "data.max_seq_length=128",
-                                 "data.max_predictions_per_seq=20", "model.max_position_embeddings=128"])
+    tiny = load_profile(
+        "tiny",
+        [
+            "model.vocab_size=2000",
+            "data.max_seq_length=128",
+            "data.max_predictions_per_seq=20",
+            "model.max_position_embeddings=128",
+        ],
+    )
     result = prepare.run(tiny, None, tmp_path / "data", num_proc=1)
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
     assert manifest["inputs"] == [str(corpus.sample_corpus_path())]

@@ -186,6 +186,11 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def plot(run_dir: Path, output: Path | None = None) -> Path:
     """Training curves (loss, accuracies, learning rate) and eval points as a PNG."""
+    events = read_metrics(run_dir)
+    train = _last_per_step([e for e in events if e.get("event") == "train"])
+    evals = _last_per_step([e for e in events if e.get("event") == "eval"])
+    if not train:
+        raise AlbertError(f"{run_dir}/metrics.jsonl: no training events to plot")
     try:
         import matplotlib
 
@@ -193,11 +198,6 @@ def plot(run_dir: Path, output: Path | None = None) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise AlbertError("eval --plot needs matplotlib: pip install 'albertctl[plot]'") from None
-    events = read_metrics(run_dir)
-    train = _last_per_step([e for e in events if e.get("event") == "train"])
-    evals = _last_per_step([e for e in events if e.get("event") == "eval"])
-    if not train:
-        raise AlbertError(f"{run_dir}/metrics.jsonl: no training events to plot")
     names = ["loss"] + sorted({k for e in train for k in e if k.endswith("accuracy")}) + ["lr"]
     fig, axes = plt.subplots(len(names), 1, figsize=(8, 2.4 * len(names)), sharex=True)
     for ax, name in zip(axes, names, strict=True):
