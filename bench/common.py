@@ -73,7 +73,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats
     return 2 * n**3 / best
 
 
-def alternate(runs: dict[str, Callable[[], None]], rounds: int, device: torch.device) -> dict[str, list[float]]:
+def alternate(
+    runs: dict[str, Callable[[], None]], rounds: int, device: torch.device
+) -> dict[str, list[float]]:
     """Time each callable `rounds` times, interleaved (a, b, a, b, ...), in seconds."""
     times: dict[str, list[float]] = {k: [] for k in runs}
     for fn in runs.values():  # warm-up
@@ -124,6 +126,13 @@ def peak_memory(device: torch.device) -> int:
     """Peak memory of this process so far: resident set on CPU, allocator peak on GPU (bytes)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
+    # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak across fork+exec
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 

@@ -82,7 +82,9 @@ def run_ours(model, batches):
 
 def run_hf(model, batches):
     with torch.inference_mode():
-        return torch.cat([model(input_ids=ids, attention_mask=mask).logits.argmax(-1) for ids, mask in batches])
+        return torch.cat(
+            [model(input_ids=ids, attention_mask=mask).logits.argmax(-1) for ids, mask in batches]
+        )
 
 
 def main() -> None:
@@ -141,15 +143,27 @@ def main() -> None:
     }
     if not args.no_memory:
         script = Path(__file__).resolve()
-        base = ["--profile", args.profile, "--examples", str(args.examples), "--batch-size", str(args.batch_size)]
+        base = [
+            "--profile",
+            args.profile,
+            "--examples",
+            str(args.examples),
+            "--batch-size",
+            str(args.batch_size),
+        ]
         result["peak_memory"] = {
-            impl: child_peak_memory(script, [*base, "--child-impl", impl]) for impl in ("albertctl", "transformers")
+            impl: child_peak_memory(script, [*base, "--child-impl", impl])
+            for impl in ("albertctl", "transformers")
         }
     for k, v in tps.items():
         print(f"{k:30s} {v:10.0f} real tokens/s")
-    print(f"ratio vs best transformers: {result['ratio_vs_best_transformers']:.2f}x (predictions agree: {agree:.1%})")
+    print(
+        f"ratio vs best transformers: {result['ratio_vs_best_transformers']:.2f}x (predictions agree: {agree:.1%})"
+    )
     if "peak_memory" in result:
-        print("peak memory MiB: " + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in result["peak_memory"].items()))
+        print(
+            "peak memory MiB: " + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in result["peak_memory"].items())
+        )
     write_json(args.out, {"machine": machine(), **result})
     print(f"wrote {args.out}")
 

@@ -114,9 +114,13 @@ def losses_agree(ours, hf, batch) -> float:
     hf.eval()
     with torch.no_grad():
         out = ours(batch["ids"], batch["types"], batch["mask"], masked_positions=batch["positions"])
-        a = pretraining_loss(out, batch["targets"], torch.ones_like(batch["targets"], dtype=torch.float32), batch["sop"]).loss
+        a = pretraining_loss(
+            out, batch["targets"], torch.ones_like(batch["targets"], dtype=torch.float32), batch["sop"]
+        ).loss
         ref = hf(input_ids=batch["ids"], token_type_ids=batch["types"], attention_mask=batch["mask"])
-        mlm = F.cross_entropy(ref.prediction_logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100)
+        mlm = F.cross_entropy(
+            ref.prediction_logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100
+        )
         b = mlm + F.cross_entropy(ref.sop_logits, batch["sop"])
     ours.train()
     hf.train()
@@ -158,7 +162,9 @@ def main() -> None:
     device = torch.device(args.device)
     info = machine()
     rows = []
-    peaks = {p: matmul_peak(device, {"fp32": torch.float32, "bf16": torch.bfloat16}[p]) for p in args.precisions}
+    peaks = {
+        p: matmul_peak(device, {"fp32": torch.float32, "bf16": torch.bfloat16}[p]) for p in args.precisions
+    }
     for profile in args.profiles:
         cfg, ours, hf = build(profile, device, seq=args.seq)
         bsz, seq = BATCH[profile], args.seq
@@ -188,15 +194,28 @@ def main() -> None:
                 for impl in ("albertctl", "transformers"):
                     row[f"{impl}_peak_memory"] = child_peak_memory(
                         script,
-                        ["--child-impl", impl, "--child-profile", profile, "--child-precision", precision,
-                         "--seq", str(seq), "--device", args.device],
+                        [
+                            "--child-impl",
+                            impl,
+                            "--child-profile",
+                            profile,
+                            "--child-precision",
+                            precision,
+                            "--seq",
+                            str(seq),
+                            "--device",
+                            args.device,
+                        ],
                     )
             rows.append(row)
             print(
                 f"{profile:6s} {precision:5s} albertctl {tps['albertctl']:10.0f} tok/s  transformers "
                 f"{tps['transformers']:10.0f} tok/s  ratio {row['ratio']:.2f}x  MFU {row['mfu']:.1%}"
-                + (f"  peak mem {row['albertctl_peak_memory'] / 2**20:.0f} vs {row['transformers_peak_memory'] / 2**20:.0f} MiB"
-                   if not args.no_memory else ""),
+                + (
+                    f"  peak mem {row['albertctl_peak_memory'] / 2**20:.0f} vs {row['transformers_peak_memory'] / 2**20:.0f} MiB"
+                    if not args.no_memory
+                    else ""
+                ),
                 flush=True,
             )
     write_json(args.out, {"machine": info, "rows": rows})
