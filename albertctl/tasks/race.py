@@ -19,13 +19,13 @@ so `accuracy` is the question-weighted mean of the two).
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
 from albertctl.data.tokenizer import Tokenizer
 from albertctl.tasks.base import Feature, Task, TaskConfig, accuracy, register
@@ -53,10 +53,6 @@ class ReadReport:
     examples: list[RaceExample]
     files: int = 0
     skipped: list[tuple[str, str]] | None = None
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
