@@ -576,14 +576,44 @@ def eval_(
         Path | None,
         typer.Option(
             "--predict",
-            help="With a TASK: also write test-set predictions here, in the GLUE submission format",
+            help="With a TASK: also write test-set predictions here (GLUE submission files; SQuAD: dev predictions.json, nbest, null odds)",
         ),
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions",
+            help="With squad1/squad2: score this predictions file ({id: answer}) against --data, no model",
+        ),
+    ] = None,
+    na_probs: Annotated[
+        Path | None,
+        typer.Option("--na-probs", help="With --predictions (squad2): {id: no-answer probability} file"),
     ] = None,
     overrides: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a model: the pretraining report on held-out data, a task's dev metrics, or plot curves."""
     from albertctl.pipelines import evaluate as pipeline
+
+    if predictions is not None or na_probs is not None:
+        from albertctl.pipelines import finetune
+
+        if task is None or predictions is None or model is not None:
+            raise AlbertError(
+                "--predictions FILE needs a TASK and no --model, e.g. albertctl eval squad2 "
+                "--predictions predictions.json --data dev-v2.0.json [--na-probs null_odds.json]"
+            )
+        result = finetune.score_predictions(task, predictions, data, na_probs)
+        if as_json:
+            console.print_json(result)
+        else:
+            console.show(
+                console.key_value_table(
+                    f"{result['task']}: scores of {result['predictions']}", result["metrics"]
+                )
+            )
+        return
 
     if plot is not None:
         path = pipeline.plot(plot)
@@ -657,12 +687,20 @@ def convert(
             help="TF only: pretraining, classify, regress, choice or span (default: detected; choice for RACE)",
         ),
     ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            "--task",
+            help="The task a fine-tuned checkpoint was trained on (e.g. mnli, squad2, race): "
+            "recorded so that `eval TASK` and `finetune TASK` use its head",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Convert Google's TF checkpoints / TF-Hub modules or HF directories to albertctl, or export to HF."""
     from albertctl.pipelines import convert as pipeline
 
-    result = pipeline.run(source_kind, source, out, to, config, spm_file, head)
+    result = pipeline.run(source_kind, source, out, to, config, spm_file, head, task)
     if as_json:
         console.print_json(result)
         return

@@ -238,3 +238,17 @@ def pretrained_dir(target: Path, spm_model: Path, seed: int = 0) -> Path:
         torch.manual_seed(seed)
         model = AlbertForPreTraining(profile.model)
     return save_model_dir(target, profile, model.state_dict(), spm_model)
+
+
+def task_world(root: Path) -> dict:
+    """What a task's tests share: a tiny SentencePiece model, its tokenizer and a random-init
+    pretrained model directory, under `root`."""
+    from albertctl.data.tokenizer import Tokenizer
+
+    spm_model = train_spm(root / "spm")
+    return {
+        "root": root,
+        "spm": spm_model,
+        "tok": Tokenizer(spm_model),
+        "model": pretrained_dir(root / "pre", spm_model),
+    }

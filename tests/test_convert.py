@@ -476,3 +476,64 @@ def test_missing_pretraining_heads_are_initialised_and_reported(tmp_path):
     skipped = {r["source"]: r["note"] for r in result["rows"] if r["status"] == "skipped"}
     assert skipped == {"output_weights": "not used by this model", "output_bias": "not used by this model"}
     AlbertForPreTraining(load_model_dir(out).profile.model).load_state_dict(load_model_dir(out).state_dict)
+
+
+def test_task_flag_records_the_task_so_eval_uses_the_converted_head(tmp_path):
+    from albertctl.pipelines import finetune
+
+    result, out = run(tmp_path, "squad2", task="squad2")
+    head = load_model_dir(out).head
+    assert (head["kind"], head["task"], head["task_config"]["span_head"]) == ("squad2-beam", "squad2", "beam")
+    network = AlbertForTask(load_model_dir(out).profile.model, "squad2-beam")
+    network.load_state_dict(load_model_dir(out).state_dict, strict=True)  # the whole original head kept
+    context = "the film was good and the cast was strong"
+    dev = {
+        "version": "v2.0",
+        "data": [
+            {
+                "title": "t",
+                "paragraphs": [
+                    {
+                        "context": context,
+                        "qas": [
+                            {
+                                "id": "a",
+                                "question": "how was the film",
+                                "is_impossible": False,
+                                "answers": [{"text": "good", "answer_start": context.index("good")}],
+                            },
+                            {"id": "b", "question": "who directed it", "is_impossible": True, "answers": []},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "dev.json").write_text(json.dumps(dev), encoding="utf-8")
+    small = ["task.max_seq_length=32", "task.doc_stride=8", "task.max_query_length=8"]
+    report = finetune.evaluate("squad2", out, tmp_path / "dev.json", overrides=small)
+    assert report["metrics"]["HasAns_total"] == 1 and report["metrics"]["NoAns_total"] == 1
+    again = finetune.evaluate("squad2", out, tmp_path / "dev.json", overrides=small)
+    assert again["metrics"] == report["metrics"]  # deterministic, from the converted weights
+
+
+def test_task_flag_picks_the_head_and_checks_it(tmp_path):
+    result, _ = run(tmp_path, "race", task="race")  # [1, H] output weights: the task says choice
+    assert (result["head"]["kind"], result["head"]["task"], result["head"]["num_labels"]) == (
+        "choice",
+        "race",
+        4,
+    )
+    result, _ = run(tmp_path / "m", "classifier", task="mnli")
+    assert result["head"]["labels"] == ["contradiction", "entailment", "neutral"]
+    with pytest.raises(
+        AlbertError, match=r"^--task sst-2: the checkpoint's classifier has 3 outputs, the task has 2 labels"
+    ):
+        run(tmp_path / "s", "classifier", task="sst-2")
+    with pytest.raises(
+        AlbertError, match=r"^--task squad1: the checkpoint's head is classify, the task needs span$"
+    ):
+        run(tmp_path / "q", "classifier", task="squad1")
+    with pytest.raises(AlbertError, match=r"^unknown task 'mnly' \(did you mean 'mnli'\?\)$"):
+        run(tmp_path / "u", "classifier", task="mnly")
+    assert not (tmp_path / "s" / "classifier-out").exists()  # refused before anything is written

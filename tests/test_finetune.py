@@ -5,7 +5,7 @@ command line turns mistakes into one-line errors (exit 2)."""
 import json
 
 import pytest
-from glue_fixtures import pretrained_dir, train_spm, write_glue
+from glue_fixtures import task_world, train_spm, write_glue
 
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir
@@ -25,14 +25,9 @@ QUICK = [  # a few steps of the micro model at short length
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ft")
-    spm_model = train_spm(root / "spm")
-    return {
-        "root": root,
-        "glue": write_glue(root / "glue_data"),
-        "model": pretrained_dir(root / "pre", spm_model),
-        "spm": spm_model,
-    }
+    world = task_world(tmp_path_factory.mktemp("ft"))
+    world["glue"] = write_glue(world["root"] / "glue_data")
+    return world
 
 
 def test_every_glue_task_trains_and_evaluates(world, tmp_path):

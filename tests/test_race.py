@@ -8,10 +8,9 @@ import socket
 from pathlib import Path
 
 import pytest
-from glue_fixtures import FILLER, NEGATIVE, POSITIVE, pretrained_dir, train_spm
+from glue_fixtures import FILLER, NEGATIVE, POSITIVE, task_world
 
 from albertctl.core.errors import AlbertError
-from albertctl.data.tokenizer import Tokenizer
 from albertctl.pipelines import finetune
 from albertctl.tasks import race
 from albertctl.tasks.base import TaskConfig, get_task, load_task_config
@@ -48,15 +47,9 @@ def write_race(root: Path, n: dict[str, int], seed: int = 0) -> Path:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("race")
-    spm_model = train_spm(root / "spm")
-    return {
-        "root": root,
-        "spm": spm_model,
-        "tok": Tokenizer(spm_model),
-        "model": pretrained_dir(root / "pre", spm_model),
-        "race": write_race(root / "small", {"train": 4, "dev": 3, "test": 2}),
-    }
+    world = task_world(tmp_path_factory.mktemp("race"))
+    world["race"] = write_race(world["root"] / "small", {"train": 4, "dev": 3, "test": 2})
+    return world
 
 
 def test_registry_and_profile():

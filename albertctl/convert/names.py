@@ -80,8 +80,8 @@ TASK_HEADS = {
         ("head.qa_outputs.bias", "cls/squad/output_bias", "2"),
     ],
     # squad_utils.py create_v2_model (from XLNet): start logits, end logits conditioned on the
-    # start (beam search at inference) and an answerability classifier. Kept under the
-    # original scopes; albertctl.model.heads has no module for it yet.
+    # start (beam search at inference) and an answerability classifier, under the original
+    # scopes: albertctl.model.heads.BeamSpanHead.
     "squad2-beam": [
         ("head.start_logits.dense.weight", "start_logits/dense/kernel", "H,1"),
         ("head.start_logits.dense.bias", "start_logits/dense/bias", "1"),

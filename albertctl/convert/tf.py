@@ -19,7 +19,7 @@ from albertctl.convert import names as N
 from albertctl.convert.tf_bundle import TensorBundle
 from albertctl.core.config import Profile, load_profile, profile_from_dict
 from albertctl.core.errors import AlbertError
-from albertctl.model.albert import AlbertForPreTraining, AlbertModel
+from albertctl.model.albert import AlbertForPreTraining
 from albertctl.model.heads import AlbertForTask
 
 
@@ -105,12 +105,9 @@ def fresh_state(
         torch.manual_seed(0)
         if head_kind == "pretraining":
             model: torch.nn.Module = AlbertForPreTraining(profile.model)
-        elif head_kind == "squad2-beam":
-            model = AlbertModel(profile.model)
         else:
             model = AlbertForTask(profile.model, head_kind, num_labels)  # type: ignore[arg-type]
-    state = model.state_dict()
-    return {f"albert.{k}": v for k, v in state.items()} if head_kind == "squad2-beam" else state
+    return model.state_dict()
 
 
 def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None = None) -> Converted:
@@ -197,9 +194,4 @@ def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None
         head["num_labels"] = num_labels
     if evidence:
         head["converted_from"] = evidence
-    if kind == "squad2-beam":
-        head["note"] = (
-            "the original SQuAD v2 head (start, end conditioned on the start, answerability), "
-            "under head.start_logits/end_logits/answer_class; albertctl.model.heads has no module for it"
-        )
     return Converted(state, head, rows)

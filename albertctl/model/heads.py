@@ -1,21 +1,26 @@
-"""Fine-tuning heads on top of AlbertModel: classify, regress, span, choice.
+"""Fine-tuning heads on top of AlbertModel: classify, regress, span, squad2-beam, choice.
 
 Each head kind is a small module over the encoder's outputs; `AlbertForTask` pairs one with the
-encoder. Module names (`classifier`, `qa_outputs`) match the reference port so converted
-fine-tuned checkpoints load by name.
+encoder. Module names (`classifier`, `qa_outputs`; `start_logits`, `end_logits`,
+`answer_class` of the original v2 head) match the reference port and the original TF scopes,
+so converted fine-tuned checkpoints load by name (albertctl/convert/names.py).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from albertctl.core.config import ModelConfig
 from albertctl.model.albert import AlbertModel, init_weights
 
-HeadKind = Literal["classify", "regress", "span", "choice"]
+HeadKind = Literal["classify", "regress", "span", "squad2-beam", "choice"]
+START_N_TOP = 5  # the original run_squad_v2 beam: 5 starts x 5 ends per window
+END_N_TOP = 5
+NEG_INF = -1e30  # the original masks impossible positions with -1e30 before log_softmax
 
 
 class ClassifierHead(nn.Module):
@@ -42,11 +47,117 @@ class SpanHead(nn.Module):
         return start, end
 
 
+class BeamSpanOutput(NamedTuple):
+    """The v2 head's output. Training (gold starts given): start/end log-probs (B, T) and
+    `cls_logits` (B,). Inference: top-k start log-probs and indices (B, k), for each of them
+    top-k end log-probs and indices (B, k, k), and `cls_logits` (B,)."""
+
+    start_log_probs: torch.Tensor
+    end_log_probs: torch.Tensor
+    cls_logits: torch.Tensor
+    start_top_index: torch.Tensor | None = None
+    end_top_index: torch.Tensor | None = None
+
+
+class _StartLogits(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, 1)
+
+
+class _EndLogits(nn.Module):
+    """concat[token, start token] -> dense_0 -> tanh -> LayerNorm -> dense_1: one logit."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.dense_0 = nn.Linear(2 * config.hidden_size, config.hidden_size)
+        # tf.contrib.layers.layer_norm, which the original calls here, uses epsilon 1e-12
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=1e-12)
+        self.dense_1 = nn.Linear(config.hidden_size, 1)
+
+    def forward(self, sequence: torch.Tensor, start_features: torch.Tensor) -> torch.Tensor:
+        x = torch.tanh(self.dense_0(torch.cat([sequence, start_features], -1)))
+        return self.dense_1(self.LayerNorm(x)).squeeze(-1)
+
+
+class _AnswerClass(nn.Module):
+    """concat[start-weighted token, [CLS]] -> dense_0 -> tanh -> dropout -> dense_1 (no bias)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.dense_0 = nn.Linear(2 * config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.classifier_dropout_prob)
+        self.dense_1 = nn.Linear(config.hidden_size, 1, bias=False)
+
+
+class BeamSpanHead(nn.Module):
+    """ALBERT's original SQuAD v2 head (squad_utils.create_v2_model, from XLNet).
+
+    Start logits per token; end logits conditioned on the start token's representation (the
+    gold start in training, each of the top START_N_TOP starts at inference, then the top
+    END_N_TOP ends of each); an answerability logit from [CLS] and the start-probability
+    weighted sum of tokens, which does not depend on the end so each window has one.
+    `answerable` (B, T) marks the positions an answer may start or end at ([CLS] included:
+    the no-answer target); the others get NEG_INF before the softmax.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.start_logits = _StartLogits(config)
+        self.end_logits = _EndLogits(config)
+        self.answer_class = _AnswerClass(config)
+
+    def forward(
+        self,
+        sequence: torch.Tensor,
+        answerable: torch.Tensor,
+        start_positions: torch.Tensor | None = None,
+    ) -> BeamSpanOutput:
+        b, t, h = sequence.shape
+        blocked = ~answerable
+        # in fp32 before masking: -1e30 does not fit fp16
+        start_logits = self.start_logits.dense(sequence).squeeze(-1).float().masked_fill(blocked, NEG_INF)
+        start_log_probs = F.log_softmax(start_logits, -1)  # (B, T)
+
+        start_p = start_log_probs.exp().to(sequence.dtype)
+        start_feature = torch.einsum("bth,bt->bh", sequence, start_p)
+        ans = torch.tanh(self.answer_class.dense_0(torch.cat([start_feature, sequence[:, 0]], -1)))
+        cls_logits = self.answer_class.dense_1(self.answer_class.dropout(ans)).squeeze(-1)  # (B,)
+
+        if start_positions is not None:  # training: condition on the gold start
+            gold = sequence[torch.arange(b, device=sequence.device), start_positions]  # (B, H)
+            end_logits = (
+                self.end_logits(sequence, gold[:, None].expand(b, t, h)).float().masked_fill(blocked, NEG_INF)
+            )
+            return BeamSpanOutput(start_log_probs, F.log_softmax(end_logits, -1), cls_logits)
+
+        k = min(START_N_TOP, t)
+        start_top, start_index = start_log_probs.topk(k, -1)  # (B, k)
+        start_features = torch.gather(sequence, 1, start_index[..., None].expand(b, k, h))  # (B, k, H)
+        tokens = sequence[:, None].expand(b, k, t, h)
+        end_logits = self.end_logits(tokens, start_features[:, :, None].expand(b, k, t, h))  # (B, k, T)
+        end_logits = end_logits.float().masked_fill(blocked[:, None], NEG_INF)
+        end_top, end_index = F.log_softmax(end_logits, -1).topk(min(END_N_TOP, t), -1)  # (B, k, k)
+        return BeamSpanOutput(start_top, end_top, cls_logits, start_index, end_index)
+
+
+def answerable_positions(token_type_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: [CLS] and the second segment's tokens except its closing [SEP]; the
+    original's p_mask for `[CLS] question [SEP] context [SEP]`."""
+    real = attention_mask.bool()
+    ok = (token_type_ids == 1) & real
+    last = real.long().sum(-1) - 1  # the closing [SEP]
+    ok[torch.arange(ok.shape[0], device=ok.device), last] = False
+    ok[:, 0] = True
+    return ok
+
+
 class AlbertForTask(nn.Module):
     """The encoder plus one head kind.
 
     classify: (B, num_labels) logits; regress: (B,) scores; choice: inputs (B, C, T) -> (B, C)
-    scores; span: (start, end) logits of shape (B, T), padding positions at -inf-like values.
+    scores; span: (start, end) logits of shape (B, T), padding positions at -inf-like values;
+    squad2-beam: a BeamSpanOutput (training when `start_positions` is given).
     """
 
     def __init__(self, config: ModelConfig, head: HeadKind, num_labels: int = 2) -> None:
@@ -56,6 +167,8 @@ class AlbertForTask(nn.Module):
         self.albert = AlbertModel(config)
         if head == "span":
             self.head = SpanHead(config)
+        elif head == "squad2-beam":
+            self.head = BeamSpanHead(config)
         else:
             self.head = ClassifierHead(config, 1 if head in ("regress", "choice") else num_labels)
         init_weights(self, config)
@@ -65,7 +178,8 @@ class AlbertForTask(nn.Module):
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        start_positions: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | BeamSpanOutput:
         if self.head_kind == "choice":  # (B, C, T): score every option, softmax over C outside
             b, c, t = input_ids.shape
             flat = [
@@ -74,6 +188,10 @@ class AlbertForTask(nn.Module):
             ]
             return self.head(self.albert(*flat).pooled_output).view(b, c)
         seq, pooled = self.albert(input_ids, token_type_ids, attention_mask)
+        if self.head_kind == "squad2-beam":
+            types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
+            mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+            return self.head(seq, answerable_positions(types, mask), start_positions)
         if self.head_kind == "span":
             start, end = self.head(seq)
             if attention_mask is not None:

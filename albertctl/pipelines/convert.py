@@ -11,6 +11,7 @@ directory is written atomically: on any error nothing is left under `--out`.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tarfile
 import tempfile
@@ -34,6 +35,7 @@ from albertctl.convert.tf_bundle import TensorBundle, find_checkpoint_prefix
 from albertctl.core.config import Profile
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir, save_model_dir
+from albertctl.tasks.base import Task, get_task, load_task_config
 
 SOURCES = ("tf", "tf-hub", "hf", "albertctl")
 TARGETS = ("albertctl", "hf")
@@ -48,8 +50,13 @@ def run(
     config: Path | None = None,
     spm_model: Path | None = None,
     head: str | None = None,
+    task: str | None = None,
 ) -> dict[str, Any]:
     check_arguments(source_kind, to, head, out)
+    fine_tuned_on = resolve_task(task, source_kind)
+    if fine_tuned_on is not None and head is None and source_kind in ("tf", "tf-hub"):
+        # [1, H] output weights are a regression or a multiple-choice head: the task says which
+        head = fine_tuned_on.head if fine_tuned_on.head in ("regress", "choice") else None
     with tempfile.TemporaryDirectory(prefix="albertctl-convert-") as work:
         if source_kind in ("tf", "tf-hub"):
             local = localise(source, Path(work), source_kind)
@@ -68,6 +75,8 @@ def run(
             spm_path, notes = spm_model or model.spm_model, []
         if spm_path is None:
             raise AlbertError(f"{source}: no SentencePiece model found; pass --spm FILE")
+        if fine_tuned_on is not None:
+            converted.head.update(task_head(fine_tuned_on, converted.head))
         check_spm(spm_path, profile)
         if to == "hf":
             hf_io.write_hf_dir(out, profile, converted.state_dict, spm_path, converted.head)
@@ -102,6 +111,43 @@ def check_arguments(source_kind: str, to: str, head: str | None, out: Path) -> N
         raise AlbertError("--head applies to TF checkpoints only (other sources record their head)")
     if Path(out).exists() and not Path(out).is_dir():
         raise AlbertError(f"--out {out}: exists and is not a directory")
+
+
+def resolve_task(name: str | None, source_kind: str) -> Task | None:
+    if name is None:
+        return None
+    if source_kind == "albertctl":
+        raise AlbertError(
+            "--task applies to TF and HF sources (an albertctl model directory records its task)"
+        )
+    task = get_task(name)
+    if task.train_split is None:
+        raise AlbertError(f"--task {task.name}: predict-only; convert the model of {task.model_from} instead")
+    return task
+
+
+def task_head(task: Task, head: dict[str, Any]) -> dict[str, Any]:
+    """The manifest head of a model fine-tuned on `task`, so `eval TASK` and `finetune TASK`
+    take it as their own; refused when the converted head cannot be that task's."""
+    kind = head["kind"]
+    kinds = {task.head, *task.span_heads.values()}
+    if kind not in kinds:
+        raise AlbertError(
+            f"--task {task.name}: the checkpoint's head is {kind}, the task needs {' or '.join(sorted(kinds))}"
+        )
+    if kind == "classify" and head.get("num_labels") != task.num_labels:
+        raise AlbertError(
+            f"--task {task.name}: the checkpoint's classifier has {head.get('num_labels')} outputs, "
+            f"the task has {task.num_labels} labels ({', '.join(task.labels)})"
+        )
+    span_head = next((key for key, value in task.span_heads.items() if value == kind), None)
+    config = load_task_config(task, [f"task.span_head={span_head}"] if span_head else [])
+    return {
+        "task": task.name,
+        "num_labels": task.num_labels,
+        "labels": list(task.labels),
+        "task_config": dataclasses.asdict(config),
+    }
 
 
 def localise(source: str, work: Path, kind: str) -> Path:

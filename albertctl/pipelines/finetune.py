@@ -108,6 +108,7 @@ def finetune_task(
         )
     task_overrides, profile_overrides = split_overrides(overrides)
     config = load_task_config(task, task_overrides)
+    task = task.with_config(config)  # squad2: the beam or the simple span head
     source = load_model_dir(model_path)
     profile = with_overrides(source.profile, profile_overrides)
     check_length(config, profile, source.path)
@@ -300,8 +301,12 @@ class GroupedBatches:
 
 def task_loss(task: Task) -> loop.LossFn:
     def loss_fn(model: nn.Module, batch: loop.Batch) -> loop.LossOutput:
-        output = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
         labels = batch["labels"]
+        inputs = (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        if task.head == "squad2-beam":  # the end logits are conditioned on the gold start
+            output = model(*inputs, start_positions=labels[:, 0])
+        else:
+            output = model(*inputs)
         loss = task.compute_loss(output, labels)
         n = labels.shape[0]
         metrics: dict[str, tuple[Any, Any]] = {}
@@ -388,9 +393,10 @@ def evaluate(
         )
     task_overrides, profile_overrides = split_overrides(overrides)
     config = stored_task_config(source, task_overrides)
+    task = task.with_config(config)
     profile = with_overrides(source.profile, profile_overrides)
     tokenizer = load_tokenizer(source, profile)
-    head_task = get_task(expected)
+    head_task = get_task(expected).with_config(config)
     network = AlbertForTask(profile.model, head_task.head, head_task.num_labels)
     missing, unexpected = network.load_state_dict(source.state_dict, strict=False)
     if missing:
@@ -418,6 +424,24 @@ def evaluate(
                 str(task.write_predictions(Path(predict_dir), split, examples, preds))
             )
     return result
+
+
+def score_predictions(
+    task_name: str, predictions: Path, data: Path | None, na_probs: Path | None = None
+) -> dict[str, Any]:
+    """Scores of a predictions file ({question id: answer}) against a span task's dev data;
+    `na_probs` ({id: no-answer probability}) adds the best-threshold scores of squad2."""
+    from albertctl.tasks import squad
+
+    task = get_task(task_name)
+    version = squad.VERSIONS.get(task.name)
+    if version is None:
+        raise AlbertError(f"--predictions scores SQuAD predictions files (squad1, squad2), not {task.name}")
+    if na_probs is not None and version == 1:
+        raise AlbertError("--na-probs applies to squad2 (v1.1 has no unanswerable questions)")
+    examples = read_split(task, data, "dev")
+    metrics = squad.score_files(version, examples, Path(predictions), na_probs)
+    return {"task": task.name, "predictions": str(predictions), "metrics": metrics}
 
 
 def stored_task_config(source: ModelDir, overrides: Sequence[str]) -> TaskConfig:

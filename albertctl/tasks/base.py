@@ -40,7 +40,7 @@ from albertctl.core.config import (
 )
 from albertctl.core.errors import AlbertError
 from albertctl.data.tokenizer import Tokenizer
-from albertctl.model.heads import HeadKind
+from albertctl.model.heads import BeamSpanOutput, HeadKind
 
 Label = int | float | tuple[int, int] | None
 
@@ -74,6 +74,10 @@ class TaskConfig:
     max_query_length: int = 64
     max_answer_length: int = 30
     n_best_size: int = 20
+    # squad2: "beam" = the original v2 head (end conditioned on the start, top-5 x top-5 beam,
+    # answerability classifier); "simple" = start/end logits with the [CLS] null score
+    span_head: Literal["simple", "beam"] = "simple"
+    null_threshold: float = 0.0  # v2: predict no answer when the null odds exceed this
     # multiple choice (RACE)
     max_qa_length: int = 128  # question + option tokens; the article is truncated, never these
 
@@ -165,7 +169,7 @@ class Task:
 
     name: str  # registry key, lower case: "mnli", "sts-b", "squad2", "race"
     display: str  # as in papers and submission files: "MNLI", "STS-B"
-    head: HeadKind  # "classify" | "regress" | "span" | "choice"
+    head: HeadKind  # "classify" | "regress" | "span" | "choice" (squad2-beam via span_heads)
     num_labels: int  # classify: classes; regress/span: 1; choice: options per question
     main_metric: str  # the dev metric that picks the best checkpoint (a key of `metrics`)
     read_files: FileReader
@@ -184,6 +188,19 @@ class Task:
     group: str = ""  # "glue": `finetune glue` runs every task of the group
     aliases: tuple[str, ...] = ()
     model_from: str = ""  # predict-only tasks: the task whose fine-tuned model they use (AX: mnli)
+    span_heads: dict[str, HeadKind] = field(default_factory=dict)  # task.span_head -> head kind
+
+    def with_config(self, config: TaskConfig) -> Task:
+        """The task with the head kind `task.span_head` picks (squad2: span or squad2-beam)."""
+        if not self.span_heads:
+            if config.span_head != "simple":
+                raise AlbertError(f"task.span_head applies to SQuAD tasks, not {self.name}")
+            return self
+        if config.span_head not in self.span_heads:
+            raise AlbertError(
+                f"task {self.name} has no task.span_head={config.span_head} (have: {', '.join(self.span_heads)})"
+            )
+        return replace(self, head=self.span_heads[config.span_head])
 
     def label_id(self, text: str) -> int:
         return self.labels.index(text)
@@ -325,6 +342,23 @@ def read_split(task: Task, data: Path | None, split: str) -> list[Any]:
     return task.read_datasets(open_dataset(task, data), split)
 
 
+def dataset_split(
+    dataset: Any, hub_split: str | None, columns: Sequence[str], split: str = "", what: str = ""
+) -> Any:
+    """`dataset[hub_split]` after checking the split exists and has `columns`; one-line errors.
+    `hub_split` None: the task has no such split (`split` names it in the message)."""
+    if hub_split is None or hub_split not in dataset:
+        have = ", ".join(dataset) if hasattr(dataset, "keys") else "?"
+        raise AlbertError(f"dataset has no split '{hub_split or split}'{what} (have: {have})")
+    part = dataset[hub_split]
+    missing = [c for c in columns if c not in part.column_names]
+    if missing:
+        raise AlbertError(
+            f"dataset split {hub_split}: missing column {missing[0]} (have: {', '.join(part.column_names)})"
+        )
+    return part
+
+
 def _is_saved_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
 
@@ -458,17 +492,40 @@ def head_loss(head: HeadKind) -> Loss:
         start, end = output
         return (F.cross_entropy(start.float(), labels[:, 0]) + F.cross_entropy(end.float(), labels[:, 1])) / 2
 
-    return {"classify": classify, "choice": classify, "regress": regress, "span": span}[head]
+    def beam(output: BeamSpanOutput, labels: torch.Tensor) -> torch.Tensor:
+        # the original v2 loss: mean of start and end NLL, plus half the answerability BCE
+        start = -output.start_log_probs.gather(1, labels[:, :1]).mean()
+        end = -output.end_log_probs.gather(1, labels[:, 1:2]).mean()
+        bce = F.binary_cross_entropy_with_logits(output.cls_logits.float(), labels[:, 2].float())
+        return (start + end) / 2 + 0.5 * bce
+
+    return {"classify": classify, "choice": classify, "regress": regress, "span": span, "squad2-beam": beam}[
+        head
+    ]
 
 
 def output_arrays(head: HeadKind, output: Any, attention_mask: torch.Tensor) -> list[np.ndarray]:
     """A batch's model output -> one float32 array per feature: (num_labels,), (), (C,), or
-    (2, T_i) start/end logits trimmed to the feature's real length."""
+    (2, T_i) start/end logits trimmed to the feature's real length; squad2-beam: one packed
+    vector of its top-k beams."""
     if head == "span":
         start, end = output
         lengths = attention_mask.sum(-1).tolist()
         both = torch.stack([start, end], 1).float().cpu().numpy()  # (B, 2, T)
         return [both[i, :, :n] for i, n in enumerate(lengths)]
+    if head == "squad2-beam":  # packed: k, k2, start top-k log-probs, their indices, end log-probs
+        # (k, k2), their indices, the answerability logit (squad.unpack_beam reads it)
+        b, k = output.start_log_probs.shape
+        k2 = output.end_log_probs.shape[-1]
+        parts = [
+            torch.tensor([[k, k2]], dtype=torch.float64).expand(b, 2),
+            output.start_log_probs.double().cpu(),
+            output.start_top_index.double().cpu(),
+            output.end_log_probs.reshape(b, -1).double().cpu(),
+            output.end_top_index.reshape(b, -1).double().cpu(),
+            output.cls_logits.detach().double().cpu()[:, None],
+        ]
+        return list(torch.cat(parts, 1).numpy())
     return list(output.detach().float().cpu().numpy())
 
 

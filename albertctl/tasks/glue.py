@@ -23,7 +23,7 @@ from sklearn.metrics import f1_score, matthews_corrcoef
 
 from albertctl.core.errors import AlbertError
 from albertctl.data.tokenizer import Tokenizer
-from albertctl.tasks.base import Feature, Metrics, Task, TaskConfig, accuracy, register
+from albertctl.tasks.base import Feature, Metrics, Task, TaskConfig, accuracy, dataset_split, register
 
 
 @dataclass(frozen=True)
@@ -149,16 +149,9 @@ def read_datasets(spec: GlueSpec, task_name: str, dataset: Any, split: str) -> l
     """Examples from a `glue` DatasetDict; its integer labels become our label strings."""
     task = TASKS[task_name]
     hub_split = spec.hub_splits.get(split)
-    if hub_split is None or hub_split not in dataset:
-        have = ", ".join(dataset) if hasattr(dataset, "keys") else "?"
-        raise AlbertError(f"dataset has no split '{hub_split or split}' for task {task.name} (have: {have})")
-    part = dataset[hub_split]
     a, b = spec.hub_columns
-    missing = [c for c in (a, b, "label") if c is not None and c not in part.column_names]
-    if missing:
-        raise AlbertError(
-            f"dataset split {hub_split}: missing column {missing[0]} (have: {', '.join(part.column_names)})"
-        )
+    columns = [c for c in (a, b, "label") if c is not None]
+    part = dataset_split(dataset, hub_split, columns, split, f" for task {task.name}")
     names = getattr(part.features["label"], "names", None)
     to_label = _hub_label_map(task, names)
     examples = []

@@ -28,7 +28,7 @@ from typing import Any
 from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
 from albertctl.data.tokenizer import Tokenizer
-from albertctl.tasks.base import Feature, Task, TaskConfig, accuracy, register
+from albertctl.tasks.base import Feature, Task, TaskConfig, accuracy, dataset_split, register
 
 LETTERS = "ABCD"
 LEVELS = ("middle", "high")
@@ -147,14 +147,7 @@ def read_files(levels: Sequence[str], data: Path, split: str) -> list[RaceExampl
 def read_datasets(levels: Sequence[str], dataset: Any, split: str) -> list[RaceExample]:
     """Examples from a `race` DatasetDict (columns example_id, article, question, options, answer)."""
     hub_split = HUB_SPLITS.get(split, split)
-    if hub_split not in dataset:
-        raise AlbertError(f"dataset has no split '{hub_split}' (have: {', '.join(dataset)})")
-    part = dataset[hub_split]
-    missing = [c for c in ("article", "question", "options", "answer") if c not in part.column_names]
-    if missing:
-        raise AlbertError(
-            f"dataset split {hub_split}: missing column {missing[0]} (have: {', '.join(part.column_names)})"
-        )
+    part = dataset_split(dataset, hub_split, ("article", "question", "options", "answer"))
     out, bad = [], 0
     counter: dict[str, int] = {}
     for i, row in enumerate(part):
