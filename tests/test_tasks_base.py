@@ -116,3 +116,24 @@ def test_head_losses_and_default_postprocess():
     outs = base.output_arrays("classify", logits, torch.ones(2, 1))
     assert task.predict([None, None], feats, outs, TaskConfig(train_steps=1)) == ["no", "yes"]
     assert base.accuracy(["a", "b"], ["a", "a"]) == 0.5
+
+
+def test_hub_failure_is_one_error_without_retry_logs(monkeypatch, caplog):
+    import logging
+
+    import datasets
+
+    def offline(name, config):
+        logging.getLogger("huggingface_hub").warning("retrying in 1s")
+        raise ConnectionError("Couldn't reach the hub\nsecond line")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    task = base.get_task("mnli")
+    level = logging.getLogger("huggingface_hub").level
+    with caplog.at_level(logging.WARNING), pytest.raises(AlbertError) as err:
+        base.open_dataset(task, None)
+    assert str(err.value).startswith(
+        "cannot load dataset nyu-mll/glue/mnli from the hub (Couldn't reach the hub);"
+    )
+    assert "retrying" not in caplog.text
+    assert logging.getLogger("huggingface_hub").level == level  # restored afterwards

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from albertctl.core.errors import AlbertError
+from albertctl.core.hub import quiet_hub_logs
 
 SAMPLE_CORPUS_VERSION = 1
 
@@ -179,7 +180,8 @@ def open_dataset(source: DatasetSource):
                 _DATA_FILE_BUILDERS[path.suffix], data_files=str(path), split="train", streaming=True
             )
         else:
-            ds = datasets.load_dataset(source.name, source.config, split=source.split, streaming=True)
+            with quiet_hub_logs():
+                ds = datasets.load_dataset(source.name, source.config, split=source.split, streaming=True)
     except AlbertError:
         raise
     except FileNotFoundError as err:

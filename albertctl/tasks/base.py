@@ -39,6 +39,7 @@ from albertctl.core.config import (
     read_yaml_mapping,
 )
 from albertctl.core.errors import AlbertError
+from albertctl.core.hub import quiet_hub_logs
 from albertctl.data.tokenizer import Tokenizer
 from albertctl.model.heads import BeamSpanOutput, HeadKind
 
@@ -394,7 +395,8 @@ def open_dataset(task: Task, data: Path | None) -> Any:
         raise AlbertError(f"task {task.name} has no `datasets` source: give --data DIR")
     name, config = task.hub
     try:
-        return datasets.load_dataset(name, config)
+        with quiet_hub_logs():
+            return datasets.load_dataset(name, config)
     except Exception as err:  # offline, unknown config, hub errors: all the user's to fix
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise AlbertError(
