@@ -7,6 +7,7 @@ row runs in its own empty directory, and both must look the same afterwards.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def assets(tmp_path_factory) -> Path:
     shard.write_bytes(shard.read_bytes()[:1000])
     (a / "tf_noindex" / "model.ckpt-best.index").unlink()
     (a / "tf_badindex" / "model.ckpt-best.index").write_bytes(b"\x00garbage" * 10)
+    shutil.copytree(TF / "classifier", a / "tf_classifier")
     (a / "hf_noconfig").mkdir()
     (a / "hf_noconfig" / "model.safetensors").write_bytes(b"")
     _text(a / "hf_badconfig" / "config.json", '{"model_type": ')
@@ -90,6 +92,18 @@ def assets(tmp_path_factory) -> Path:
     _text(a / "sst_empty" / "SST-2" / "dev.tsv", "")
     _text(a / "cola_short" / "CoLA" / "train.tsv", "gj04\t1\n")
     _text(a / "cola_short" / "CoLA" / "dev.tsv", "gj04\t1\n")
+
+    # SQuAD and RACE files
+    _text(
+        a / "squad_nocontext.json",
+        '{"version": "1.1", "data": [{"title": "t", "paragraphs": [{"qas": []}]}]}',
+    )
+    _text(a / "squad_notjson.json", "not json\n")
+    _text(a / "pred_list.json", '["an answer"]')
+    _text(a / "pred_number.json", '{"q1": 3}')
+    qa = {"id": "q1", "question": "what?", "answers": [{"text": "film", "answer_start": 4}]}
+    dev = {"data": [{"title": "t", "paragraphs": [{"context": "the film", "qas": [qa]}]}]}
+    _text(a / "squad_dev.json", json.dumps(dev))
     return a
 
 
@@ -161,7 +175,14 @@ BAD: list[tuple[str, list[str], str]] = [
     ("finetune-tsv-empty", ["finetune", "sst-2", "--model", "{A}/model", "--data", "{A}/sst_empty", *SHORT, "--out", "run"], "{A}/sst_empty/SST-2/train.tsv: empty file (no data rows)"),
     ("finetune-tsv-too-few-columns", ["finetune", "cola", "--model", "{A}/model", "--data", "{A}/cola_short", *SHORT, "--out", "run"], "{A}/cola_short/CoLA/train.tsv:1: expected at least 4 tab-separated columns, got 2"),
     ("finetune-too-long-for-model", ["finetune", "sst-2", "--model", "{A}/model", "--data", "{A}/glue", "--out", "run"], "task.max_seq_length (512) exceeds the model's max_position_embeddings (64) in {A}/model: use --set task.max_seq_length=64"),
+    ("finetune-race-no-layout", ["finetune", "race", "--model", "{A}/model", "--data", "{A}/glue", *SHORT, "--out", "run"], "{A}/glue: no train/{middle,high} folders (expected the RACE layout, e.g. RACE/train/middle/1.txt)"),
+    ("finetune-squad-missing-context", ["finetune", "squad1", "--model", "{A}/model", "--data", "{A}/squad_nocontext.json", *SHORT, "--out", "run"], "{A}/squad_nocontext.json: article 0 paragraph 0: missing field 'context'"),
     # ---------------------------------------------------------------- eval
+    ("eval-squad-data-not-json", ["eval", "squad1", "--predictions", "{A}/pred_number.json", "--data", "{A}/squad_notjson.json"], "{A}/squad_notjson.json: not JSON (Expecting value at line 1 column 1)"),
+    ("eval-squad-predictions-not-object", ["eval", "squad1", "--predictions", "{A}/pred_list.json", "--data", "{A}/squad_dev.json"], "{A}/pred_list.json: expected a JSON object of question id -> answer text, got list"),
+    ("eval-squad-prediction-not-text", ["eval", "squad1", "--predictions", "{A}/pred_number.json", "--data", "{A}/squad_dev.json"], "{A}/pred_number.json: question q1: the answer must be a string"),
+    ("eval-predictions-with-model", ["eval", "squad2", "--predictions", "{A}/pred_list.json", "--model", "{A}/model"], "--predictions FILE needs a TASK and no --model, e.g. albertctl eval squad2 --predictions predictions.json --data dev-v2.0.json [--na-probs null_odds.json]"),
+    ("eval-race-pretrained-model", ["eval", "race", "--model", "{A}/model", "--data", "{A}/glue"], "{A}/model: model is not fine-tuned (head: pretraining); task race needs a model fine-tuned on race"),
     ("eval-model-truncated", ["eval", "sst-2", "--model", "{A}/truncated", "--data", "{A}/glue"], "{A}/truncated/model.safetensors: corrupt or truncated (200 bytes, manifest says 55480)"),
     ("eval-model-flipped-byte", ["eval", "sst-2", "--model", "{A}/flipped", "--data", "{A}/glue"], "{A}/flipped/model.safetensors: corrupt (sha256 differs from manifest.json)"),
     ("eval-model-no-manifest", ["eval", "sst-2", "--model", "{A}/nomanifest", "--data", "{A}/glue"], "{A}/nomanifest: not an albertctl model directory (no manifest.json)"),
@@ -183,6 +204,8 @@ BAD: list[tuple[str, list[str], str]] = [
     ("convert-tf-garbage-index", ["convert", "{A}/tf_badindex", "--from", "tf", "--out", "out"], "{A}/tf_badindex/model.ckpt-best.index: corrupt TF checkpoint index (no table magic number at the end (truncated, or not a checkpoint index))"),
     ("convert-hf-no-config", ["convert", "{A}/hf_noconfig", "--from", "hf", "--out", "out"], "{A}/hf_noconfig/config.json: config file not found"),
     ("convert-hf-bad-config", ["convert", "{A}/hf_badconfig", "--from", "hf", "--out", "out"], "{A}/hf_badconfig/config.json: not valid JSON (Expecting value: line 1 column 16 (char 15))"),
+    ("convert-task-wrong-labels", ["convert", "{A}/tf_classifier", "--from", "tf", "--task", "sst-2", "--out", "out"], "--task sst-2: the checkpoint's classifier has 3 outputs, the task has 2 labels (0, 1)"),
+    ("convert-task-on-albertctl", ["convert", "{A}/model", "--to", "hf", "--task", "mnli", "--out", "out"], "--task applies to TF and HF sources (an albertctl model directory records its task)"),
     ("convert-tf-config-missing", ["convert", "{A}/tf_truncated", "--from", "tf", "--config", "nope.json", "--out", "out"], "nope.json: config file not found"),
 ]  # fmt: skip
 
