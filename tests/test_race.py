@@ -196,6 +196,13 @@ def test_cli_finetune_and_eval_json(world, tmp_path, run_cli):
         ["eval", "race", "--model", str(out / "best"), "--data", str(world["race"])], cwd=tmp_path
     )
     assert result.exit_code == 0 and "accuracy_middle" in result.stdout, result.stdout
+    predict = ["eval", "race", "--model", str(out / "best"), "--data", str(world["race"]), "--predict", "sub"]
+    result = run_cli(predict, cwd=tmp_path)
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(x) for x in (tmp_path / "sub" / "race_test.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 * 2 * 2  # test: 2 files per level, 2 questions each
+    assert lines[0]["id"] == "middle1.txt-0" and lines[0]["level"] == "middle"
+    assert {x["prediction"] for x in lines} <= set("ABCD")
 
 
 def test_datasets_source_offline(tmp_path):
