@@ -398,9 +398,12 @@ def unpack_beam(array: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 # metrics: the official evaluate-v2.0.py semantics
 
 
+PUNCTUATION = frozenset(string.punctuation)
+
+
 def normalize_answer(text: str) -> str:
     """Lower case, no punctuation, no articles (a, an, the), single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = "".join(ch for ch in text.lower() if ch not in PUNCTUATION)
     text = re.sub(r"\b(a|an|the)\b", " ", text, flags=re.UNICODE)
     return " ".join(text.split())
 
