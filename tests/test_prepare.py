@@ -28,7 +28,7 @@ from albertctl.model.albert import AlbertForPreTraining, pretraining_loss
 from albertctl.pipelines import prepare, vocab
 from tests.prepare_fixtures import documents, write_corpus
 
-TINY = load_profile("tiny")
+TINY = load_profile("tiny", ["data.pair_copies=1"])  # one pairing per document unless a test asks
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +225,33 @@ def test_same_output_whatever_num_proc(workdir, corpus, spm_file):
     assert other["instances"] > 0
 
 
+def test_pair_copies_pair_each_training_document_again(dynamic, workdir, corpus, spm_file):
+    """Dynamic masking with data.pair_copies=3: copy 0 is the single-copy output, the other
+    copies pair the same training documents with their own segmentation and swaps; the
+    held-out split keeps one copy."""
+    profile, _, out = dynamic
+    again = profile.replace(data={"pair_copies": 3})
+    prepare.run(again, [corpus], workdir / "copies", spm_file, chunk_documents=32)
+    one, three = load_split(out, "train"), load_split(workdir / "copies", "train")
+    assert load_split(workdir / "copies", "eval")["input_ids"] == load_split(out, "eval")["input_ids"]
+    assert set(three["document"]) == set(one["document"])
+    assert 2.7 < len(three) / len(one) < 3.3
+
+    def by_document(rows) -> dict[int, list[tuple[list[int], int]]]:
+        out: dict[int, list[tuple[list[int], int]]] = {}
+        for ids, doc, label in zip(
+            rows["input_ids"], rows["document"], rows["sentence_order_label"], strict=True
+        ):
+            out.setdefault(doc, []).append((ids, label))
+        return out
+
+    first, copies = by_document(one), by_document(three)
+    assert all(copies[d][: len(rows)] == rows for d, rows in first.items())
+    differs = sum(copies[d][len(rows) :] != rows * 2 for d, rows in first.items())
+    assert differs > 0.9 * len(first)
+    assert three["uid"] == list(range(len(three)))
+
+
 def test_nsp_takes_b_from_another_document(workdir, corpus, spm_file, tok):
     profile = TINY.replace(data={"max_seq_length": 64, "random_next_sentence": True})
     result = prepare.run(profile, [corpus], workdir / "nsp", spm_file, chunk_documents=50)
@@ -373,6 +400,8 @@ def test_awkward_text_is_kept_and_counted(run_cli, tmp_path, spm_file, tok):
             str(tmp_path / "out"),
             "--set",
             "data.max_seq_length=64",
+            "--set",
+            "data.pair_copies=1",
             "--json",
         ]
     )

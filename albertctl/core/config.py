@@ -112,6 +112,10 @@ class DataConfig:
     random_next_sentence: bool = False  # False: SOP (ALBERT); True: BERT's NSP
     masking: Literal["dynamic", "static"] = "dynamic"  # mask at load time, or dupe_factor stored copies
     dupe_factor: int = 40  # static masking only
+    # dynamic masking: training documents are paired this many times, each copy with its own
+    # segmentation and sentence-order swaps, as the original's dupe_factor copies are (masks
+    # are drawn at load time either way); 1 = every pair is seen again each epoch
+    pair_copies: int = 1
     do_lower_case: bool = True
     held_out_fraction: float = 0.01  # share of documents kept for evaluation
 
@@ -121,7 +125,7 @@ class DataConfig:
         for name in ("short_seq_prob", "masked_lm_prob", "held_out_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise AlbertError(f"data.{name} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("max_predictions_per_seq", "ngram", "dupe_factor"):
+        for name in ("max_predictions_per_seq", "ngram", "dupe_factor", "pair_copies"):
             if getattr(self, name) < 1:
                 raise AlbertError(f"data.{name} must be at least 1, got {getattr(self, name)}")
 

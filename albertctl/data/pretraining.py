@@ -434,7 +434,7 @@ class InstanceBuilder:
                 j += j >= k
                 return docs[j] or None
 
-            copies = data.dupe_factor if self.static and split == "train" else 1
+            copies = (data.dupe_factor if self.static else data.pair_copies) if split == "train" else 1
             stats_rng = None
             if not self.static and doc_index % self.stats_every == 0:
                 stats_rng = derive_rng(self.seed, "stats-mask", doc_index)

@@ -198,7 +198,7 @@ BAD: list[tuple[str, list[str], str]] = [
     ("convert-unknown-to", ["convert", "{A}/model", "--to", "onnx", "--out", "out"], "--to 'onnx': expected one of albertctl, hf"),
     ("convert-albertctl-truncated", ["convert", "{A}/truncated", "--to", "hf", "--out", "out"], "{A}/truncated/model.safetensors: corrupt or truncated (200 bytes, manifest says 55480)"),
     ("convert-albertctl-flipped", ["convert", "{A}/flipped", "--to", "hf", "--out", "out"], "{A}/flipped/model.safetensors: corrupt (sha256 differs from manifest.json)"),
-    ("convert-albertctl-bad-profile", ["convert", "{A}/badprofile", "--to", "hf", "--out", "out"], "{A}/badprofile/profile.yaml: corrupt or truncated (13 bytes, manifest says 1219)"),
+    ("convert-albertctl-bad-profile", ["convert", "{A}/badprofile", "--to", "hf", "--out", "out"], "{A}/badprofile/profile.yaml: corrupt or truncated (13 bytes, manifest says 1236)"),
     ("convert-tf-truncated-shard", ["convert", "{A}/tf_truncated", "--from", "tf", "--out", "out"], "{A}/tf_truncated/model.ckpt-best.data-00000-of-00001: truncated (1000 bytes, bert/embeddings/word_embeddings needs bytes up to 3712)"),
     ("convert-tf-no-index", ["convert", "{A}/tf_noindex", "--from", "tf", "--out", "out"], "{A}/tf_noindex: no TF checkpoint (*.index) in this directory"),
     ("convert-tf-garbage-index", ["convert", "{A}/tf_badindex", "--from", "tf", "--out", "out"], "{A}/tf_badindex/model.ckpt-best.index: corrupt TF checkpoint index (no table magic number at the end (truncated, or not a checkpoint index))"),
