@@ -189,7 +189,9 @@ def child(
     from albertctl.pipelines import prepare
 
     masking = "dynamic" if kind == "ours-dynamic" else "static"
-    profile = load_profile("tiny", [f"data.dupe_factor={dupe_factor}", f"data.masking={masking}"])
+    # dynamic: one pairing per document (the tiny profile's pair_copies re-pairs for its many epochs)
+    sets = [f"data.dupe_factor={dupe_factor}", f"data.masking={masking}", "data.pair_copies=1"]
+    profile = load_profile("tiny", sets)
     start = time.perf_counter()
     if kind == "reference":
         out.mkdir(parents=True)
