@@ -12,7 +12,6 @@ against the faster of the two. Both start from the same weights.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,8 +20,16 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import alternate, child_peak_memory, machine, median, peak_memory, write_json  # noqa: E402
-from inference import albertctl_batches, build, hf_batches, length_mix, sequences  # noqa: E402
+from common import peak_memory  # noqa: E402
+from inference import (  # noqa: E402
+    albertctl_batches,
+    build,
+    hf_batches,
+    length_mix,
+    length_mix_args,
+    length_mix_report,
+    sequences,
+)
 
 
 def ours_epoch(model, batches, labels, opt):
@@ -44,16 +51,7 @@ def batch_labels(order: list[int], labels: torch.Tensor, batch_size: int) -> lis
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="base")
-    ap.add_argument("--examples", type=int, default=256)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--max-seq-length", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=Path("bench/results/finetune_step.json"))
-    ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--child-impl", choices=["albertctl", "transformers"])
-    args = ap.parse_args()
+    args = length_mix_args(__doc__, 256, "bench/results/finetune_step.json")
 
     lengths = length_mix(args.examples, args.max_seq_length)
     labels = torch.randint(0, 2, (args.examples,), generator=torch.Generator().manual_seed(2))
@@ -93,48 +91,12 @@ def main() -> None:
     hf_fixed = hf_batches(seqs, args.batch_size, args.max_seq_length)
     hf_dynamic = hf_batches(seqs, args.batch_size, None)
     hf_y = batch_labels(identity, labels, args.batch_size)
-    times = alternate(
-        {
-            "albertctl": lambda: ours_epoch(ours, ours_b, ours_y, opt_ours),
-            "transformers_padded_to_max": lambda: hf_epoch(hf, hf_fixed, hf_y, opt_hf),
-            "transformers_dynamic_padding": lambda: hf_epoch(hf, hf_dynamic, hf_y, opt_hf),
-        },
-        args.rounds,
-        torch.device("cpu"),
-    )
-    real_tokens = sum(lengths)
-    tps = {k: real_tokens / median(v) for k, v in times.items()}
-    best_hf = max(tps["transformers_padded_to_max"], tps["transformers_dynamic_padding"])
-    result = {
-        "profile": args.profile,
-        "examples": args.examples,
-        "mean_length": real_tokens / len(lengths),
-        "real_tokens_per_s": tps,
-        "ratio_vs_best_transformers": tps["albertctl"] / best_hf,
+    runs = {
+        "albertctl": lambda: ours_epoch(ours, ours_b, ours_y, opt_ours),
+        "transformers_padded_to_max": lambda: hf_epoch(hf, hf_fixed, hf_y, opt_hf),
+        "transformers_dynamic_padding": lambda: hf_epoch(hf, hf_dynamic, hf_y, opt_hf),
     }
-    if not args.no_memory:
-        script = Path(__file__).resolve()
-        base = [
-            "--profile",
-            args.profile,
-            "--examples",
-            str(args.examples),
-            "--batch-size",
-            str(args.batch_size),
-        ]
-        result["peak_memory"] = {
-            impl: child_peak_memory(script, [*base, "--child-impl", impl])
-            for impl in ("albertctl", "transformers")
-        }
-    for k, v in tps.items():
-        print(f"{k:30s} {v:10.0f} real tokens/s")
-    print(f"ratio vs best transformers: {result['ratio_vs_best_transformers']:.2f}x")
-    if "peak_memory" in result:
-        print(
-            "peak memory MiB: " + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in result["peak_memory"].items())
-        )
-    write_json(args.out, {"machine": machine(), **result})
-    print(f"wrote {args.out}")
+    length_mix_report(args, __file__, lengths, runs)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -87,17 +88,71 @@ def run_hf(model, batches):
         )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def length_mix_args(doc: str, examples: int, out: str) -> argparse.Namespace:
+    """The options of the length-mix benchmarks (this one and bench/finetune_step.py)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--profile", default="base")
-    ap.add_argument("--examples", type=int, default=512)
+    ap.add_argument("--examples", type=int, default=examples)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-seq-length", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=Path("bench/results/inference.json"))
+    ap.add_argument("--out", type=Path, default=Path(out))
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--child-impl", choices=["albertctl", "transformers"])
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def length_mix_report(
+    args: argparse.Namespace,
+    script: str,
+    lengths: list[int],
+    runs: dict[str, Callable[[], object]],
+    extra: dict[str, float] | None = None,
+) -> None:
+    """Time `runs` (albertctl and the two transformers paddings) alternately, measure each
+    implementation's peak memory in a fresh `script --child-impl` process, print the table and
+    write args.out."""
+    times = alternate(runs, args.rounds, torch.device("cpu"))
+    real_tokens = sum(lengths)
+    tps = {k: real_tokens / median(v) for k, v in times.items()}
+    best_hf = max(tps["transformers_padded_to_max"], tps["transformers_dynamic_padding"])
+    result = {
+        "profile": args.profile,
+        "examples": args.examples,
+        "mean_length": real_tokens / len(lengths),
+        **(extra or {}),
+        "real_tokens_per_s": tps,
+        "ratio_vs_best_transformers": tps["albertctl"] / best_hf,
+    }
+    if not args.no_memory:
+        base = [
+            "--profile",
+            args.profile,
+            "--examples",
+            str(args.examples),
+            "--batch-size",
+            str(args.batch_size),
+            "--max-seq-length",
+            str(args.max_seq_length),
+        ]
+        result["peak_memory"] = {
+            impl: child_peak_memory(Path(script).resolve(), [*base, "--child-impl", impl])
+            for impl in ("albertctl", "transformers")
+        }
+    for k, v in tps.items():
+        print(f"{k:30s} {v:10.0f} real tokens/s")
+    notes = "".join(f" ({k.replace('_', ' ')}: {v:.1%})" for k, v in (extra or {}).items())
+    print(f"ratio vs best transformers: {result['ratio_vs_best_transformers']:.2f}x{notes}")
+    if "peak_memory" in result:
+        print(
+            "peak memory MiB: " + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in result["peak_memory"].items())
+        )
+    write_json(args.out, {"machine": machine(), **result})
+    print(f"wrote {args.out}")
+
+
+def main() -> None:
+    args = length_mix_args(__doc__, 512, "bench/results/inference.json")
 
     lengths = length_mix(args.examples, args.max_seq_length)
     if args.child_impl:
@@ -121,51 +176,12 @@ def main() -> None:
     ours_pred[torch.tensor(order)] = run_ours(ours, ours_b)
     agree = (ours_pred == run_hf(hf, hf_dynamic)).float().mean().item()
 
-    times = alternate(
-        {
-            "albertctl": lambda: run_ours(ours, ours_b),
-            "transformers_padded_to_max": lambda: run_hf(hf, hf_fixed),
-            "transformers_dynamic_padding": lambda: run_hf(hf, hf_dynamic),
-        },
-        args.rounds,
-        torch.device("cpu"),
-    )
-    real_tokens = sum(lengths)
-    tps = {k: real_tokens / median(v) for k, v in times.items()}
-    best_hf = max(tps["transformers_padded_to_max"], tps["transformers_dynamic_padding"])
-    result = {
-        "profile": args.profile,
-        "examples": args.examples,
-        "mean_length": real_tokens / len(lengths),
-        "prediction_agreement": agree,
-        "real_tokens_per_s": tps,
-        "ratio_vs_best_transformers": tps["albertctl"] / best_hf,
+    runs = {
+        "albertctl": lambda: run_ours(ours, ours_b),
+        "transformers_padded_to_max": lambda: run_hf(hf, hf_fixed),
+        "transformers_dynamic_padding": lambda: run_hf(hf, hf_dynamic),
     }
-    if not args.no_memory:
-        script = Path(__file__).resolve()
-        base = [
-            "--profile",
-            args.profile,
-            "--examples",
-            str(args.examples),
-            "--batch-size",
-            str(args.batch_size),
-        ]
-        result["peak_memory"] = {
-            impl: child_peak_memory(script, [*base, "--child-impl", impl])
-            for impl in ("albertctl", "transformers")
-        }
-    for k, v in tps.items():
-        print(f"{k:30s} {v:10.0f} real tokens/s")
-    print(
-        f"ratio vs best transformers: {result['ratio_vs_best_transformers']:.2f}x (predictions agree: {agree:.1%})"
-    )
-    if "peak_memory" in result:
-        print(
-            "peak memory MiB: " + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in result["peak_memory"].items())
-        )
-    write_json(args.out, {"machine": machine(), **result})
-    print(f"wrote {args.out}")
+    length_mix_report(args, __file__, lengths, runs, {"prediction_agreement": agree})
 
 
 if __name__ == "__main__":
