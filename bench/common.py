@@ -95,24 +95,12 @@ def median(xs: list[float]) -> float:
 
 
 def hf_config(cfg: ModelConfig):
+    """The transformers config of `cfg`: the fields `albertctl convert --to hf` writes."""
     import transformers
 
-    return transformers.AlbertConfig(
-        vocab_size=cfg.vocab_size,
-        embedding_size=cfg.embedding_size,
-        hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.num_hidden_layers,
-        num_attention_heads=cfg.num_attention_heads,
-        intermediate_size=cfg.intermediate_size,
-        num_hidden_groups=cfg.num_hidden_groups,
-        inner_group_num=cfg.inner_group_num,
-        hidden_act="gelu_new",
-        hidden_dropout_prob=cfg.hidden_dropout_prob,
-        attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
-        classifier_dropout_prob=cfg.classifier_dropout_prob,
-        max_position_embeddings=cfg.max_position_embeddings,
-        layer_norm_eps=cfg.layer_norm_eps,
-    )
+    from albertctl.convert.names import CONFIG_FIELDS
+
+    return transformers.AlbertConfig(**{k: getattr(cfg, k) for k in CONFIG_FIELDS}, hidden_act=cfg.hidden_act)
 
 
 def copy_weights(ours: torch.nn.Module, hf: torch.nn.Module) -> None:
