@@ -102,6 +102,22 @@ def batch(vocab: int = 80, choices: int | None = None):
     return ids, types, mask
 
 
+def assert_pretraining_parity(md, ref) -> None:
+    """Our pretraining model from model dir `md` against transformers' `ref`: sequence output
+    and MLM logits at the real positions, and SOP logits, within 1e-5."""
+    ours = AlbertForPreTraining(md.profile.model).eval()
+    ours.load_state_dict(md.state_dict, strict=True)
+    ids, types, mask = batch()
+    with torch.no_grad():
+        got = ours(ids, types, mask)
+        want = ref(input_ids=ids, token_type_ids=types, attention_mask=mask)
+        want_seq = ref.albert(input_ids=ids, token_type_ids=types, attention_mask=mask).last_hidden_state
+    real = mask.bool()
+    assert (got.sequence_output - want_seq)[real].abs().max() < 1e-5
+    assert (got.mlm_logits - want.prediction_logits)[real].abs().max() < 1e-5
+    assert (got.sop_logits - want.sop_logits).abs().max() < 1e-5
+
+
 def run(tmp_path: Path, fixture: str, *args, **kwargs) -> tuple[dict, Path]:
     out = tmp_path / f"{fixture}-out"
     source = kwargs.pop("source", str(FIXTURES / fixture))
@@ -113,19 +129,7 @@ def run(tmp_path: Path, fixture: str, *args, **kwargs) -> tuple[dict, Path]:
 def test_pretraining_checkpoints_match_transformers(tmp_path, fixture, kind):
     result, out = run(tmp_path, fixture, kind=kind)
     assert result["head"]["kind"] == "pretraining" and result["counts"]["missing"] == 0
-    md = load_model_dir(out)
-    ours = AlbertForPreTraining(md.profile.model).eval()
-    ours.load_state_dict(md.state_dict, strict=True)
-    ref = hf_reference(fixture, "AlbertForPreTraining")
-    ids, types, mask = batch()
-    with torch.no_grad():
-        got = ours(ids, types, mask)
-        want = ref(input_ids=ids, token_type_ids=types, attention_mask=mask)
-        want_seq = ref.albert(input_ids=ids, token_type_ids=types, attention_mask=mask).last_hidden_state
-    real = mask.bool()
-    assert (got.sequence_output - want_seq)[real].abs().max() < 1e-5
-    assert (got.mlm_logits - want.prediction_logits)[real].abs().max() < 1e-5
-    assert (got.sop_logits - want.sop_logits).abs().max() < 1e-5
+    assert_pretraining_parity(load_model_dir(out), hf_reference(fixture, "AlbertForPreTraining"))
 
 
 def test_pretraining_table_skips_slots_and_global_step(tmp_path):
@@ -230,16 +234,7 @@ def test_export_loads_in_transformers_with_the_same_logits(tmp_path):
     hf_dir = tmp_path / "hf"
     convert.run("albertctl", str(ours_dir), hf_dir, to="hf")
     md = load_model_dir(ours_dir)
-    ours = AlbertForPreTraining(md.profile.model).eval()
-    ours.load_state_dict(md.state_dict)
-    ref = transformers.AlbertForPreTraining.from_pretrained(hf_dir).eval()
-    ids, types, mask = batch()
-    with torch.no_grad():
-        got = ours(ids, types, mask)
-        want = ref(input_ids=ids, token_type_ids=types, attention_mask=mask)
-    real = mask.bool()
-    assert (got.mlm_logits - want.prediction_logits)[real].abs().max() < 1e-5
-    assert (got.sop_logits - want.sop_logits).abs().max() < 1e-5
+    assert_pretraining_parity(md, transformers.AlbertForPreTraining.from_pretrained(hf_dir).eval())
     tok = transformers.AlbertTokenizer.from_pretrained(hf_dir)
     text = "The first city team had two new people."
     ids, _ = Tokenizer(md.spm_model).build_inputs(Tokenizer(md.spm_model).encode(text))
@@ -424,15 +419,7 @@ def test_transformers_save_pretrained_imports_with_the_same_logits(tmp_path):
     assert result["counts"]["missing"] == 0
     md = load_model_dir(tmp_path / "ours")
     assert md.profile.model.sharing == "none" and md.profile.model.num_hidden_groups == 3
-    ours = AlbertForPreTraining(md.profile.model).eval()
-    ours.load_state_dict(md.state_dict)
-    ids, types, mask = batch()
-    with torch.no_grad():
-        got = ours(ids, types, mask)
-        want = ref(input_ids=ids, token_type_ids=types, attention_mask=mask)
-    real = mask.bool()
-    assert (got.mlm_logits - want.prediction_logits)[real].abs().max() < 1e-5
-    assert (got.sop_logits - want.sop_logits).abs().max() < 1e-5
+    assert_pretraining_parity(md, ref)
 
 
 def test_tf_hub_handle_is_downloaded_as_a_compressed_module(tmp_path, monkeypatch):
