@@ -434,18 +434,6 @@ def _pretrain_progress():
     return bar, on_event
 
 
-def _pretrain_report(report: dict) -> dict:
-    keys = (
-        "global_step",
-        "loss",
-        "masked_lm_accuracy",
-        "masked_lm_loss",
-        "sentence_order_accuracy",
-        "sentence_order_loss",
-    )
-    return {k: report[k] for k in keys if k in report}
-
-
 @app.command(rich_help_panel="Training")
 def pretrain(
     profile: ProfileOpt = "tiny",
@@ -495,6 +483,7 @@ def pretrain(
     import subprocess
 
     from albertctl.pipelines import pretrain as pipeline
+    from albertctl.pipelines.evaluate import original_report
 
     prof = load_profile(profile, overrides or [])
     launched = os.environ.get("ALBERTCTL_LAUNCHED") == "1"
@@ -531,7 +520,7 @@ def pretrain(
         if ev:
             console.show(
                 console.key_value_table(
-                    f"held-out eval ({ev.get('eval_examples')} sequences)", _pretrain_report(ev)
+                    f"held-out eval ({ev.get('eval_examples')} sequences)", original_report(ev)
                 )
             )
             base = ev["most_frequent_token_accuracy"]
@@ -655,7 +644,9 @@ def eval_(
         console.print_json(report)
     else:
         console.show(
-            console.key_value_table(f"eval of {model} on {data} (held-out split)", _pretrain_report(report))
+            console.key_value_table(
+                f"eval of {model} on {data} (held-out split)", pipeline.original_report(report)
+            )
         )
 
 

@@ -34,6 +34,13 @@ REPORT_KEYS = (
     "sentence_order_accuracy",
     "sentence_order_loss",
 )
+
+
+def original_report(report: dict[str, Any]) -> dict[str, Any]:
+    """The keys the original's eval printed, in its order, from a fuller report."""
+    return {k: report[k] for k in REPORT_KEYS if k in report}
+
+
 # Every eval batch gets this one batch index: a row's dynamic mask then depends only on its
 # uid, not on the batch size or the number of ranks, and never coincides with training's.
 EVAL_BATCH_INDEX = 1 << 40
