@@ -1,5 +1,7 @@
-"""Two CPU ranks through DeepSpeed's launcher: ZeRO-2 matches one rank with accumulation;
-ZeRO-3 + bf16 trains, checkpoints and resumes. One launch (~15 s) covers all of it."""
+"""Two CPU ranks through DeepSpeed's launcher: ZeRO-2 matches one rank with accumulation, with
+AdamW and with LAMB (whose trust ratios are per parameter although each rank holds half of
+a flat buffer), and so does LAMB under ZeRO-3; ZeRO-3 + bf16 trains, checkpoints and resumes.
+One launch (~20 s) covers all of it."""
 
 from __future__ import annotations
 
@@ -49,6 +51,18 @@ def test_two_ranks_zero2_match_one_rank_with_accumulation_and_zero3_bf16_runs(tm
             "model": NO_DROPOUT,
         },
         {
+            "out": str(tmp_path / "z2-lamb"),
+            "train": {"optimizer": "lamb", "global_batch_size": 8, "train_steps": 4},
+            "deepspeed": {"zero_stage": 2},
+            "model": NO_DROPOUT,
+        },
+        {
+            "out": str(tmp_path / "z3-lamb"),
+            "train": {"optimizer": "lamb", "global_batch_size": 8, "train_steps": 4},
+            "deepspeed": {"zero_stage": 3},
+            "model": NO_DROPOUT,
+        },
+        {
             "out": str(tmp_path / "z3"),
             "train": {"global_batch_size": 8, "train_steps": 2, "save_every": 2, "precision": "bf16"},
             "deepspeed": {"zero_stage": 3},
@@ -82,15 +96,21 @@ def test_two_ranks_zero2_match_one_rank_with_accumulation_and_zero3_bf16_runs(tm
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     # The same global batch on one rank: micro-batch 4, accumulation 2, no ZeRO, same init.
-    p = S.profile(NO_DROPOUT, optimizer="adamw", global_batch_size=8, train_steps=4)
-    loop.train(S.spec(p, tmp_path / "single"), p.train, p.deepspeed)
-    two, one = losses(tmp_path / "z2"), losses(tmp_path / "single")
-    assert len(two) == len(one) == 4
-    assert two == pytest.approx(one, abs=1e-4, rel=1e-4)
-    a = load_file(str(tmp_path / "z2/checkpoints/step-00000004/model/model.safetensors"))
-    b = load_file(str(tmp_path / "single/checkpoints/step-00000004/model/model.safetensors"))
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    for optimizer, runs_on_two in (("adamw", ["z2"]), ("lamb", ["z2-lamb", "z3-lamb"])):
+        p = S.profile(NO_DROPOUT, optimizer=optimizer, global_batch_size=8, train_steps=4)
+        single = tmp_path / f"single-{optimizer}"
+        loop.train(S.spec(p, single), p.train, p.deepspeed)
+        one = losses(single)
+        b = load_file(str(single / "checkpoints/step-00000004/model/model.safetensors"))
+        for name in runs_on_two:
+            two = losses(tmp_path / name)
+            assert len(two) == len(one) == 4
+            assert two == pytest.approx(one, abs=1e-4, rel=1e-4), name
+            a = load_file(str(tmp_path / name / "checkpoints/step-00000004/model/model.safetensors"))
+            for k in a:
+                torch.testing.assert_close(
+                    a[k], b[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k, name=name: f"{name} {k}: {m}"
+                )
 
     z3 = losses(tmp_path / "z3")
     assert len(z3) == 3 and all(x == x and x < 10 for x in z3)  # 2 steps, then 1 resumed

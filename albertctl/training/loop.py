@@ -47,7 +47,7 @@ from torch import nn
 from albertctl.core.config import DeepSpeedConfig, TrainConfig
 from albertctl.core.errors import AlbertError
 from albertctl.training import checkpoint as ckpt
-from albertctl.training.optim import build_optimizer, learning_rate_at
+from albertctl.training.optim import Lamb, build_optimizer, flat_layouts, learning_rate_at
 
 Batch = Mapping[str, torch.Tensor]
 
@@ -376,23 +376,22 @@ def train(
             f"{spec.out_dir} already holds checkpoints; pass --resume to continue, or choose a new --out"
         )
 
-    if t.optimizer == "lamb" and ds_config.zero_stage > 0:
-        log.warn(
-            f"train.optimizer=lamb with ZeRO stage {ds_config.zero_stage}: DeepSpeed gives the optimiser flat "
-            "partitions, so LAMB's trust ratio is taken per partition rather than per layer; use "
-            "deepspeed.zero_stage=0 for the exact LAMB update, or train.optimizer=adamw"
-        )
     if t.activation_checkpointing:
         for module in spec.model.modules():  # the Hugging Face convention, no model knowledge
             if hasattr(module, "gradient_checkpointing"):
                 module.gradient_checkpointing = True
-    optimizer = build_optimizer(spec.model, t, on_gpu=torch.cuda.is_available())
+    # Under ZeRO or bf16/fp16 DeepSpeed gives the optimiser flat tensors: LAMB then needs to know
+    # which stretch is which parameter to keep its trust ratio per layer (training/optim.py).
+    flat = ds_config.zero_stage > 0 or t.precision != "fp32"
+    optimizer = build_optimizer(spec.model, t, on_gpu=torch.cuda.is_available(), flat=flat)
     with _quiet_deepspeed():
         engine, ds_optimizer, _, _ = deepspeed.initialize(
             model=spec.model,
             optimizer=optimizer,
             config=deepspeed_config(t, ds_config, dist.world_size),
         )
+    if isinstance(optimizer, Lamb):
+        optimizer.set_layouts(flat_layouts(ds_optimizer))
     if t.compile:  # DeepSpeed compiles the wrapped module in place; state-dict keys stay the same
         engine.compile()
     comm = _Comm(dist, engine.device)
