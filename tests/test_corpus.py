@@ -88,13 +88,16 @@ def test_sample_corpus_is_built_once_in_the_input_format(sample_cache):
 
 def test_no_input_means_the_sample_corpus(sample_cache, tmp_path):
     """The offline default chain the pretrain pipeline uses: vocab -> prepare, no input."""
-    # pinned to the 128-token recipe the span statistics below assume; tiny.yaml is tuned for pretrain speed
+    # pinned to ALBERT's 128-token masking recipe the span statistics below assume; tiny.yaml
+    # is tuned for pretrain speed (single words at 25%)
     tiny = load_profile(
         "tiny",
         [
             "model.vocab_size=2000",
             "data.max_seq_length=128",
             "data.max_predictions_per_seq=20",
+            "data.masked_lm_prob=0.15",
+            "data.ngram=3",
             "model.max_position_embeddings=128",
         ],
     )
