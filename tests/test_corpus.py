@@ -88,8 +88,8 @@ def test_sample_corpus_is_built_once_in_the_input_format(sample_cache):
 
 def test_no_input_means_the_sample_corpus(sample_cache, tmp_path):
     """The offline default chain the pretrain pipeline uses: vocab -> prepare, no input."""
-    # pinned to ALBERT's 128-token masking recipe the span statistics below assume; tiny.yaml
-    # is tuned for pretrain speed (single words at 25%)
+    # pinned to ALBERT's 128-token masking recipe the span statistics below assume, whatever
+    # tiny.yaml is tuned to for pretrain speed
     tiny = load_profile(
         "tiny",
         [

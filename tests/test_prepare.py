@@ -28,8 +28,8 @@ from albertctl.model.albert import AlbertForPreTraining, pretraining_loss
 from albertctl.pipelines import prepare, vocab
 from tests.prepare_fixtures import documents, write_corpus
 
-# One pairing per document unless a test asks, and ALBERT's masking (tiny.yaml masks single
-# words at 25% for its pretraining demo): these tests check the original recipe.
+# One pairing per document unless a test asks, and ALBERT's masking pinned: these tests check
+# the original recipe, whatever tiny.yaml is tuned to for its pretraining demo.
 TINY = load_profile(
     "tiny",
     ["data.pair_copies=1", "data.ngram=3", "data.masked_lm_prob=0.15", "data.max_predictions_per_seq=10"],
