@@ -639,7 +639,7 @@ def eval_(
             "eval --model DIR needs --data DIR (the output of albertctl prepare) for the pretraining report"
         )
     with contextlib.redirect_stdout(sys.stderr):
-        report = pipeline.run_pretraining(model, data)
+        report = pipeline.run_pretraining(model, data, overrides=overrides or [])
     if as_json:
         console.print_json(report)
     else:

@@ -63,6 +63,11 @@ BAD = [
     ),
     (["eval", "--model", "nomodel", "--data", "v4000"], "model directory nomodel not found"),
     (
+        ["eval", "--model", "nomodel", "--data", "v4000", "--set", "model.hidden_size=8"],
+        "--set 'model.hidden_size=8': the pretraining report takes data.KEY=VALUE only (the held-out masking, "
+        "e.g. --set data.ngram=1)",
+    ),
+    (
         ["eval", "--plot", "norun"],
         "norun: no metrics.jsonl (expected the --out directory of albertctl pretrain or finetune)",
     ),
@@ -144,6 +149,23 @@ def test_pretrain_builtin_default_then_eval_plot_and_resume(run_cli, tmp_path, c
         ["eval", "--model", str(run / "checkpoints/step-00000002/model"), "--data", str(data)], cwd=tmp_path
     )
     assert table.exit_code == 0 and "masked_lm_accuracy" in table.stdout and "global_step" in table.stdout
+
+    # the held-out split under another masking: single words, twice the rate
+    recipe = [
+        "--set",
+        "data.ngram=1",
+        "--set",
+        "data.masked_lm_prob=0.3",
+        "--set",
+        "data.max_predictions_per_seq=40",
+    ]
+    other_masks = run_cli(
+        ["eval", "--model", str(run / "model"), "--data", str(data), "--json", *recipe], cwd=tmp_path
+    )
+    assert other_masks.exit_code == 0, other_masks.stderr[-3000:]
+    wider = json.loads(other_masks.stdout)
+    assert wider["eval_examples"] == again["eval_examples"]
+    assert 1.6 < wider["eval_masked_tokens"] / again["eval_masked_tokens"] < 2.4
 
     plot = run_cli(["eval", "--plot", "run"], cwd=tmp_path)
     assert plot.exit_code == 0, plot.stderr

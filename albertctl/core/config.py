@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -360,6 +361,13 @@ def load_profile(name_or_path: str | Path, overrides: list[str] | None = None) -
         _check_keys(apply_overrides({}, overrides), source="--set")
         data = apply_overrides(data, overrides)
     return profile_from_dict(data, source=f"{path} with --set" if overrides else str(path))
+
+
+def with_overrides(profile: Profile, overrides: Sequence[str]) -> Profile:
+    """`profile` (e.g. a model directory's) with `--set section.key=value` overrides applied."""
+    if not overrides:
+        return profile
+    return profile_from_dict(apply_overrides(profile.to_dict(), list(overrides)), source="--set")
 
 
 def profile_from_dict(data: dict[str, Any], source: str) -> Profile:

@@ -13,13 +13,14 @@ Task evaluation (`albertctl eval TASK --model DIR`) lives with fine-tuning
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
+from albertctl.core.config import parse_override, with_overrides
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir
 from albertctl.data.pretraining import PretrainingCollator, load_split, read_manifest
@@ -145,9 +146,23 @@ def global_step_of(model_dir: Path, head: dict[str, Any]) -> int:
 
 
 def run_pretraining(
-    model_dir: Path, data_dir: Path, batch_size: int = EVAL_BATCH_SIZE, max_examples: int | None = None
+    model_dir: Path,
+    data_dir: Path,
+    batch_size: int = EVAL_BATCH_SIZE,
+    max_examples: int | None = None,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """`albertctl eval --model DIR --data DIR`: the report on the data's held-out split."""
+    """`albertctl eval --model DIR --data DIR`: the report on the data's held-out split.
+
+    Dynamically masked data is masked with the model profile's `data` recipe; `overrides`
+    (`data.key=value` only) change it, e.g. to score a model under another masking."""
+    for text in overrides:
+        keys, _ = parse_override(text)
+        if keys[0] != "data" or len(keys) != 2:
+            raise AlbertError(
+                f"--set {text!r}: the pretraining report takes data.KEY=VALUE only (the held-out masking, "
+                "e.g. --set data.ngram=1)"
+            )
     md = load_model_dir(model_dir)
     if md.head.get("kind", "pretraining") != "pretraining":
         raise AlbertError(
@@ -163,8 +178,9 @@ def run_pretraining(
             f"{model_dir}: weights do not fit an ALBERT pretraining model "
             f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {name})"
         )
-    tokenizer = Tokenizer(data_dir / "spiece.model", md.profile.data.do_lower_case)
-    collator = PretrainingCollator(tokenizer, md.profile.data, md.profile.train.seed)
+    recipe = with_overrides(md.profile, overrides).data
+    tokenizer = Tokenizer(data_dir / "spiece.model", recipe.do_lower_case)
+    collator = PretrainingCollator(tokenizer, recipe, md.profile.train.seed)
     report = pretraining_metrics(
         model, load_split(data_dir, "eval"), collator, batch_size, max_examples=max_examples
     )

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from albertctl.core.config import Profile, TrainConfig, _build, apply_overrides, profile_from_dict
+from albertctl.core.config import Profile, TrainConfig, _build, with_overrides
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import MANIFEST, ModelDir, load_model_dir, save_model_dir
 from albertctl.data.tokenizer import Tokenizer
@@ -163,13 +163,6 @@ def finetune_task(
             "train_features": len(train_features),
         },
     )
-
-
-def with_overrides(profile: Profile, overrides: Sequence[str]) -> Profile:
-    """The checkpoint's profile with `--set model.x=...` etc. applied (dropout, deepspeed)."""
-    if not overrides:
-        return profile
-    return profile_from_dict(apply_overrides(profile.to_dict(), list(overrides)), source="--set")
 
 
 def check_length(config: TaskConfig, profile: Profile, where: Path) -> None:
