@@ -87,7 +87,13 @@ def step_fns(ours, hf, batch, precision: str, device: torch.device):
     def ours_step():
         opt_ours.zero_grad(set_to_none=True)
         with autocast():
-            out = ours(batch["ids"], batch["types"], batch["mask"], masked_positions=batch["positions"])
+            out = ours(
+                batch["ids"],
+                batch["types"],
+                batch["mask"],
+                masked_positions=batch["positions"],
+                sparse_last_layer=True,
+            )
             loss = pretraining_loss(out, batch["targets"], weights, batch["sop"]).loss
         loss.backward()
         opt_ours.step()
@@ -113,7 +119,13 @@ def losses_agree(ours, hf, batch) -> float:
     ours.eval()
     hf.eval()
     with torch.no_grad():
-        out = ours(batch["ids"], batch["types"], batch["mask"], masked_positions=batch["positions"])
+        out = ours(
+            batch["ids"],
+            batch["types"],
+            batch["mask"],
+            masked_positions=batch["positions"],
+            sparse_last_layer=True,
+        )
         a = pretraining_loss(
             out, batch["targets"], torch.ones_like(batch["targets"], dtype=torch.float32), batch["sop"]
         ).loss

@@ -160,6 +160,53 @@ def test_partial_sharing_runs_and_differs_per_layer():
     assert out.mlm_logits.shape == (2, 8, 100)
 
 
+@pytest.mark.parametrize(
+    ("sharing", "groups", "inner", "checkpointing"),
+    [("all", 1, 1, False), ("none", 3, 1, False), ("attention", 1, 1, False), ("ffn", 1, 2, True)],
+)
+def test_sparse_last_layer_gives_the_same_logits_and_gradients(sharing, groups, inner, checkpointing):
+    """Computing only [CLS] and the masked positions in the last layer changes no logit and
+    no gradient (padding, a masked position at 0 for unused slots, grouped and partial sharing,
+    activation checkpointing)."""
+    cfg = ModelConfig(
+        vocab_size=100,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        num_hidden_groups=groups,
+        inner_group_num=inner,
+        sharing=sharing,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        classifier_dropout_prob=0.0,
+    )
+    torch.manual_seed(0)
+    model = AlbertForPreTraining(cfg).double()
+    model.albert.encoder.gradient_checkpointing = checkpointing
+    ids = torch.randint(5, 100, (3, 20))
+    types = (torch.arange(20) >= 12).long().expand(3, -1)
+    mask = torch.ones(3, 20, dtype=torch.long)
+    mask[1, 15:] = 0
+    positions = torch.tensor([[1, 4, 7, 0], [2, 3, 14, 0], [5, 9, 18, 19]])
+    outs, grads = [], []
+    for sparse in (False, True):
+        model.zero_grad()
+        out = model(ids, types, mask, positions, sparse_last_layer=sparse)
+        (out.mlm_logits.square().mean() + out.sop_logits.square().mean()).backward()
+        outs.append(out)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    dense, sparse = outs
+    assert sparse.sequence_output.shape == (3, 5, 32)  # [CLS] + 4 positions
+    torch.testing.assert_close(sparse.mlm_logits, dense.mlm_logits, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(sparse.sop_logits, dense.sop_logits, rtol=1e-10, atol=1e-12)
+    assert grads[0].keys() == grads[1].keys()
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-9, atol=1e-12, msg=name)
+
+
 def test_init_is_truncated_normal():
     cfg = ModelConfig(
         vocab_size=3000,

@@ -73,17 +73,21 @@ class AlbertAttention(nn.Module):
         self.attention_dropout = config.attention_probs_dropout_prob
         self.output_dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, T, H) -> (B, T, H); with `keep` (B, K) positions, only those K queries are
+        computed (keys and values still come from all T): (B, K, H)."""
         b, t, h = x.shape
+        nh, hs = self.num_heads, h // self.num_heads
+        xq = x if keep is None else _gather(x, keep)
         # (B, T, H) -> (B, nh, T, hs)
-        q, k, v = (
-            proj(x).view(b, t, self.num_heads, h // self.num_heads).transpose(1, 2)
-            for proj in (self.query, self.key, self.value)
-        )
+        q = self.query(xq).view(b, xq.shape[1], nh, hs).transpose(1, 2)
+        k, v = (proj(x).view(b, t, nh, hs).transpose(1, 2) for proj in (self.key, self.value))
         dropout = self.attention_dropout if self.training else 0.0
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
-        context = context.transpose(1, 2).reshape(b, t, h)
-        return self.LayerNorm(x + self.output_dropout(self.dense(context)))
+        context = context.transpose(1, 2).reshape(b, xq.shape[1], h)
+        return self.LayerNorm(xq + self.output_dropout(self.dense(context)))
 
 
 class AlbertLayer(nn.Module):
@@ -154,20 +158,37 @@ class AlbertTransformer(nn.Module):
                 )
         return out
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, T, E) -> (B, T, H); with `keep` (B, K) the last layer computes only those
+        positions (the rest of its output would be thrown away): (B, K, H)."""
         x = self.embedding_hidden_mapping_in(x)  # (B, T, E) -> (B, T, H)
-        for attention_owner, ffn_owner in self.applied_layers():
+        layers = self.applied_layers()
+        for i, (attention_owner, ffn_owner) in enumerate(layers):
+            only = keep if i == len(layers) - 1 else None
             if self.gradient_checkpointing and self.training:
-                x = checkpoint(_apply_layer, attention_owner, ffn_owner, x, attn_mask, use_reentrant=False)
+                x = checkpoint(
+                    _apply_layer, attention_owner, ffn_owner, x, attn_mask, only, use_reentrant=False
+                )
             else:
-                x = _apply_layer(attention_owner, ffn_owner, x, attn_mask)
+                x = _apply_layer(attention_owner, ffn_owner, x, attn_mask, only)
         return x
 
 
 def _apply_layer(
-    attention_owner: AlbertLayer, ffn_owner: AlbertLayer, x: torch.Tensor, attn_mask: torch.Tensor | None
+    attention_owner: AlbertLayer,
+    ffn_owner: AlbertLayer,
+    x: torch.Tensor,
+    attn_mask: torch.Tensor | None,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    return ffn_owner.feed_forward(attention_owner.attention(x, attn_mask))
+    return ffn_owner.feed_forward(attention_owner.attention(x, attn_mask, keep))
+
+
+def _gather(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """(B, T, H) at (B, K) positions -> (B, K, H)."""
+    return torch.gather(x, 1, positions[..., None].expand(-1, -1, x.shape[-1]))
 
 
 def attention_bias(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -193,11 +214,13 @@ class AlbertModel(nn.Module):
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> EncoderOutput:
+        """`keep` (B, K), first column 0 ([CLS]): the sequence output only at those positions."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
-        sequence_output = self.encoder(x, attention_bias(attention_mask, x.dtype))
+        sequence_output = self.encoder(x, attention_bias(attention_mask, x.dtype), keep)
         pooled_output = torch.tanh(self.pooler(sequence_output[:, 0]))
         return EncoderOutput(sequence_output, pooled_output)
 
@@ -246,13 +269,23 @@ class AlbertForPreTraining(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         masked_positions: torch.Tensor | None = None,
+        sparse_last_layer: bool = False,
     ) -> PretrainingOutput:
-        """`masked_positions` (B, P) indexes the tokens to predict; None predicts every token."""
-        seq, pooled = self.albert(input_ids, token_type_ids, attention_mask)
-        if masked_positions is None:
-            picked = seq
-        else:  # (B, T, H) -> (B, P, H)
-            picked = torch.gather(seq, 1, masked_positions[..., None].expand(-1, -1, seq.shape[-1]))
+        """`masked_positions` (B, P) indexes the tokens to predict; None predicts every token.
+
+        `sparse_last_layer` (with `masked_positions`): the last layer computes only [CLS] and
+        the masked positions, the only outputs the heads read, which saves most of a layer's
+        work; the logits are the same, and `sequence_output` is then (B, 1 + P, H) at those
+        positions instead of (B, T, H)."""
+        if sparse_last_layer and masked_positions is not None:
+            cls = torch.zeros_like(masked_positions[:, :1])
+            seq, pooled = self.albert(
+                input_ids, token_type_ids, attention_mask, torch.cat([cls, masked_positions], 1)
+            )
+            picked = seq[:, 1:]
+        else:
+            seq, pooled = self.albert(input_ids, token_type_ids, attention_mask)
+            picked = seq if masked_positions is None else _gather(seq, masked_positions)
         mlm_logits = self.predictions(picked, self.albert.embeddings.word_embeddings.weight)
         return PretrainingOutput(mlm_logits, self.sop_classifier(pooled), seq, pooled)
 

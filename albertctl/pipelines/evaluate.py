@@ -74,7 +74,11 @@ def pretraining_metrics(
         rows = [dataset[i] for i in range(b * batch_size, min(n, (b + 1) * batch_size))]
         batch = {k: v.to(device) for k, v in collator(rows, EVAL_BATCH_INDEX).items()}
         out = model(
-            batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["masked_lm_positions"]
+            batch["input_ids"],
+            batch["token_type_ids"],
+            batch["attention_mask"],
+            batch["masked_lm_positions"],
+            sparse_last_layer=True,
         )
         lo = pretraining_loss(
             out, batch["masked_lm_ids"], batch["masked_lm_weights"], batch["sentence_order_labels"]

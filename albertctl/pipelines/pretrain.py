@@ -46,7 +46,11 @@ MASKED_COUNT_KEY = "masked_lm_weights"
 def mlm_sop_loss(model: nn.Module, batch: Batch) -> LossOutput:
     """The loop's loss function for pretraining: MLM (at the masked positions) + SOP."""
     out = model(
-        batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], batch["masked_lm_positions"]
+        batch["input_ids"],
+        batch["token_type_ids"],
+        batch["attention_mask"],
+        batch["masked_lm_positions"],
+        sparse_last_layer=True,
     )
     count = batch.get(f"step_totals/{MASKED_COUNT_KEY}")
     lo = pretraining_loss(
