@@ -364,16 +364,20 @@ def encoder_parameter_count(config: ModelConfig) -> int:
 
 
 def training_flops_per_token(config: ModelConfig, seq_length: int, masked_fraction: float) -> float:
-    """Matmul FLOPs per token for one training step (forward + backward = 3x forward).
+    """Matmul FLOPs per token of one pretraining step (forward + backward = 3x forward), as
+    albertctl computes it.
 
-    Counts every applied layer (sharing saves parameters, not compute), attention scores and
-    the MLM head only at the masked share of tokens, as the original computes it.
+    Counts every applied layer (sharing saves parameters, not compute), attention scores, the
+    MLM head only at the masked share of tokens, and the last layer's sparse form: keys and
+    values for every token, everything else only at [CLS] and the masked positions.
     """
     c = config
-    h, e, t = c.hidden_size, c.embedding_size, seq_length
+    h, e, t, f = c.hidden_size, c.embedding_size, seq_length, c.intermediate_size
     applied = c.num_hidden_layers * c.inner_group_num
-    per_layer = 2 * (4 * h * h + 2 * h * c.intermediate_size) + 2 * 2 * t * h  # projections + QK^T, AV
-    forward = 2 * e * h + applied * per_layer
+    queries_side = 2 * (2 * h * h + 2 * h * f) + 2 * 2 * t * h  # Q, output, FFN; QK^T and AV
+    per_layer = 2 * (2 * h * h) + queries_side  # + K and V projections
+    kept = min(1.0, (1 + masked_fraction * t) / t)  # share of positions the last layer computes
+    forward = 2 * e * h + (applied - 1) * per_layer + 2 * (2 * h * h) + kept * queries_side
     forward += masked_fraction * 2 * (h * e + e * c.vocab_size)
     forward += 2 * (h * h + h * 2) / t  # pooler and SOP once per sequence
     return 3.0 * forward
