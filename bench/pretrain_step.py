@@ -87,13 +87,7 @@ def step_fns(ours, hf, batch, precision: str, device: torch.device):
     def ours_step():
         opt_ours.zero_grad(set_to_none=True)
         with autocast():
-            out = ours(
-                batch["ids"],
-                batch["types"],
-                batch["mask"],
-                masked_positions=batch["positions"],
-                sparse_last_layer=True,
-            )
+            out = ours_forward(ours, batch)
             loss = pretraining_loss(out, batch["targets"], weights, batch["sop"]).loss
         loss.backward()
         opt_ours.step()
@@ -114,18 +108,17 @@ def step_fns(ours, hf, batch, precision: str, device: torch.device):
     return {"albertctl": ours_step, "transformers": hf_step}
 
 
+def ours_forward(ours, batch):
+    """albertctl's pretraining forward as `albertctl pretrain` runs it (sparse last layer)."""
+    return ours(batch["ids"], batch["types"], batch["mask"], batch["positions"], sparse_last_layer=True)
+
+
 def losses_agree(ours, hf, batch) -> float:
     """Sanity check: both compute the same loss on the same weights (fp32, eval mode)."""
     ours.eval()
     hf.eval()
     with torch.no_grad():
-        out = ours(
-            batch["ids"],
-            batch["types"],
-            batch["mask"],
-            masked_positions=batch["positions"],
-            sparse_last_layer=True,
-        )
+        out = ours_forward(ours, batch)
         a = pretraining_loss(
             out, batch["targets"], torch.ones_like(batch["targets"], dtype=torch.float32), batch["sop"]
         ).loss

@@ -141,17 +141,22 @@ def test_parity_with_transformers(shape):
     assert (out.sop_logits - ref.sop_logits).abs().max() < 1e-5
 
 
-def test_partial_sharing_runs_and_differs_per_layer():
-    cfg = ModelConfig(
+def small_config(**overrides) -> ModelConfig:
+    """V=100, E=16, H=32, L=3, 4 heads, FFN 64, 32 positions, plus `overrides`."""
+    shape = dict(
         vocab_size=100,
         embedding_size=16,
         hidden_size=32,
         num_hidden_layers=3,
         num_attention_heads=4,
         intermediate_size=64,
-        sharing="ffn",
         max_position_embeddings=32,
     )
+    return ModelConfig(**{**shape, **overrides})
+
+
+def test_partial_sharing_runs_and_differs_per_layer():
+    cfg = small_config(sharing="ffn")
     model = AlbertForPreTraining(cfg)
     pairs = model.albert.encoder.applied_layers()
     assert len({id(a.attention) for a, _ in pairs}) == 3  # own attention per layer
@@ -168,14 +173,7 @@ def test_sparse_last_layer_gives_the_same_logits_and_gradients(sharing, groups, 
     """Computing only [CLS] and the masked positions in the last layer changes no logit and
     no gradient (padding, a masked position at 0 for unused slots, grouped and partial sharing,
     activation checkpointing)."""
-    cfg = ModelConfig(
-        vocab_size=100,
-        embedding_size=16,
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=32,
+    cfg = small_config(
         num_hidden_groups=groups,
         inner_group_num=inner,
         sharing=sharing,
