@@ -13,7 +13,7 @@ Task evaluation (`albertctl eval TASK --model DIR`) lives with fine-tuning
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir
 from albertctl.data.pretraining import PretrainingCollator, load_split, read_manifest
 from albertctl.data.tokenizer import Tokenizer
-from albertctl.model.albert import AlbertForPreTraining, pretraining_loss
+from albertctl.model.albert import AlbertForPreTraining, PretrainingLoss, pretraining_loss
 
 REPORT_KEYS = (
     "global_step",
@@ -48,6 +48,28 @@ EVAL_BATCH_INDEX = 1 << 40
 EVAL_BATCH_SIZE = 64
 
 Reduce = Callable[[list[float]], list[float]]
+
+
+def pretraining_step(
+    model: torch.nn.Module, batch: Mapping[str, torch.Tensor], masked_count: torch.Tensor | None = None
+) -> PretrainingLoss:
+    """MLM + SOP losses and counts of a collated batch (`PretrainingCollator`'s keys), as
+    training and evaluation both run it: the last layer only at [CLS] and the masked positions.
+    `masked_count`: see `pretraining_loss`."""
+    out = model(
+        batch["input_ids"],
+        batch["token_type_ids"],
+        batch["attention_mask"],
+        batch["masked_lm_positions"],
+        sparse_last_layer=True,
+    )
+    return pretraining_loss(
+        out,
+        batch["masked_lm_ids"],
+        batch["masked_lm_weights"],
+        batch["sentence_order_labels"],
+        masked_count=masked_count,
+    )
 
 
 @torch.no_grad()
@@ -73,16 +95,7 @@ def pretraining_metrics(
     for b in range(rank, (n + batch_size - 1) // batch_size, world_size):
         rows = [dataset[i] for i in range(b * batch_size, min(n, (b + 1) * batch_size))]
         batch = {k: v.to(device) for k, v in collator(rows, EVAL_BATCH_INDEX).items()}
-        out = model(
-            batch["input_ids"],
-            batch["token_type_ids"],
-            batch["attention_mask"],
-            batch["masked_lm_positions"],
-            sparse_last_layer=True,
-        )
-        lo = pretraining_loss(
-            out, batch["masked_lm_ids"], batch["masked_lm_weights"], batch["sentence_order_labels"]
-        )
+        lo = pretraining_step(model, batch)
         k = float(lo.sentence_order_count)
         sums += torch.tensor(
             [

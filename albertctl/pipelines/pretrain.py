@@ -31,7 +31,7 @@ from albertctl.core.modeldir import load_model_dir, save_model_dir
 from albertctl.data.corpus import cache_dir
 from albertctl.data.pretraining import SPM, PretrainingCollator, load_split, read_manifest
 from albertctl.data.tokenizer import Tokenizer
-from albertctl.model.albert import AlbertForPreTraining, pretraining_loss
+from albertctl.model.albert import AlbertForPreTraining
 from albertctl.pipelines import evaluate
 from albertctl.pipelines import profile as profile_summary
 from albertctl.training import loop
@@ -45,21 +45,8 @@ MASKED_COUNT_KEY = "masked_lm_weights"
 
 def mlm_sop_loss(model: nn.Module, batch: Batch) -> LossOutput:
     """The loop's loss function for pretraining: MLM (at the masked positions) + SOP."""
-    out = model(
-        batch["input_ids"],
-        batch["token_type_ids"],
-        batch["attention_mask"],
-        batch["masked_lm_positions"],
-        sparse_last_layer=True,
-    )
     count = batch.get(f"step_totals/{MASKED_COUNT_KEY}")
-    lo = pretraining_loss(
-        out,
-        batch["masked_lm_ids"],
-        batch["masked_lm_weights"],
-        batch["sentence_order_labels"],
-        masked_count=count,
-    )
+    lo = evaluate.pretraining_step(model, batch, masked_count=count)
     denom = count if count is not None else lo.masked_lm_count.clamp_min(1.0)
     n = lo.sentence_order_count
     return LossOutput(
