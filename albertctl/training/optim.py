@@ -229,6 +229,9 @@ def flat_layouts(ds_optimizer: Any) -> dict[int, FlatLayout]:
     def world(group: Any) -> int:
         return deepspeed.comm.get_world_size(group=group)
 
+    def shared(group: Any) -> Any:  # the group to sum norms over; None when this rank is alone
+        return group if world(group) > 1 else None
+
     name = type(ds_optimizer).__name__
     layouts: dict[int, FlatLayout] = {}
     checks: list[tuple[torch.Tensor, int, torch.Tensor]] = []  # (flat, start, expected piece)
@@ -247,7 +250,7 @@ def flat_layouts(ds_optimizer: Any) -> dict[int, FlatLayout]:
                         slices.append((offset, valid, j))
                         checks.append((flat, offset, param.ds_tensor.data.view(-1)[:valid]))
                     offset += piece
-                layouts[id(flat)] = _layout(slices, len(params), group, world(group), flat, offset)
+                layouts[id(flat)] = _layout(slices, len(params), shared(group), flat, offset)
         elif hasattr(ds_optimizer, "single_partition_of_fp32_groups"):  # ZeRO 1/2
             for i, flat in enumerate(ds_optimizer.single_partition_of_fp32_groups):
                 params = ds_optimizer.round_robin_bit16_groups[i]
@@ -255,7 +258,7 @@ def flat_layouts(ds_optimizer: Any) -> dict[int, FlatLayout]:
                 offsets = getattr(ds_optimizer, "round_robin_bit16_offsets", None)
                 offsets = offsets[i] if offsets else _packed_offsets(params)
                 layouts[id(flat)] = _partition_layout(
-                    flat, params, offsets, ds_optimizer.partition_size[i], rank(group), group, checks
+                    flat, params, offsets, ds_optimizer.partition_size[i], rank(group), shared(group), checks
                 )
         elif hasattr(ds_optimizer, "fp32_groups_flat_partition"):  # BF16_Optimizer
             for i, flat in enumerate(ds_optimizer.fp32_groups_flat_partition):
@@ -263,7 +266,7 @@ def flat_layouts(ds_optimizer: Any) -> dict[int, FlatLayout]:
                 group = ds_optimizer.real_dp_process_group[i]
                 size = ds_optimizer.bf16_groups_flat[i].numel() // world(group)
                 layouts[id(flat)] = _partition_layout(
-                    flat, params, _packed_offsets(params), size, rank(group), group, checks
+                    flat, params, _packed_offsets(params), size, rank(group), shared(group), checks
                 )
         elif hasattr(ds_optimizer, "fp32_groups_flat"):  # FP16_Optimizer (fp16, or bf16 without ZeRO)
             for flat, params in zip(ds_optimizer.fp32_groups_flat, ds_optimizer.fp16_groups, strict=True):
@@ -295,7 +298,8 @@ def _partition_layout(
     group: Any,
     checks: list[tuple[torch.Tensor, int, torch.Tensor]],
 ) -> FlatLayout:
-    """Rank `rank` holds elements [rank * size, (rank + 1) * size) of the group's buffer."""
+    """Rank `rank` holds elements [rank * size, (rank + 1) * size) of the group's buffer;
+    `group`: the ranks holding the rest (None when none do)."""
     lo, hi = rank * size, (rank + 1) * size
     slices = []
     for j, (p, offset) in enumerate(zip(params, offsets, strict=True)):
@@ -303,18 +307,15 @@ def _partition_layout(
         if a < b:
             slices.append((a - lo, b - a, j))
             checks.append((flat, a - lo, p.data.reshape(-1)[a - offset : b - offset]))
-    import deepspeed
-
-    ranks = 1 if group is None else deepspeed.comm.get_world_size(group=group)
-    return _layout(slices, len(params), group, ranks, flat, size)
+    return _layout(slices, len(params), group, flat, size)
 
 
 def _layout(
-    slices: list[tuple[int, int, int]], num_params: int, group: Any, ranks: int, flat: torch.Tensor, size: int
+    slices: list[tuple[int, int, int]], num_params: int, group: Any, flat: torch.Tensor, size: int
 ) -> FlatLayout:
     if flat.dim() != 1 or flat.numel() != size or any(s + n > size for s, n, _ in slices):
         raise ValueError(f"flat tensor of {flat.numel()} elements, layout of {size}")
-    return FlatLayout(tuple(slices), num_params, group if ranks > 1 else None)
+    return FlatLayout(tuple(slices), num_params, group)
 
 
 def _layout_error(wrapper: str, why: str) -> AlbertError:
