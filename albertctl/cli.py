@@ -86,7 +86,7 @@ def profile_show(
         return
     for section, values in result["profile"].items():
         if isinstance(values, dict):
-            console.show(console.key_value_table(section, values))
+            console.show(console.key_value_table(section, values, exact=True))
     console.show(
         console.key_value_table(
             "cost",
@@ -494,7 +494,9 @@ def pretrain(
             console.print_json(plan)
         else:
             shown = {k: (console.human_bytes(v) if k.endswith("_bytes") else v) for k, v in plan.items()}
-            console.show(console.key_value_table(f"pretraining plan ({prof.name}, dry run)", shown))
+            console.show(
+                console.key_value_table(f"pretraining plan ({prof.name}, dry run)", shown, exact=True)
+            )
         return
     if not launched and ((num_gpus or 1) > 1 or num_nodes or hostfile):
         pipeline.plan(prof, world)  # batch arithmetic errors before starting processes

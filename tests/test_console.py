@@ -60,3 +60,21 @@ def test_bad_log_interval_is_one_line(monkeypatch, value):
     monkeypatch.setenv("ALBERTCTL_LOG_INTERVAL", value)
     with pytest.raises(AlbertError, match="ALBERTCTL_LOG_INTERVAL must be a number of seconds >= 0"):
         console.progress()
+
+
+def test_settings_print_as_they_are_and_measurements_rounded(capsys):
+    data = {
+        "learning_rate": 0.00176,
+        "seed": 12345,
+        "layer_norm_eps": 1e-12,
+        "flops": 529287858.0,
+        "ok": True,
+    }
+    console.show(console.key_value_table("train", data, exact=True))
+    shown = capsys.readouterr().out
+    for text in ("0.00176", "12345", "1e-12", "529287858", "True"):
+        assert f" {text} " in shown
+    assert "0.0018" not in shown and "12,345" not in shown and "529287858.0" not in shown
+    console.show(console.key_value_table("report", {"masked_lm_accuracy": 0.153312, "tokens": 123456}))
+    shown = capsys.readouterr().out
+    assert " 0.1533 " in shown and " 123,456 " in shown

@@ -66,8 +66,20 @@ def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> Tabl
     return t
 
 
-def key_value_table(title: str, data: Mapping[str, Any]) -> Table:
-    return table(title, ["key", "value"], data.items())
+def key_value_table(title: str, data: Mapping[str, Any], exact: bool = False) -> Table:
+    """`exact`: values as they are (settings: 0.00176 stays 0.00176, 12345 has no separator);
+    otherwise measured figures, floats to 4 decimals and large counts with separators."""
+    if not exact:
+        return table(title, ["key", "value"], data.items())
+    return table(title, ["key", "value"], ((k, _exact(v)) for k, v in data.items()))
+
+
+def _exact(value: Any) -> str:
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) >= 1e6:
+            return str(int(value))  # a computed count such as FLOPs per token
+        return repr(value)  # the shortest text that reads back as the same float
+    return str(value)
 
 
 def print_json(data: Any) -> None:
