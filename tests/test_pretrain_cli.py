@@ -278,3 +278,5 @@ def test_pretrain_writes_plain_progress_lines_when_not_on_a_terminal(run_cli, tm
         assert fields[1].endswith(" tok/s") and fields[2].startswith("loss ") and " lr " in fields[2]
         assert fields[3].startswith("elapsed ")
     assert " eta " in lines[0]
+    # tiny warms up over 100 steps: longer than this 2-step run, so it is fitted and said
+    assert "warning: warm-up of 100 steps is not shorter than the run (2 steps)" in result.stderr

@@ -29,6 +29,7 @@ Run directory layout (`out_dir`):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -333,6 +334,20 @@ class _Log:
             self.tb.close()
 
 
+def fit_warmup(t: TrainConfig) -> tuple[TrainConfig, str | None]:
+    """A warm-up at least as long as the run never reaches the peak learning rate (e.g. a task's
+    1000 warm-up steps kept after `--set task.train_steps=50`): warm up over the first 10% instead,
+    and say so. A warm-up shorter than the run is kept as given."""
+    if t.warmup_steps < t.train_steps:
+        return t, None
+    fitted = t.train_steps // 10
+    return dataclasses.replace(t, warmup_steps=fitted), (
+        f"warm-up of {t.warmup_steps} steps is not shorter than the run ({t.train_steps} steps), so the "
+        f"learning rate would never reach its peak: warming up over {fitted} steps (10% of the run) instead; "
+        "set warmup_steps below train_steps to choose"
+    )
+
+
 def train(
     spec: RunSpec, train_config: TrainConfig, ds_config: DeepSpeedConfig, progress: ProgressFn | None = None
 ) -> TrainResult:
@@ -350,11 +365,13 @@ def train(
     """
     import deepspeed
 
-    t = train_config
     dist = init_distributed()
+    log = _Log(spec.out_dir, dist.rank, progress)
+    t, note = fit_warmup(train_config)
+    if note:
+        log.warn(note)
     gas = accumulation_steps(t, dist.world_size)
     root = spec.out_dir / "checkpoints"
-    log = _Log(spec.out_dir, dist.rank, progress)
     identity = {**spec.identity, "world_size": dist.world_size, "zero_stage": ds_config.zero_stage}
 
     # Decide where we start before building anything heavy: a user error should be quick.
