@@ -38,6 +38,15 @@ SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="Override a profile value: section.key=value (repeatable)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
+ReportToOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--report-to",
+        help="Experiment trackers for the metrics: tensorboard, mlflow, wandb (offline by default), none; "
+        "repeatable or comma-separated. Default: tensorboard when installed",
+        rich_help_panel="Logging",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -175,6 +184,7 @@ def finetune(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out")
     ] = False,
+    report_to: ReportToOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune a model on one task (or every GLUE task) and print dev metrics of the best checkpoint."""
@@ -190,6 +200,7 @@ def finetune(
             overrides or [],
             resume,
             on_event,
+            report_to or [],
         )
     if as_json:
         body = {"results": [r.to_dict() for r in results]}
@@ -476,6 +487,7 @@ def pretrain(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan (batches, steps, parameters, memory) and exit")
     ] = False,
+    report_to: ReportToOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Pretrain ALBERT (MLM + SOP) with DeepSpeed, then print the eval report on held-out data."""
@@ -512,7 +524,9 @@ def pretrain(
         raise typer.Exit(subprocess.call(cmd, env=env))
     bar, on_event = _pretrain_progress()
     with bar, contextlib.redirect_stdout(sys.stderr):  # DeepSpeed's chatter stays off stdout
-        result = pipeline.run(prof, data, out or pipeline.default_out(prof), resume, init, on_event)
+        result = pipeline.run(
+            prof, data, out or pipeline.default_out(prof), resume, init, on_event, report_to or []
+        )
     if result["rank"] != 0:
         return
     if as_json:

@@ -48,6 +48,7 @@ from torch import nn
 from albertctl.core.config import DeepSpeedConfig, TrainConfig
 from albertctl.core.errors import AlbertError
 from albertctl.training import checkpoint as ckpt
+from albertctl.training import trackers
 from albertctl.training.optim import Lamb, build_optimizer, flat_layouts, learning_rate_at
 
 Batch = Mapping[str, torch.Tensor]
@@ -130,6 +131,8 @@ class RunSpec:
     # Extra values recorded in each checkpoint's state.yaml and checked on --resume
     # (e.g. the profile name and model shape): a mismatch is a user error.
     identity: dict[str, Any] = field(default_factory=dict)
+    # Experiment trackers for the metrics (trackers.parse_report_to); () = metrics.jsonl only.
+    report_to: tuple[str, ...] = ()
 
 
 @dataclass
@@ -303,15 +306,13 @@ class _Log:
         self.enabled = rank == 0
         self.progress = progress
         self.path = out_dir / "metrics.jsonl"
-        self.tb = None
+        self.trackers: list[trackers.Tracker] = []
         if self.enabled:
             out_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(out_dir / "tensorboard"))
-            except Exception:  # tensorboard is optional
-                self.tb = None
+    def open_trackers(self, names: tuple[str, ...], params: dict[str, Any]) -> None:
+        if self.enabled:
+            self.trackers = trackers.open_trackers(names, self.path.parent, params)
 
     def event(self, event: dict[str, Any], record: bool = True) -> None:
         if not self.enabled:
@@ -319,10 +320,10 @@ class _Log:
         if record:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(event) + "\n")
-            if self.tb is not None:
-                for k, v in event.items():
-                    if isinstance(v, int | float) and not isinstance(v, bool) and k != "step":
-                        self.tb.add_scalar(f"{event['event']}/{k}", v, event.get("step", 0))
+            metrics = trackers.numeric_fields(event)
+            if metrics:
+                for tracker in self.trackers:
+                    tracker.log(metrics, int(event.get("step", 0)))
         if self.progress is not None:
             self.progress(event)
 
@@ -330,8 +331,8 @@ class _Log:
         self.event({"event": "warning", "message": message}, record=False)
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        for tracker in self.trackers:
+            tracker.close()
 
 
 def fit_warmup(t: TrainConfig) -> tuple[TrainConfig, str | None]:
@@ -421,6 +422,9 @@ def train(
         best = state.get("best")
     start_step = step
     last_ckpt = resume_from
+    params = {f"train.{k}": v for k, v in dataclasses.asdict(t).items()}
+    params.update({f"deepspeed.{k}": v for k, v in dataclasses.asdict(ds_config).items()})
+    log.open_trackers(spec.report_to, {**params, **identity})
     log.event(
         {
             "event": "start",
@@ -471,7 +475,7 @@ def train(
     if resume_from is None:
         torch.manual_seed(dropout_seed(t.seed, dist.rank))
     engine.train()
-    with _Interrupt() as interrupt:
+    with _Interrupt() as interrupt, contextlib.closing(log):
         while step < t.train_steps:
             lr = learning_rate_at(step, t.learning_rate, t.warmup_steps, t.train_steps, t.poly_power)
             for group in ds_optimizer.param_groups:
@@ -521,7 +525,6 @@ def train(
                     best = {"step": step, **eval_metrics}
                     _save_model(engine, stage, dist, spec.save_model, best_dir)
                     log.event({"event": "best", "step": step, "path": str(best_dir)}, record=False)
-    log.close()
     return TrainResult(
         global_step=step,
         stopped=stopped,
