@@ -135,7 +135,7 @@ class _WandB:
             dir=str(run_dir),
             config=dict(params),
             mode=os.environ.get("WANDB_MODE") or ("online" if online else "offline"),
-            settings=wandb.Settings(silent=True),
+            settings=wandb.Settings(silent=True, console="off"),  # albertctl owns the terminal
         )
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
