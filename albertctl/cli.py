@@ -439,6 +439,19 @@ def _pretrain_progress():
         elif kind == "eval":
             shown = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
             bar.console.print(f"held-out at step {event['step']}: {shown}", highlight=False)
+        elif kind == "prepare":  # the built-in sample corpus, prepared once before the first run
+            if "prepare" not in ids:
+                ids["prepare"] = bar.add_task("prepare", total=None, rate="", metrics="")
+            secs = max(event["elapsed"], 1e-9)
+            bar.update(
+                ids["prepare"],
+                completed=event["bytes"],
+                total=event["total_bytes"],
+                rate=f"{event['bytes'] / 1e6 / secs:.2f} MB/s",
+                metrics=f"{event['documents']:,} documents, {event['instances']:,} instances",
+            )
+        elif kind == "info":
+            bar.console.print(event["message"], highlight=False, markup=False)
         elif kind == "warning":
             bar.console.print(f"[yellow]warning:[/] {event['message']}", highlight=False, markup=True)
 

@@ -280,3 +280,6 @@ def test_pretrain_writes_plain_progress_lines_when_not_on_a_terminal(run_cli, tm
     assert " eta " in lines[0]
     # tiny warms up over 100 steps: longer than this 2-step run, so it is fitted and said
     assert "warning: warm-up of 100 steps is not shorter than the run (2 steps)" in result.stderr
+    # DeepSpeed's start-up chatter goes to the run's deepspeed.log, not to the user
+    assert "DeepSpeed" not in result.stderr and "warning: preparing" not in result.stderr
+    assert "built successfully" in (tmp_path / "run" / "deepspeed.log").read_text()

@@ -211,14 +211,14 @@ def builtin_data(profile: Profile, dist: loop.Distributed, progress: ProgressFn 
             read_manifest(target)
         except AlbertError:
             shutil.rmtree(target, ignore_errors=True)
+            on_prepare = None
             if progress is not None:
-                progress(
-                    {
-                        "event": "warning",
-                        "message": f"preparing the built-in sample corpus into {target} (once)",
-                    }
-                )
-            prepare.run(profile, None, target, num_proc=min(2, os.cpu_count() or 1))
+                progress({"event": "info", "message": f"preparing the sample corpus into {target} (once)"})
+
+                def on_prepare(p: dict[str, Any]) -> None:
+                    progress({"event": "prepare", **p})
+
+            prepare.run(profile, None, target, num_proc=min(2, os.cpu_count() or 1), progress=on_prepare)
     loop.all_reduce_sum([0.0])  # a barrier: the other ranks wait for rank 0's data
     return target
 

@@ -31,10 +31,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import signal
 import socket
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -179,18 +182,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# What DeepSpeed printed while starting (op builds, banners, warnings), kept for RUN/deepspeed.log.
+_CHATTER: list[str] = []
+
+
 @contextlib.contextmanager
 def _quiet_deepspeed() -> Iterator[None]:
-    """DeepSpeed logs its whole config at INFO on every initialize; keep warnings only."""
-    import logging
-
+    """DeepSpeed prints op builds, its config and ZeRO banners on every start, some from compiler
+    subprocesses: catch both file descriptors, so none of it reaches the user's terminal. The text
+    goes to RUN/deepspeed.log (see `_Log.third_party`); if starting fails it is kept there too."""
     logger = logging.getLogger("DeepSpeed")
     level = logger.level
     logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            logger.setLevel(level)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", errors="replace")
+            if text.strip():
+                _CHATTER.append(text)
 
 
 def accumulation_steps(train: TrainConfig, world_size: int) -> int:
@@ -310,6 +333,13 @@ class _Log:
         if self.enabled:
             out_dir.mkdir(parents=True, exist_ok=True)
 
+    def third_party(self) -> None:
+        """Move what DeepSpeed printed while starting into RUN/deepspeed.log."""
+        if self.enabled and _CHATTER:
+            with (self.path.parent / "deepspeed.log").open("a", encoding="utf-8") as f:
+                f.write("".join(_CHATTER))
+        _CHATTER.clear()
+
     def open_trackers(self, names: tuple[str, ...], params: dict[str, Any]) -> None:
         if self.enabled:
             self.trackers = trackers.open_trackers(names, self.path.parent, params)
@@ -402,12 +432,15 @@ def train(
     # which stretch is which parameter to keep its trust ratio per layer (training/optim.py).
     flat = ds_config.zero_stage > 0 or t.precision != "fp32"
     optimizer = build_optimizer(spec.model, t, on_gpu=torch.cuda.is_available(), flat=flat)
-    with _quiet_deepspeed():
-        engine, ds_optimizer, _, _ = deepspeed.initialize(
-            model=spec.model,
-            optimizer=optimizer,
-            config=deepspeed_config(t, ds_config, dist.world_size),
-        )
+    try:
+        with _quiet_deepspeed():
+            engine, ds_optimizer, _, _ = deepspeed.initialize(
+                model=spec.model,
+                optimizer=optimizer,
+                config=deepspeed_config(t, ds_config, dist.world_size),
+            )
+    finally:
+        log.third_party()
     if isinstance(optimizer, Lamb):
         optimizer.set_layouts(flat_layouts(ds_optimizer))
     if t.compile:  # DeepSpeed compiles the wrapped module in place; state-dict keys stay the same
