@@ -78,3 +78,17 @@ def test_settings_print_as_they_are_and_measurements_rounded(capsys):
     console.show(console.key_value_table("report", {"masked_lm_accuracy": 0.153312, "tokens": 123456}))
     shown = capsys.readouterr().out
     assert " 0.1533 " in shown and " 123,456 " in shown
+
+
+def test_a_stage_shows_its_last_state_before_the_next_starts(monkeypatch, capsys, clock):
+    monkeypatch.delenv("ALBERTCTL_NO_PROGRESS", raising=False)
+    monkeypatch.setenv("ALBERTCTL_LOG_INTERVAL", "30")
+    with console.progress() as bar:
+        prep = bar.add_task("prepare", total=10, rate="")
+        for done in (4, 10):
+            clock.now += 1
+            bar.update(prep, completed=done)
+        clock.now += 1
+        bar.add_task("pretrain", total=5, completed=0, rate="")
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" | ")[0] for line in lines] == ["prepare 4/10 (40.0%)", "prepare 10/10 (100.0%)"]

@@ -165,6 +165,10 @@ class LineProgress:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        """The last state of every task not shown yet (a finished stage before the next starts)."""
         for task in self._tasks:
             if task.shown_completed != task.completed:
                 self._show(task, time.monotonic())
@@ -172,6 +176,7 @@ class LineProgress:
     def add_task(
         self, description: str, total: float | None = None, completed: float = 0, **fields: Any
     ) -> int:
+        self._flush()
         now = time.monotonic()
         self._tasks.append(_LineTask(description, total, completed, dict(fields), now, completed))
         return len(self._tasks) - 1
