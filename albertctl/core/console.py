@@ -178,7 +178,9 @@ class LineProgress:
     ) -> int:
         self._flush()
         now = time.monotonic()
-        self._tasks.append(_LineTask(description, total, completed, dict(fields), now, completed))
+        task = _LineTask(description, total, completed, dict(fields), now, completed)
+        task.shown_completed = completed  # nothing new to show until it moves
+        self._tasks.append(task)
         return len(self._tasks) - 1
 
     def update(
