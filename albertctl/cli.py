@@ -38,6 +38,15 @@ SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="Override a profile value: section.key=value (repeatable)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
+ReportToOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--report-to",
+        help="Experiment trackers for the metrics: tensorboard, mlflow, wandb (offline by default), none; "
+        "repeatable or comma-separated. Default: tensorboard when installed",
+        rich_help_panel="Logging",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -86,7 +95,7 @@ def profile_show(
         return
     for section, values in result["profile"].items():
         if isinstance(values, dict):
-            console.show(console.key_value_table(section, values))
+            console.show(console.key_value_table(section, values, exact=True))
     console.show(
         console.key_value_table(
             "cost",
@@ -175,6 +184,7 @@ def finetune(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out")
     ] = False,
+    report_to: ReportToOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune a model on one task (or every GLUE task) and print dev metrics of the best checkpoint."""
@@ -190,6 +200,7 @@ def finetune(
             overrides or [],
             resume,
             on_event,
+            report_to or [],
         )
     if as_json:
         body = {"results": [r.to_dict() for r in results]}
@@ -428,6 +439,19 @@ def _pretrain_progress():
         elif kind == "eval":
             shown = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
             bar.console.print(f"held-out at step {event['step']}: {shown}", highlight=False)
+        elif kind == "prepare":  # the built-in sample corpus, prepared once before the first run
+            if "prepare" not in ids:
+                ids["prepare"] = bar.add_task("prepare", total=None, rate="", metrics="")
+            secs = max(event["elapsed"], 1e-9)
+            bar.update(
+                ids["prepare"],
+                completed=event["bytes"],
+                total=event["total_bytes"],
+                rate=f"{event['bytes'] / 1e6 / secs:.2f} MB/s",
+                metrics=f"{event['documents']:,} documents, {event['instances']:,} instances",
+            )
+        elif kind == "info":
+            bar.console.print(event["message"], highlight=False, markup=False)
         elif kind == "warning":
             bar.console.print(f"[yellow]warning:[/] {event['message']}", highlight=False, markup=True)
 
@@ -476,6 +500,7 @@ def pretrain(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan (batches, steps, parameters, memory) and exit")
     ] = False,
+    report_to: ReportToOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Pretrain ALBERT (MLM + SOP) with DeepSpeed, then print the eval report on held-out data."""
@@ -494,7 +519,9 @@ def pretrain(
             console.print_json(plan)
         else:
             shown = {k: (console.human_bytes(v) if k.endswith("_bytes") else v) for k, v in plan.items()}
-            console.show(console.key_value_table(f"pretraining plan ({prof.name}, dry run)", shown))
+            console.show(
+                console.key_value_table(f"pretraining plan ({prof.name}, dry run)", shown, exact=True)
+            )
         return
     if not launched and ((num_gpus or 1) > 1 or num_nodes or hostfile):
         pipeline.plan(prof, world)  # batch arithmetic errors before starting processes
@@ -510,7 +537,9 @@ def pretrain(
         raise typer.Exit(subprocess.call(cmd, env=env))
     bar, on_event = _pretrain_progress()
     with bar, contextlib.redirect_stdout(sys.stderr):  # DeepSpeed's chatter stays off stdout
-        result = pipeline.run(prof, data, out or pipeline.default_out(prof), resume, init, on_event)
+        result = pipeline.run(
+            prof, data, out or pipeline.default_out(prof), resume, init, on_event, report_to or []
+        )
     if result["rank"] != 0:
         return
     if as_json:

@@ -262,3 +262,24 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path, cache):
     ckpt = tmp_path / "run" / "checkpoints" / f"step-{step:08d}"
     assert (ckpt / "state.yaml").is_file() and (ckpt / "model" / "model.safetensors").is_file()
     assert not [p for p in ckpt.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_pretrain_writes_plain_progress_lines_when_not_on_a_terminal(run_cli, tmp_path, cache):
+    """Under nohup/SLURM/CI stderr is a file: each logged step becomes a plain line (no live bar)."""
+    env = {"ALBERTCTL_CACHE": str(cache), "ALBERTCTL_NO_PROGRESS": "0", "ALBERTCTL_LOG_INTERVAL": "0"}
+    result = run_cli(
+        ["pretrain", *QUICK, "--set", "train.train_steps=2", "--out", "run"], cwd=tmp_path, env=env
+    )
+    assert result.exit_code == 0, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("pretrain ")]
+    assert [line.split(" | ")[0] for line in lines] == ["pretrain 1/2 (50.0%)", "pretrain 2/2 (100.0%)"]
+    for line in lines:
+        fields = line.split(" | ")
+        assert fields[1].endswith(" tok/s") and fields[2].startswith("loss ") and " lr " in fields[2]
+        assert fields[3].startswith("elapsed ")
+    assert " eta " in lines[0]
+    # tiny warms up over 100 steps: longer than this 2-step run, so it is fitted and said
+    assert "warning: warm-up of 100 steps is not shorter than the run (2 steps)" in result.stderr
+    # DeepSpeed's start-up chatter goes to the run's deepspeed.log, not to the user
+    assert "DeepSpeed" not in result.stderr and "warning: preparing" not in result.stderr
+    assert "built successfully" in (tmp_path / "run" / "deepspeed.log").read_text()

@@ -578,3 +578,26 @@ def test_cli_eval_squad2_predictions_json(tmp_path, run_cli):
         2,
         "error: --predictions scores SQuAD predictions files (squad1, squad2), not mnli",
     )
+    # a v2.0 file scored as v1.1 would count "b" as answerable: refused, as the official script warns
+    result = run_cli(["eval", "squad1", "--predictions", "pred.json", "--data", "dev.json"], cwd=tmp_path)
+    assert (result.exit_code, result.stderr.strip()) == (
+        2,
+        "error: dev.json: a SQuAD v2.0 file, but task squad1 reads v1.1 (its unanswerable questions would "
+        "be scored as answerable; use the squad2 task)",
+    )
+
+
+def test_version_of_the_file_against_the_task():
+    v2_body = squad_json([("the film", [qa("a", "what?", [], True)])], "v2.0")
+    assert [e.is_impossible for e in squad.parse_squad(v2_body, "f.json", 2).examples] == [True]
+    with pytest.raises(AlbertError, match=r"^f.json: a SQuAD v2.0 file, but task squad1 reads v1.1"):
+        squad.parse_squad(v2_body, "f.json", 1)
+    unlabelled = {"data": v2_body["data"]}  # no version field: the question itself gives it away
+    with pytest.raises(
+        AlbertError, match=r"^f.json: question a is marked is_impossible, which only SQuAD v2.0"
+    ):
+        squad.parse_squad(unlabelled, "f.json", 1)
+    v1_body = squad_json([("the film", [qa("a", "what?", [("film", 4)])])], "1.1")
+    for version in (1, 2):  # a v1.1 file is a valid v2.0 input: every question answerable
+        examples = squad.parse_squad(v1_body, "f.json", version).examples
+        assert [(e.answers, e.is_impossible) for e in examples] == [((("film", 4),), False)]

@@ -1,6 +1,7 @@
 """`albertctl vocab`: ALBERT's SentencePiece flags, normalised training text, summaries, errors."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -96,3 +97,17 @@ def test_cli_json_and_errors(run_cli, corpus_file, tmp_path):
         and "Traceback" not in too_big.stderr
     )
     assert not (tmp_path / "e").exists() and not (tmp_path / "b").exists()  # nothing half-written
+    assert too_big.stderr.rstrip().endswith("use a lower --vocab-size or more text")
+
+
+def test_too_big_vocabulary_under_prepare_names_the_profile_setting(run_cli, tmp_path):
+    """prepare and pretrain have no --vocab-size: the hint is the profile key, with SentencePiece's limit."""
+    corpus = tmp_path / "small.txt"
+    corpus.write_text("hello world.\nthis is a test.\n\nanother doc here.\nmore text.\n", encoding="utf-8")
+    result = run_cli(["prepare", str(corpus), "-o", str(tmp_path / "p"), "--profile", "tiny"])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(
+        "error: SentencePiece: Vocabulary size too high (4000). Please set it to a value <= "
+    )
+    assert re.search(r"use --set model\.vocab_size=\d+ or more text$", result.stderr.strip())
+    assert not (tmp_path / "p").exists()

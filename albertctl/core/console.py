@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
@@ -23,6 +25,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+
+from albertctl.core.errors import AlbertError
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -62,8 +66,20 @@ def table(title: str, columns: list[str], rows: Iterable[Iterable[Any]]) -> Tabl
     return t
 
 
-def key_value_table(title: str, data: Mapping[str, Any]) -> Table:
-    return table(title, ["key", "value"], data.items())
+def key_value_table(title: str, data: Mapping[str, Any], exact: bool = False) -> Table:
+    """`exact`: values as they are (settings: 0.00176 stays 0.00176, 12345 has no separator);
+    otherwise measured figures, floats to 4 decimals and large counts with separators."""
+    if not exact:
+        return table(title, ["key", "value"], data.items())
+    return table(title, ["key", "value"], ((k, _exact(v)) for k, v in data.items()))
+
+
+def _exact(value: Any) -> str:
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) >= 1e6:
+            return str(int(value))  # a computed count such as FLOPs per token
+        return repr(value)  # the shortest text that reads back as the same float
+    return str(value)
 
 
 def print_json(data: Any) -> None:
@@ -81,8 +97,16 @@ def show(renderable: Any) -> None:
     out.print(renderable)
 
 
-def progress(transient: bool = False, *extra: Any) -> Progress:
-    """A progress bar with count, throughput fields and ETA, on stderr."""
+def progress(transient: bool = False, *extra: Any) -> Progress | LineProgress:
+    """A progress bar with count, throughput fields and ETA, on stderr.
+
+    When stderr is not a terminal (nohup, a scheduler, a CI log) a live bar would print nothing
+    until the end, so plain lines are written instead, at most one per `ALBERTCTL_LOG_INTERVAL`
+    seconds (default 30) and one when the work ends.
+    """
+    disabled = os.environ.get("ALBERTCTL_NO_PROGRESS") == "1"
+    if not disabled and not err.is_terminal:
+        return LineProgress(_log_interval())
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -95,8 +119,111 @@ def progress(transient: bool = False, *extra: Any) -> Progress:
         *extra,
         console=err,
         transient=transient,
-        disable=os.environ.get("ALBERTCTL_NO_PROGRESS") == "1",
+        disable=disabled,
     )
+
+
+def _log_interval() -> float:
+    text = os.environ.get("ALBERTCTL_LOG_INTERVAL", "30")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise AlbertError(f"ALBERTCTL_LOG_INTERVAL must be a number of seconds >= 0, got {text[:40]!r}")
+    return seconds
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+@dataclass
+class _LineTask:
+    description: str
+    total: float | None
+    completed: float
+    fields: dict[str, Any]
+    started: float
+    start_completed: float
+    shown_at: float | None = None
+    shown_completed: float | None = None
+
+
+class LineProgress:
+    """The part of rich's Progress that albertctl uses, written as plain log lines:
+    `description completed/total (pct) | fields | elapsed H:MM:SS eta H:MM:SS`."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.console = err
+        self._tasks: list[_LineTask] = []
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        """The last state of every task not shown yet (a finished stage before the next starts)."""
+        for task in self._tasks:
+            if task.shown_completed != task.completed:
+                self._show(task, time.monotonic())
+
+    def add_task(
+        self, description: str, total: float | None = None, completed: float = 0, **fields: Any
+    ) -> int:
+        self._flush()
+        now = time.monotonic()
+        task = _LineTask(description, total, completed, dict(fields), now, completed)
+        task.shown_completed = completed  # nothing new to show until it moves
+        self._tasks.append(task)
+        return len(self._tasks) - 1
+
+    def update(
+        self, task_id: int, *, completed: float | None = None, total: float | None = None, **fields: Any
+    ) -> None:
+        task = self._tasks[task_id]
+        if completed is not None:
+            task.completed = completed
+        if total is not None:
+            task.total = total
+        task.fields.update(fields)
+        now = time.monotonic()
+        if task.shown_at is None or now - task.shown_at >= self.interval:
+            self._show(task, now)
+
+    def line(self, task_id: int) -> str:
+        return self._line(self._tasks[task_id], time.monotonic())
+
+    def _show(self, task: _LineTask, now: float) -> None:
+        task.shown_at, task.shown_completed = now, task.completed
+        self.console.print(escape(self._line(task, now)), highlight=False, soft_wrap=True)
+
+    @staticmethod
+    def _line(task: _LineTask, now: float) -> str:
+        elapsed = now - task.started
+        if task.total:
+            count = (
+                f"{_number(task.completed)}/{_number(task.total)} ({100 * task.completed / task.total:.1f}%)"
+            )
+        else:
+            count = _number(task.completed)
+        parts = [f"{task.description} {count}"]
+        parts += [str(v) for v in task.fields.values() if str(v)]
+        timing = f"elapsed {_clock(elapsed)}"
+        done = task.completed - task.start_completed
+        if task.total and done > 0 and elapsed > 0:
+            timing += f" eta {_clock((task.total - task.completed) * elapsed / done)}"
+        parts.append(timing)
+        return " | ".join(parts)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def human_bytes(n: float) -> str:

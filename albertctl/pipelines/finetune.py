@@ -44,7 +44,7 @@ from albertctl.tasks.base import (
     sorted_batches,
     split_overrides,
 )
-from albertctl.training import loop
+from albertctl.training import loop, trackers
 
 ProgressFn = Callable[[dict[str, Any]], None]
 EMBEDDINGS_KEY = "albert.embeddings.word_embeddings.weight"
@@ -79,16 +79,19 @@ def run(
     overrides: Sequence[str] = (),
     resume: bool = False,
     progress: ProgressFn | None = None,
+    report_to: Sequence[str] = (),
 ) -> list[TaskResult]:
-    """Fine-tune on one task, or on every task of a group (`glue`), in sequence."""
+    """Fine-tune on one task, or on every task of a group (`glue`), in sequence.
+    `report_to`: experiment trackers for the metrics (training.trackers; default: auto)."""
+    used = trackers.parse_report_to(report_to)
     group = groups().get(task_name.strip().lower())
     if group is None:
-        return [finetune_task(get_task(task_name), model, out_dir, data, overrides, resume, progress)]
+        return [finetune_task(get_task(task_name), model, out_dir, data, overrides, resume, progress, used)]
     tasks = [t for t in group if t.train_split is not None]  # AX: `eval ax --predict` with the MNLI model
     task_overrides, _ = split_overrides(overrides)
     for task in tasks:  # every task's settings are checked before hours of training start
         load_task_config(task, task_overrides)
-    return [finetune_task(t, model, out_dir / t.name, data, overrides, resume, progress) for t in tasks]
+    return [finetune_task(t, model, out_dir / t.name, data, overrides, resume, progress, used) for t in tasks]
 
 
 def finetune_task(
@@ -99,6 +102,7 @@ def finetune_task(
     overrides: Sequence[str] = (),
     resume: bool = False,
     progress: ProgressFn | None = None,
+    report_to: tuple[str, ...] = (),
 ) -> TaskResult:
     if task.train_split is None:
         source = get_task(task.model_from).name if task.model_from else "another task"
@@ -144,6 +148,7 @@ def finetune_task(
         best_metric=task.main_metric if dev else None,
         show_metrics=("accuracy",) if task.head in ("classify", "choice") else (),
         resume=resume,
+        report_to=report_to,
         identity={"task": task.name, "model": str(source.path)},
     )
     result = loop.train(spec, train_config, profile.deepspeed, progress)

@@ -18,7 +18,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from albertctl.data.tokenizer import Tokenizer
 from albertctl.model.albert import AlbertForPreTraining
 from albertctl.pipelines import evaluate
 from albertctl.pipelines import profile as profile_summary
-from albertctl.training import loop
+from albertctl.training import loop, trackers
 from albertctl.training.loop import Batch, LossOutput
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -71,10 +71,13 @@ def run(
     resume: bool = False,
     init: Path | None = None,
     progress: ProgressFn | None = None,
+    report_to: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Pretrain; returns the training summary and the held-out eval report (rank 0's)."""
+    """Pretrain; returns the training summary and the held-out eval report (rank 0's).
+    `report_to`: experiment trackers for the metrics (training.trackers; default: auto)."""
     if init is not None and resume:
         raise AlbertError("--init and --resume exclude each other: --resume continues the run in --out")
+    trackers_used = trackers.parse_report_to(report_to)
     what = f"profile '{profile.name}'"
     m = profile.model
     if data is not None:  # user errors before DeepSpeed starts
@@ -125,6 +128,7 @@ def run(
         step_totals=(MASKED_COUNT_KEY,),
         show_metrics=("masked_lm_accuracy", "sentence_order_accuracy"),
         resume=resume,
+        report_to=trackers_used,
         identity={
             "profile": profile.name,
             "model": profile.to_dict()["model"],
@@ -207,14 +211,14 @@ def builtin_data(profile: Profile, dist: loop.Distributed, progress: ProgressFn 
             read_manifest(target)
         except AlbertError:
             shutil.rmtree(target, ignore_errors=True)
+            on_prepare = None
             if progress is not None:
-                progress(
-                    {
-                        "event": "warning",
-                        "message": f"preparing the built-in sample corpus into {target} (once)",
-                    }
-                )
-            prepare.run(profile, None, target, num_proc=min(2, os.cpu_count() or 1))
+                progress({"event": "info", "message": f"preparing the sample corpus into {target} (once)"})
+
+                def on_prepare(p: dict[str, Any]) -> None:
+                    progress({"event": "prepare", **p})
+
+            prepare.run(profile, None, target, num_proc=min(2, os.cpu_count() or 1), progress=on_prepare)
     loop.all_reduce_sum([0.0])  # a barrier: the other ranks wait for rank 0's data
     return target
 

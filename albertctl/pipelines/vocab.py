@@ -13,6 +13,7 @@ lower-cased, quotes unified), so the pieces are the ones the tokenizer will ask 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,7 +87,8 @@ def run(
                     sentence_iterator=sentences(), model_prefix=str(prefix), minloglevel=2, **flags
                 )
             except RuntimeError as err:
-                raise AlbertError(_explain(err, counts["sentences"], inputs)) from None
+                how = "--vocab-size" if vocab_size else "--set model.vocab_size="
+                raise AlbertError(_explain(err, counts["sentences"], inputs, how)) from None
             for ext in (".model", ".vocab"):  # both written, then moved: never half a vocabulary
                 os.replace(Path(f"{prefix}{ext}"), output.parent / f"{output.name}{ext}")
     except BaseException:
@@ -112,7 +114,9 @@ def build_flags(vocab_size: int, options: dict[str, Any], num_threads: int) -> d
     return flags
 
 
-def _explain(err: RuntimeError, sentences: int, inputs: Any) -> str:
+def _explain(err: RuntimeError, sentences: int, inputs: Any, how: str = "--vocab-size") -> str:
+    """SentencePiece's failure as one line; `how` is the option that sets the size here
+    (`vocab --vocab-size`, or the profile's `--set model.vocab_size=` under prepare/pretrain)."""
     text = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
     where = (
         "the built-in sample corpus"
@@ -123,7 +127,11 @@ def _explain(err: RuntimeError, sentences: int, inputs: Any) -> str:
         return f"no text to train a vocabulary on in {where} (empty input)"
     if "Vocabulary size too high" in text:
         text = text[text.index("Vocabulary size too high") :]
-        return f"SentencePiece: {text} ({sentences} sentences in {where}); lower --vocab-size or add text"
+        most = re.search(r"<= *(\d+)", text)
+        fix = f"{how}{most.group(1)}" if most and how.endswith("=") else f"a lower {how}"
+        if how.endswith("=") and not most:
+            fix = f"a lower {how}N"
+        return f"SentencePiece: {text} ({sentences} sentences in {where}); use {fix} or more text"
     return f"SentencePiece training failed on {where}: {text}"
 
 

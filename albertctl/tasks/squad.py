@@ -110,10 +110,22 @@ def _require(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
     return obj[key]
 
 
+def _check_version(obj: dict, source: str, version: int) -> None:
+    """The file's own `version` field against the task's, as the official v1.1 script checks it.
+    A v1.1 file is a valid v2.0 input (every question answerable); a v2.0 file is not a v1.1 one."""
+    stated = obj.get("version")
+    if version == 1 and isinstance(stated, str) and stated.lstrip("v").startswith("2"):
+        raise AlbertError(
+            f"{source}: a SQuAD {stated} file, but task squad1 reads v1.1 "
+            "(its unanswerable questions would be scored as answerable; use the squad2 task)"
+        )
+
+
 def parse_squad(obj: Any, source: str, version: int, quiet: bool = False) -> ReadReport:
     """Examples of an official SQuAD JSON object; `source` names it in messages."""
     report = ReadReport(examples=[])
     articles = _require(obj, "data", list, source)
+    _check_version(obj, source, version)
     for a, article in enumerate(articles):
         title = article.get("title", "") if isinstance(article, dict) else ""
         paragraphs = _require(article, "paragraphs", list, f"{source}: article {a}")
@@ -130,7 +142,12 @@ def parse_squad(obj: Any, source: str, version: int, quiet: bool = False) -> Rea
             for q, qa in enumerate(qas):
                 qid = str(_require(qa, "id", (str, int), f"{where} question {q}"))
                 question = _require(qa, "question", str, f"{source}: question {qid}")
-                impossible = bool(qa.get("is_impossible", False)) if version == 2 else False
+                impossible = bool(qa.get("is_impossible", False))
+                if impossible and version == 1:
+                    raise AlbertError(
+                        f"{source}: question {qid} is marked is_impossible, which only SQuAD v2.0 has "
+                        "(score or train it with the squad2 task)"
+                    )
                 raw = _require(qa, "answers", list, f"{source}: question {qid}")
                 answers = []
                 for answer in raw:

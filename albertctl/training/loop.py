@@ -29,11 +29,15 @@ Run directory layout (`out_dir`):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import logging
 import math
 import os
 import signal
 import socket
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -47,6 +51,7 @@ from torch import nn
 from albertctl.core.config import DeepSpeedConfig, TrainConfig
 from albertctl.core.errors import AlbertError
 from albertctl.training import checkpoint as ckpt
+from albertctl.training import trackers
 from albertctl.training.optim import Lamb, build_optimizer, flat_layouts, learning_rate_at
 
 Batch = Mapping[str, torch.Tensor]
@@ -129,6 +134,8 @@ class RunSpec:
     # Extra values recorded in each checkpoint's state.yaml and checked on --resume
     # (e.g. the profile name and model shape): a mismatch is a user error.
     identity: dict[str, Any] = field(default_factory=dict)
+    # Experiment trackers for the metrics (trackers.parse_report_to); () = metrics.jsonl only.
+    report_to: tuple[str, ...] = ()
 
 
 @dataclass
@@ -175,18 +182,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# What DeepSpeed printed while starting (op builds, banners, warnings), kept for RUN/deepspeed.log.
+_CHATTER: list[str] = []
+
+
 @contextlib.contextmanager
 def _quiet_deepspeed() -> Iterator[None]:
-    """DeepSpeed logs its whole config at INFO on every initialize; keep warnings only."""
-    import logging
-
+    """DeepSpeed prints op builds, its config and ZeRO banners on every start, some from compiler
+    subprocesses: catch both file descriptors, so none of it reaches the user's terminal. The text
+    goes to RUN/deepspeed.log (see `_Log.third_party`); if starting fails it is kept there too."""
     logger = logging.getLogger("DeepSpeed")
     level = logger.level
     logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            logger.setLevel(level)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", errors="replace")
+            if text.strip():
+                _CHATTER.append(text)
 
 
 def accumulation_steps(train: TrainConfig, world_size: int) -> int:
@@ -302,15 +329,20 @@ class _Log:
         self.enabled = rank == 0
         self.progress = progress
         self.path = out_dir / "metrics.jsonl"
-        self.tb = None
+        self.trackers: list[trackers.Tracker] = []
         if self.enabled:
             out_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(out_dir / "tensorboard"))
-            except Exception:  # tensorboard is optional
-                self.tb = None
+    def third_party(self) -> None:
+        """Move what DeepSpeed printed while starting into RUN/deepspeed.log."""
+        if self.enabled and _CHATTER:
+            with (self.path.parent / "deepspeed.log").open("a", encoding="utf-8") as f:
+                f.write("".join(_CHATTER))
+        _CHATTER.clear()
+
+    def open_trackers(self, names: tuple[str, ...], params: dict[str, Any]) -> None:
+        if self.enabled:
+            self.trackers = trackers.open_trackers(names, self.path.parent, params)
 
     def event(self, event: dict[str, Any], record: bool = True) -> None:
         if not self.enabled:
@@ -318,10 +350,10 @@ class _Log:
         if record:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(event) + "\n")
-            if self.tb is not None:
-                for k, v in event.items():
-                    if isinstance(v, int | float) and not isinstance(v, bool) and k != "step":
-                        self.tb.add_scalar(f"{event['event']}/{k}", v, event.get("step", 0))
+            metrics = trackers.numeric_fields(event)
+            if metrics:
+                for tracker in self.trackers:
+                    tracker.log(metrics, int(event.get("step", 0)))
         if self.progress is not None:
             self.progress(event)
 
@@ -329,8 +361,22 @@ class _Log:
         self.event({"event": "warning", "message": message}, record=False)
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        for tracker in self.trackers:
+            tracker.close()
+
+
+def fit_warmup(t: TrainConfig) -> tuple[TrainConfig, str | None]:
+    """A warm-up at least as long as the run never reaches the peak learning rate (e.g. a task's
+    1000 warm-up steps kept after `--set task.train_steps=50`): warm up over the first 10% instead,
+    and say so. A warm-up shorter than the run is kept as given."""
+    if t.warmup_steps < t.train_steps:
+        return t, None
+    fitted = t.train_steps // 10
+    return dataclasses.replace(t, warmup_steps=fitted), (
+        f"warm-up of {t.warmup_steps} steps is not shorter than the run ({t.train_steps} steps), so the "
+        f"learning rate would never reach its peak: warming up over {fitted} steps (10% of the run) instead; "
+        "set warmup_steps below train_steps to choose"
+    )
 
 
 def train(
@@ -350,11 +396,13 @@ def train(
     """
     import deepspeed
 
-    t = train_config
     dist = init_distributed()
+    log = _Log(spec.out_dir, dist.rank, progress)
+    t, note = fit_warmup(train_config)
+    if note:
+        log.warn(note)
     gas = accumulation_steps(t, dist.world_size)
     root = spec.out_dir / "checkpoints"
-    log = _Log(spec.out_dir, dist.rank, progress)
     identity = {**spec.identity, "world_size": dist.world_size, "zero_stage": ds_config.zero_stage}
 
     # Decide where we start before building anything heavy: a user error should be quick.
@@ -384,12 +432,15 @@ def train(
     # which stretch is which parameter to keep its trust ratio per layer (training/optim.py).
     flat = ds_config.zero_stage > 0 or t.precision != "fp32"
     optimizer = build_optimizer(spec.model, t, on_gpu=torch.cuda.is_available(), flat=flat)
-    with _quiet_deepspeed():
-        engine, ds_optimizer, _, _ = deepspeed.initialize(
-            model=spec.model,
-            optimizer=optimizer,
-            config=deepspeed_config(t, ds_config, dist.world_size),
-        )
+    try:
+        with _quiet_deepspeed():
+            engine, ds_optimizer, _, _ = deepspeed.initialize(
+                model=spec.model,
+                optimizer=optimizer,
+                config=deepspeed_config(t, ds_config, dist.world_size),
+            )
+    finally:
+        log.third_party()
     if isinstance(optimizer, Lamb):
         optimizer.set_layouts(flat_layouts(ds_optimizer))
     if t.compile:  # DeepSpeed compiles the wrapped module in place; state-dict keys stay the same
@@ -404,6 +455,9 @@ def train(
         best = state.get("best")
     start_step = step
     last_ckpt = resume_from
+    params = {f"train.{k}": v for k, v in dataclasses.asdict(t).items()}
+    params.update({f"deepspeed.{k}": v for k, v in dataclasses.asdict(ds_config).items()})
+    log.open_trackers(spec.report_to, {**params, **identity})
     log.event(
         {
             "event": "start",
@@ -454,7 +508,7 @@ def train(
     if resume_from is None:
         torch.manual_seed(dropout_seed(t.seed, dist.rank))
     engine.train()
-    with _Interrupt() as interrupt:
+    with _Interrupt() as interrupt, contextlib.closing(log):
         while step < t.train_steps:
             lr = learning_rate_at(step, t.learning_rate, t.warmup_steps, t.train_steps, t.poly_power)
             for group in ds_optimizer.param_groups:
@@ -504,7 +558,6 @@ def train(
                     best = {"step": step, **eval_metrics}
                     _save_model(engine, stage, dist, spec.save_model, best_dir)
                     log.event({"event": "best", "step": step, "path": str(best_dir)}, record=False)
-    log.close()
     return TrainResult(
         global_step=step,
         stopped=stopped,
