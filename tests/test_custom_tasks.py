@@ -118,21 +118,25 @@ def test_regress_jsonl_pairs_learns_with_mse_picking_best(world, tmp_path):
         out = []
         for i in range(n):
             y = i % 2
-            out.append({"a": short(rng, bool(y)), "b": short(rng, rng.random() < 0.5), "score": float(y)})
+            out.append(
+                {"a": short(rng, bool(y)), "b": short(rng, rng.random() < 0.5), "score": 4.0 * y - 2.0}
+            )
         return out
 
     train = write_jsonl(tmp_path / "train.jsonl", rows(64))
     dev = write_jsonl(tmp_path / "dev.jsonl", rows(32))
     own = {"validation": str(dev), "text_column": "a,b", "label_column": "score"}
-    [r] = finetune.run("regress", world["model"], tmp_path / "run", train, learn(12, length=24), own=own)
-    assert r.main_metric == "mse" and r.metrics["pearson"] > 0.8 and r.metrics["mse"] < 0.1, r
+    [r] = finetune.run("regress", world["model"], tmp_path / "run", train, learn(20, length=24), own=own)
+    assert r.main_metric == "mse" and r.metrics["pearson"] > 0.4 and r.metrics["mse"] < 3.5, (
+        r
+    )  # the mean: 4.0, r 0
     events = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     evals = [e for e in events if e["event"] == "eval"]
     assert r.metrics["mse"] == min(e["mse"] for e in evals)  # lowest wins for mse
     unlabelled = write_jsonl(tmp_path / "new.jsonl", [{"a": "good movie", "b": "the plot"}])
     finetune.evaluate("regress", tmp_path / "run", unlabelled, tmp_path / "pred")
     [record] = read_jsonl(tmp_path / "pred" / "predictions.jsonl")
-    assert set(record) == {"row", "prediction", "truncated"} and record["prediction"] > 0.5
+    assert set(record) == {"row", "prediction", "truncated"} and record["prediction"] > 0.0
 
 
 def test_choice_parquet_learns_and_answers_in_the_users_format(world, tmp_path):
