@@ -129,7 +129,7 @@ TaskArg = Annotated[
     str,
     typer.Argument(
         help="cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli (ax: eval only), glue for all, "
-        "or another registered task (squad1, squad2, race)",
+        "another registered task (squad1, squad2, race), or your own data: classify, regress, qa, choice",
         show_default=False,
     ),
 ]
@@ -138,9 +138,64 @@ TaskDataOpt = Annotated[
     typer.Option(
         "--data",
         help="Task files (e.g. glue_data/ or glue_data/MNLI/), a datasets save_to_disk directory "
-        "or the hub's parquet files; default: the task's dataset on the hub",
+        "or the hub's parquet files; default: the task's dataset on the hub. Your own data: a CSV, TSV, "
+        "JSONL, JSON or Parquet file, a save_to_disk directory or a hub name (SOURCE:SPLIT picks a split)",
     ),
 ]
+
+
+OWN = "Your own data (classify, regress, qa, choice)"
+ValidationOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--validation", help="Labelled dev file: scored during training, picks best/", rich_help_panel=OWN
+    ),
+]
+TextColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--text-column",
+        help="Text column, or two for pairs: question,passage (choice: the context) [default: text]",
+        rich_help_panel=OWN,
+    ),
+]
+LabelColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--label-column", help="Label / score / answer column [default: label]", rich_help_panel=OWN
+    ),
+]
+IdColumnOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--id-column",
+        help="Column copied into predictions [default: id or idx when present]",
+        rich_help_panel=OWN,
+    ),
+]
+QuestionColumnOpt = Annotated[
+    str | None,
+    typer.Option("--question-column", help="choice: the question [default: question]", rich_help_panel=OWN),
+]
+OptionColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--option-columns", help="choice: 2-5 option columns a,b,c or one list column", rich_help_panel=OWN
+    ),
+]
+LabelsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--labels",
+        help="classify: the labels in order [default: sorted from the training data]",
+        rich_help_panel=OWN,
+    ),
+]
+
+
+def _own(**options: str | Path | None) -> dict[str, str]:
+    """The your-own-data options that were given (tasks/custom.py parses them)."""
+    return {k: str(v) for k, v in options.items() if v is not None}
 
 
 def _loop_progress(title: str):
@@ -184,6 +239,13 @@ def finetune(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out")
     ] = False,
+    validation: ValidationOpt = None,
+    text_column: TextColumnsOpt = None,
+    label_column: LabelColumnOpt = None,
+    id_column: IdColumnOpt = None,
+    question_column: QuestionColumnOpt = None,
+    option_columns: OptionColumnsOpt = None,
+    labels: LabelsOpt = None,
     report_to: ReportToOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -200,6 +262,15 @@ def finetune(
             overrides or [],
             resume,
             on_event,
+            _own(
+                validation=validation,
+                text_column=text_column,
+                label_column=label_column,
+                id_column=id_column,
+                question_column=question_column,
+                option_columns=option_columns,
+                labels=labels,
+            ),
             report_to or [],
         )
     if as_json:
@@ -594,7 +665,7 @@ def eval_(
         Path | None,
         typer.Option(
             "--predict",
-            help="With a TASK: also write test-set predictions here (GLUE submission files; SQuAD: dev predictions.json, nbest, null odds)",
+            help="With a TASK: also write test-set predictions here (GLUE submission files; SQuAD: dev predictions.json, nbest, null odds; your own data: predictions.jsonl and .csv, one row per row of --data)",
         ),
     ] = None,
     predictions: Annotated[
@@ -609,6 +680,11 @@ def eval_(
         typer.Option("--na-probs", help="With --predictions (squad2): {id: no-answer probability} file"),
     ] = None,
     overrides: SetOpt = None,
+    text_column: TextColumnsOpt = None,
+    label_column: LabelColumnOpt = None,
+    id_column: IdColumnOpt = None,
+    question_column: QuestionColumnOpt = None,
+    option_columns: OptionColumnsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a model: the pretraining report on held-out data, a task's dev metrics, or plot curves."""
@@ -648,7 +724,14 @@ def eval_(
         from albertctl.pipelines import finetune
 
         with contextlib.redirect_stdout(sys.stderr):
-            result = finetune.evaluate(task, model, data, predict, overrides or [])
+            own = _own(
+                text_column=text_column,
+                label_column=label_column,
+                id_column=id_column,
+                question_column=question_column,
+                option_columns=option_columns,
+            )
+            result = finetune.evaluate(task, model, data, predict, overrides or [], own)
         if as_json:
             console.print_json(result)
         else:
@@ -658,6 +741,8 @@ def eval_(
                         f"{result['task']}: dev metrics of {result['model']}", result["metrics"]
                     )
                 )
+            for split, rows in result.get("report", {}).items():
+                console.show(console.table(f"per class ({split})", list(rows[0]), [r.values() for r in rows]))
             for path in result["predictions"]:
                 console.info(f"wrote {path}")
         return

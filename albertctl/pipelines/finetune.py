@@ -39,6 +39,7 @@ from albertctl.tasks.base import (
     groups,
     length_grouped_batches,
     load_task_config,
+    lower_is_better,
     output_arrays,
     read_split,
     sorted_batches,
@@ -79,19 +80,26 @@ def run(
     overrides: Sequence[str] = (),
     resume: bool = False,
     progress: ProgressFn | None = None,
+    own: dict[str, Any] | None = None,
     report_to: Sequence[str] = (),
 ) -> list[TaskResult]:
-    """Fine-tune on one task, or on every task of a group (`glue`), in sequence.
+    """Fine-tune on one task, or on every task of a group (`glue`), in sequence. `own`: the
+    options of a task over your own files (validation, text_column, ...; see tasks/custom.py);
     `report_to`: experiment trackers for the metrics (training.trackers; default: auto)."""
     used = trackers.parse_report_to(report_to)
     group = groups().get(task_name.strip().lower())
     if group is None:
-        return [finetune_task(get_task(task_name), model, out_dir, data, overrides, resume, progress, used)]
+        return [
+            finetune_task(get_task(task_name), model, out_dir, data, overrides, resume, progress, own, used)
+        ]
+    bind_task(group[0], {}, own, None)  # column options do not apply to a group
     tasks = [t for t in group if t.train_split is not None]  # AX: `eval ax --predict` with the MNLI model
     task_overrides, _ = split_overrides(overrides)
     for task in tasks:  # every task's settings are checked before hours of training start
         load_task_config(task, task_overrides)
-    return [finetune_task(t, model, out_dir / t.name, data, overrides, resume, progress, used) for t in tasks]
+    return [
+        finetune_task(t, model, out_dir / t.name, data, overrides, resume, progress, own, used) for t in tasks
+    ]
 
 
 def finetune_task(
@@ -102,6 +110,7 @@ def finetune_task(
     overrides: Sequence[str] = (),
     resume: bool = False,
     progress: ProgressFn | None = None,
+    own: dict[str, Any] | None = None,
     report_to: tuple[str, ...] = (),
 ) -> TaskResult:
     if task.train_split is None:
@@ -112,7 +121,11 @@ def finetune_task(
         )
     task_overrides, profile_overrides = split_overrides(overrides)
     config = load_task_config(task, task_overrides)
+    own = dict(own or {})
+    validation = own.pop("validation", None)
+    task = bind_task(task, {"train": data, "dev": validation}, own, None)  # your own files: read now
     task = task.with_config(config)  # squad2: the beam or the simple span head
+    best_metric = task.best_metric(config)
     source = load_model_dir(model_path)
     profile = with_overrides(source.profile, profile_overrides)
     check_length(config, profile, source.path)
@@ -145,7 +158,8 @@ def finetune_task(
         save_model=save,
         out_dir=Path(out_dir),
         evaluate=evaluate if dev else None,
-        best_metric=task.main_metric if dev else None,
+        best_metric=best_metric if dev else None,
+        best_mode="min" if lower_is_better(best_metric) else "max",
         show_metrics=("accuracy",) if task.head in ("classify", "choice") else (),
         resume=resume,
         report_to=report_to,
@@ -158,7 +172,7 @@ def finetune_task(
         task=task.name,
         display=task.display,
         metrics=metrics,
-        main_metric=task.main_metric,
+        main_metric=best_metric,
         model_dir=result.best_dir or result.checkpoint,
         steps=result.global_step,
         seconds=time.monotonic() - started,
@@ -201,7 +215,11 @@ def build_model(task: Task, profile: Profile, source: ModelDir, seed: int = 0) -
     with torch.random.fork_rng(devices=[]):  # the head's init depends on the seed alone
         torch.manual_seed(seed)
         network = AlbertForTask(profile.model, task.head, task.num_labels)
-    same_head = source.head.get("task") == task.name and source.head.get("kind") == task.head
+    same_head = (
+        source.head.get("task") == task.name
+        and source.head.get("kind") == task.head
+        and source.head.get("labels", []) == list(task.labels)
+    )
     wanted = network.state_dict()
     state = {
         k: v for k, v in source.state_dict.items() if k in wanted and (same_head or k.startswith("albert."))
@@ -228,7 +246,24 @@ def head_info(task: Task, config: TaskConfig) -> dict[str, Any]:
         "num_labels": task.num_labels,
         "labels": list(task.labels),
         "task_config": dataclasses.asdict(config),
+        **({"data": task.spec} if task.spec else {}),
     }
+
+
+def bind_task(
+    task: Task, sources: dict[str, Any], own: dict[str, Any] | None, stored: dict[str, Any] | None
+) -> Task:
+    """A task over your own files bound to them (and to the columns in `own`); any other task
+    as it is, refusing column options that would be ignored."""
+    options = {k: v for k, v in (own or {}).items() if v not in (None, "", (), [])}
+    if task.bind is not None:
+        return task.bind(sources, options, stored)
+    if options:
+        flag = "--" + next(iter(options)).replace("_", "-")
+        raise AlbertError(
+            f"{flag} applies to tasks over your own files (classify, regress, qa, choice), not {task.name}"
+        )
+    return task
 
 
 def to_train_config(config: TaskConfig, base: TrainConfig, total_steps: int) -> TrainConfig:
@@ -345,8 +380,10 @@ def dev_metrics(
     features: dict[str, Sequence[Feature]],
     config: TaskConfig,
     pad_id: int = 0,
+    keep: dict[str, list[Any]] | None = None,
 ) -> dict[str, float]:
-    """Metrics of every dev split, keys suffixed per split (MNLI: accuracy_m, accuracy_mm)."""
+    """Metrics of every dev split, keys suffixed per split (MNLI: accuracy_m, accuracy_mm);
+    each split's predictions go into `keep` when it is given."""
     out: dict[str, float] = {}
     for split, suffix in task.dev_splits.items():
         preds = task.predict(
@@ -355,6 +392,8 @@ def dev_metrics(
             predict_outputs(task, module, features[split], config, pad_id),
             config,
         )
+        if keep is not None:
+            keep[split] = preds
         for key, value in task.metrics(examples[split], preds).items():
             out[f"{key}_{suffix}" if suffix else key] = float(value)
     return out
@@ -374,8 +413,11 @@ def evaluate(
     data: Path | None = None,
     predict_dir: Path | None = None,
     overrides: Sequence[str] = (),
+    own: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Dev metrics of a fine-tuned model; with `predict_dir`, test-set submission files too."""
+    """Dev metrics of a fine-tuned model; with `predict_dir`, test-set submission files too.
+    A task over your own files scores `data` (labelled), or with `predict_dir` writes one
+    prediction per row of `data` (scored too when it has the label column)."""
     task = get_task(task_name)
     source = load_finetuned(model)
     trained_on = source.head.get("task")
@@ -391,10 +433,11 @@ def evaluate(
         )
     task_overrides, profile_overrides = split_overrides(overrides)
     config = stored_task_config(source, task_overrides)
+    task = bind_task(task, {"test" if predict_dir is not None else "dev": data}, own, source.head)
     task = task.with_config(config)
     profile = with_overrides(source.profile, profile_overrides)
     tokenizer = load_tokenizer(source, profile)
-    head_task = get_task(expected).with_config(config)
+    head_task = get_task(task.model_from).with_config(config) if task.model_from else task
     network = AlbertForTask(profile.model, head_task.head, head_task.num_labels)
     missing, unexpected = network.load_state_dict(source.state_dict, strict=False)
     if missing:
@@ -408,7 +451,10 @@ def evaluate(
         )
     dev = {split: read_split(task, data, split) for split in task.dev_splits}
     features = {split: featurise_all(task, ex, tokenizer, config) for split, ex in dev.items()}
-    result["metrics"] = dev_metrics(task, network, dev, features, config, tokenizer.pad_id)
+    kept: dict[str, list[Any]] = {}
+    result["metrics"] = dev_metrics(task, network, dev, features, config, tokenizer.pad_id, kept)
+    if task.report is not None and kept:
+        result["report"] = {split: task.report(dev[split], preds) for split, preds in kept.items()}
     if predict_dir is not None:
         for split in task.test_splits:
             examples = read_split(task, data, split)
@@ -418,8 +464,9 @@ def evaluate(
             )
             if task.write_predictions is None:
                 raise AlbertError(f"task {task.name} has no submission format")
-            result["predictions"].append(
-                str(task.write_predictions(Path(predict_dir), split, examples, preds))
+            written = task.write_predictions(Path(predict_dir), split, examples, preds)
+            result["predictions"].extend(
+                str(p) for p in (written if isinstance(written, list) else [written])
             )
     return result
 

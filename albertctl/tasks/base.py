@@ -38,6 +38,7 @@ from albertctl.core.config import (
     profiles_dir,
     read_yaml_mapping,
 )
+from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
 from albertctl.core.hub import quiet_hub_logs
 from albertctl.data.tokenizer import Tokenizer
@@ -81,6 +82,9 @@ class TaskConfig:
     null_threshold: float = 0.0  # v2: predict no answer when the null odds exceed this
     # multiple choice (RACE)
     max_qa_length: int = 128  # question + option tokens; the article is truncated, never these
+    # the dev metric that picks the best checkpoint; "" = the task's main metric. Metrics whose
+    # name starts with mse/mae/rmse/loss are minimised, every other one maximised
+    best_metric: str = ""
 
     def __post_init__(self) -> None:
         if self.learning_rate <= 0:
@@ -160,7 +164,9 @@ FileReader = Callable[[Path, str], list[Any]]  # (data dir, split) -> examples
 DatasetReader = Callable[[Any, str], list[Any]]  # (datasets.DatasetDict, split) -> examples
 PostProcess = Callable[[Sequence[Any], Sequence[Feature], Sequence[np.ndarray], TaskConfig], list[Any]]
 Metrics = Callable[[Sequence[Any], Sequence[Any]], dict[str, float]]  # (examples, predictions)
-Writer = Callable[[Path, str, Sequence[Any], Sequence[Any]], Path]  # (out dir, split, examples, preds)
+Writer = Callable[
+    [Path, str, Sequence[Any], Sequence[Any]], Path | list[Path]
+]  # (out dir, split, examples, preds)
 Loss = Callable[[Any, torch.Tensor], torch.Tensor]  # (model output, labels) -> scalar
 
 
@@ -190,6 +196,13 @@ class Task:
     aliases: tuple[str, ...] = ()
     model_from: str = ""  # predict-only tasks: the task whose fine-tuned model they use (AX: mnli)
     span_heads: dict[str, HeadKind] = field(default_factory=dict)  # task.span_head -> head kind
+    # tasks over the user's own files (custom.py): (sources {split: file}, column options, the
+    # fine-tuned model's manifest head or None) -> the task bound to those files and columns
+    bind: Callable[[dict[str, Any], dict[str, Any], dict[str, Any] | None], Task] | None = None
+    read_own: Callable[[str], list[Any]] | None = None  # a bound task's examples of a split
+    spec: dict[str, Any] = field(default_factory=dict)  # what it was bound with, for the manifest
+    metric_names: tuple[str, ...] = ()  # the keys `metrics` returns, when known up front
+    report: Callable[[Sequence[Any], Sequence[Any]], list[dict[str, Any]]] | None = None  # eval table
 
     def with_config(self, config: TaskConfig) -> Task:
         """The task with the head kind `task.span_head` picks (squad2: span or squad2-beam)."""
@@ -202,6 +215,16 @@ class Task:
                 f"task {self.name} has no task.span_head={config.span_head} (have: {', '.join(self.span_heads)})"
             )
         return replace(self, head=self.span_heads[config.span_head])
+
+    def best_metric(self, config: TaskConfig) -> str:
+        """`task.best_metric`, or the main metric; checked against the metric names when known."""
+        name = config.best_metric or self.main_metric
+        if self.metric_names and name not in self.metric_names:
+            raise AlbertError(
+                f"task.best_metric: task {self.name} has no metric '{name}' "
+                f"(have: {', '.join(self.metric_names)})"
+            )
+        return name
 
     def label_id(self, text: str) -> int:
         return self.labels.index(text)
@@ -226,7 +249,12 @@ class Task:
 
 _TASKS: dict[str, Task] = {}
 # modules that register tasks when imported; a missing one (not written yet) is skipped
-PLUGINS = ("albertctl.tasks.glue", "albertctl.tasks.squad", "albertctl.tasks.race")
+PLUGINS = (
+    "albertctl.tasks.glue",
+    "albertctl.tasks.squad",
+    "albertctl.tasks.race",
+    "albertctl.tasks.custom",
+)
 
 
 def register(task: Task) -> Task:
@@ -334,6 +362,8 @@ def read_split(task: Task, data: Path | None, split: str) -> list[Any]:
     """Examples of one split: from the task's own files under `data`; from a `datasets`
     directory under `data` (saved with `save_to_disk`, or the hub's parquet files, e.g.
     DIR/mnli/validation_matched-00000-of-00001.parquet), offline; or the hub when `data` is None."""
+    if task.read_own is not None:  # bound to the user's files, read when it was bound
+        return task.read_own(split)
     if data is not None and not Path(data).exists():
         raise AlbertError(f"data directory {data} not found")
     if data is not None and not _is_saved_dataset(Path(data)) and not _parquet_files(task, Path(data)):
@@ -412,6 +442,12 @@ def featurise_all(
     out: list[Feature] = []
     for index, example in enumerate(examples):
         out.extend(replace(f, example_index=index) for f in task.featurise(example, tokenizer, config))
+    cut = {f.example_index for f in out if f.extra.get("truncated")}
+    if cut:  # featurisers that truncate say so per feature; the count is never silent
+        warn(
+            f"{len(cut)} of {len(examples)} examples are longer than task.max_seq_length "
+            f"({config.max_seq_length} tokens) and were truncated"
+        )
     return out
 
 
@@ -546,6 +582,11 @@ def default_postprocess(
         else:
             raise ValueError(f"task {task.name}: span tasks need their own postprocess")
     return preds
+
+
+def lower_is_better(metric: str) -> bool:
+    """Error-like metrics (mse, mae, rmse, loss; with a split suffix too) are minimised."""
+    return metric.split("_")[0] in ("mse", "mae", "rmse", "loss")
 
 
 def accuracy(golds: Sequence[Any], preds: Sequence[Any]) -> float:
