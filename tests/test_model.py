@@ -274,3 +274,17 @@ def test_task_heads_shapes_and_hf_parity(head):
         assert (got - ref.logits.squeeze(-1)).abs().max() < 1e-5
     else:
         assert (got - ref.logits).abs().max() < 1e-5
+
+
+def test_sop_head_has_no_dropout_as_the_original():
+    """run_pretraining.get_sentence_order_output: logits = pooled @ output_weights^T + output_bias,
+    no dropout, even in training mode with a large classifier_dropout_prob."""
+    torch.manual_seed(0)
+    model = AlbertForPreTraining(small_config(classifier_dropout_prob=0.9)).train()
+    ids = torch.randint(5, 100, (4, 12))
+    out = model(ids)
+    w = model.sop_classifier.classifier.weight
+    b = model.sop_classifier.classifier.bias
+    reference = out.pooled_output @ w.t() + b  # the original's matmul(transpose_b=True) + bias_add
+    torch.testing.assert_close(out.sop_logits, reference, rtol=0, atol=0)
+    assert not [m for m in model.sop_classifier.modules() if isinstance(m, torch.nn.Dropout)]

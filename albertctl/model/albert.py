@@ -241,15 +241,18 @@ class AlbertMLMHead(nn.Module):
 
 
 class AlbertSOPHead(nn.Module):
-    """2-way sentence-order (or next-sentence) classifier on the pooled output."""
+    """2-way sentence-order (or next-sentence) classifier on the pooled output.
+
+    No dropout: the original's `get_sentence_order_output` (run_pretraining.py) multiplies the
+    pooled output by `cls/seq_relationship/output_weights` directly (transformers adds
+    `classifier_dropout_prob` dropout here)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.dropout = nn.Dropout(config.classifier_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, 2)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(pooled))
+        return self.classifier(pooled)
 
 
 class AlbertForPreTraining(nn.Module):
