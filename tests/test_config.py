@@ -99,9 +99,16 @@ def test_extends_cycle_detected(tmp_path: Path):
         load_profile(tmp_path / "a.yaml")
 
 
-def test_group_of_uses_integer_arithmetic():
+def test_group_of_is_the_original_rule():
     m = load_profile("base", ["model.num_hidden_groups=3"]).model
     assert [m.group_of(i) for i in range(12)] == [0] * 4 + [1] * 4 + [2] * 4
+    # modeling.transformer_model: int(layer_idx / num_hidden_layers * num_hidden_groups), floats
+    m = load_profile("base", ["model.num_hidden_layers=22", "model.num_hidden_groups=22"]).model
+    assert [m.group_of(i) for i in range(22)] == [*range(15), 14, *range(16, 22)]
+    m = load_profile(
+        "base", ["model.num_hidden_layers=22", "model.num_hidden_groups=22", "model.sharing=none"]
+    ).model
+    assert [m.group_of(i) for i in range(22)] == list(range(22))
 
 
 def test_profile_defaults_are_valid():

@@ -62,7 +62,7 @@ def hf_state_from_arrays(fixture: str) -> dict[str, torch.Tensor]:
     arrays = np.load(FIXTURES / fixture / "arrays.npz")
     out = {}
     for key in arrays.files:
-        name = key.replace("|", "/")
+        name = key.replace("|", "/").removeprefix("module/")  # fine-tuned through a TF-Hub module
         tensor = torch.from_numpy(arrays[key])
         if name.endswith("/kernel"):  # TF dense kernels are [in, out]
             tensor = tensor.t().contiguous()
@@ -83,6 +83,8 @@ def hf_reference(fixture: str, cls_name: str, num_labels: int = 2):
     )
     model = getattr(transformers, cls_name)(config).eval()
     state = hf_state_from_arrays(fixture)
+    if cls_name != "AlbertForPreTraining":  # a TF-Hub module also holds its pretraining heads
+        state = {k: v for k, v in state.items() if not k.startswith(("predictions.", "sop_classifier."))}
     if cls_name == "AlbertForQuestionAnswering":  # transformers' QA model has no pooler
         state = {k: v for k, v in state.items() if not k.startswith("albert.pooler.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -524,3 +526,269 @@ def test_task_flag_picks_the_head_and_checks_it(tmp_path):
     with pytest.raises(AlbertError, match=r"^unknown task 'mnly' \(did you mean 'mnli'\?\)$"):
         run(tmp_path / "u", "classifier", task="mnly")
     assert not (tmp_path / "s" / "classifier-out").exists()  # refused before anything is written
+
+
+# ---- the original's own math: E = H without a projection, its layer -> group rule ---------------
+
+
+def fixture_config(fixture: str) -> dict:
+    return json.loads((FIXTURES / fixture / "albert_config.json").read_text())
+
+
+def original_encoder(fixture: str, ids, types, mask):
+    """Our transcription of modeling.py's AlbertModel (float64, from the fixture's numbers):
+    embeddings summed and LayerNorm'd; `embedding_hidden_mapping_in` only when E != H; layer i
+    runs group int(i / L * G); post-LayerNorm attention and tanh-GELU FFN blocks; the
+    attention mask adds -10000; pooler tanh(dense([CLS])). Returns (sequence, pooled)."""
+    cfg = fixture_config(fixture)
+    arrays = np.load(FIXTURES / fixture / "arrays.npz")
+    a = {
+        k.replace("|", "/").removeprefix("module/"): torch.from_numpy(arrays[k]).double()
+        for k in arrays.files
+    }
+
+    def dense(x, scope):
+        return x @ a[f"{scope}/kernel"] + a[f"{scope}/bias"]
+
+    def layer_norm(x, scope):
+        return torch.nn.functional.layer_norm(x, x.shape[-1:], a[f"{scope}/gamma"], a[f"{scope}/beta"], 1e-12)
+
+    def gelu(x):
+        return 0.5 * x * (1 + torch.tanh((2 / torch.pi) ** 0.5 * (x + 0.044715 * x**3)))
+
+    b, t = ids.shape
+    x = a["bert/embeddings/word_embeddings"][ids] + a["bert/embeddings/token_type_embeddings"][types]
+    x = layer_norm(x + a["bert/embeddings/position_embeddings"][:t], "bert/embeddings/LayerNorm")
+    if cfg["embedding_size"] != cfg["hidden_size"]:
+        x = dense(x, "bert/encoder/embedding_hidden_mapping_in")
+    layers, groups, heads = cfg["num_hidden_layers"], cfg["num_hidden_groups"], cfg["num_attention_heads"]
+    adder = (1.0 - mask[:, None, None, :].double()) * -10000.0
+    for i in range(layers):
+        for j in range(cfg["inner_group_num"]):
+            p = f"bert/encoder/transformer/group_{int(i / layers * groups)}/inner_group_{j}"
+            q, k, v = (
+                dense(x, f"{p}/attention_1/self/{n}").view(b, t, heads, -1).transpose(1, 2)
+                for n in ("query", "key", "value")
+            )
+            scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5 + adder
+            context = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, t, -1)
+            x = layer_norm(dense(context, f"{p}/attention_1/output/dense") + x, f"{p}/LayerNorm")
+            ffn = dense(
+                gelu(dense(x, f"{p}/ffn_1/intermediate/dense")), f"{p}/ffn_1/intermediate/output/dense"
+            )
+            x = layer_norm(ffn + x, f"{p}/LayerNorm_1")
+    return x, torch.tanh(dense(x[:, 0], "bert/pooler/dense")), a
+
+
+def assert_original_parity(md, fixture: str) -> None:
+    ours = AlbertForPreTraining(md.profile.model).eval()
+    ours.load_state_dict(md.state_dict, strict=True)
+    ids, types, mask = batch()
+    seq, pooled, a = original_encoder(fixture, ids, types, mask)
+    with torch.no_grad():
+        got = ours(ids, types, mask)
+    real = mask.bool()
+    assert (got.sequence_output.double() - seq)[real].abs().max() < 1e-5
+    assert (got.pooled_output.double() - pooled).abs().max() < 1e-5
+    sop = pooled @ a["cls/seq_relationship/output_weights"].t() + a["cls/seq_relationship/output_bias"]
+    assert (got.sop_logits.double() - sop).abs().max() < 1e-5
+
+
+def test_equal_sizes_convert_without_a_projection_as_the_original(tmp_path):
+    result, out = run(tmp_path, "equal")
+    md = load_model_dir(out)
+    assert (md.profile.model.embedding_size, md.profile.model.hidden_size) == (16, 16)
+    assert not md.profile.model.has_embedding_projection
+    assert not [k for k in md.state_dict if "embedding_hidden_mapping_in" in k]
+    assert result["counts"]["missing"] == 0
+    assert_original_parity(md, "equal")
+    # to transformers (which always has the projection): an exact identity, same outputs
+    hf_dir, back = tmp_path / "hf", tmp_path / "back"
+    convert.run("albertctl", str(out), hf_dir, to="hf")
+    ref = transformers.AlbertForPreTraining.from_pretrained(hf_dir).eval()
+    assert torch.equal(ref.albert.encoder.embedding_hidden_mapping_in.weight, torch.eye(16))
+    assert_pretraining_parity(md, ref)
+    convert.run("hf", str(hf_dir), back)
+    for name in ("model.safetensors", "profile.yaml"):
+        assert (out / name).read_bytes() == (back / name).read_bytes(), name
+
+
+def test_transformers_model_with_equal_sizes_keeps_its_projection(tmp_path):
+    torch.manual_seed(0)
+    config = transformers.AlbertConfig(
+        vocab_size=80,
+        embedding_size=16,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_act="gelu_new",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    ref = transformers.AlbertForPreTraining(config).eval()
+    ref.save_pretrained(tmp_path / "hf")
+    shutil.copyfile(FIXTURES / "pretrain" / "30k-clean.model", tmp_path / "hf" / "spiece.model")
+    result = convert.run("hf", str(tmp_path / "hf"), tmp_path / "ours")
+    md = load_model_dir(tmp_path / "ours")
+    assert md.profile.model.embedding_projection == "always" and result["counts"]["missing"] == 0
+    assert torch.equal(
+        md.state_dict["albert.encoder.embedding_hidden_mapping_in.weight"],
+        ref.albert.encoder.embedding_hidden_mapping_in.weight,
+    )
+    assert_pretraining_parity(md, ref)
+
+
+def test_layers_use_the_original_group_rule(tmp_path):
+    """L=18, G=14: the original runs layer 9 with group 7 and layer 10 with group 7, transformers
+    layer 9 with group 6; the converted model computes what the original computes."""
+    _, out = run(tmp_path, "groups18")
+    md = load_model_dir(out)
+    m = md.profile.model
+    assert [m.group_of(i) for i in range(18)] == [int(i / 18 * 14) for i in range(18)]
+    assert [m.group_of(i) for i in (8, 9, 10)] == [6, 7, 7]
+    assert_original_parity(md, "groups18")
+    # transformers' grouping gives other outputs, so export is refused in one line
+    with pytest.raises(AlbertError) as info:
+        convert.run("albertctl", str(out), tmp_path / "hf", to="hf")
+    assert str(info.value) == (
+        "--to hf: cannot export to transformers: with num_hidden_layers=18 and num_hidden_groups=14, "
+        "transformers runs layer 9 with group 6 (int(i / (L / G))) where albertctl, as the original, runs "
+        "group 7 (int(i / L * G)); the outputs would differ"
+    )
+    assert not (tmp_path / "hf").exists()
+    ids, types, mask = batch()
+    ref = hf_reference("groups18", "AlbertForPreTraining")
+    with torch.no_grad():
+        theirs = ref.albert(input_ids=ids, token_type_ids=types, attention_mask=mask).last_hidden_state
+    seq, _, _ = original_encoder("groups18", ids, types, mask)
+    assert (theirs.double() - seq)[mask.bool()].abs().max() > 1e-2  # a real difference, not rounding
+
+
+def test_transformers_model_with_another_grouping_is_refused(tmp_path):
+    config = transformers.AlbertConfig(
+        vocab_size=80,
+        embedding_size=8,
+        hidden_size=16,
+        num_hidden_layers=18,
+        num_hidden_groups=14,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
+    transformers.AlbertForPreTraining(config).save_pretrained(tmp_path / "hf")
+    with pytest.raises(AlbertError) as info:
+        convert.run(
+            "hf", str(tmp_path / "hf"), tmp_path / "ours", spm_model=FIXTURES / "pretrain" / "30k-clean.model"
+        )
+    assert str(info.value) == (
+        f"{tmp_path / 'hf'}: cannot import this transformers model: with num_hidden_layers=18 and "
+        "num_hidden_groups=14, transformers runs layer 9 with group 6 (int(i / (L / G))) where albertctl, "
+        "as the original, runs group 7 (int(i / L * G)); the outputs would differ"
+    )
+    assert not (tmp_path / "ours").exists()
+
+
+# ---- checkpoints fine-tuned through a TF-Hub module: module/bert/..., the head top-level -------
+
+
+def test_hub_fine_tuned_classifier_converts_with_its_head(tmp_path):
+    names = TensorBundle(FIXTURES / "hub_classifier" / "model.ckpt-best-11").names
+    assert "module/bert/embeddings/word_embeddings" in names and "output_weights" in names
+    result, out = run(tmp_path, "hub_classifier")
+    assert result["head"] == {
+        "kind": "classify",
+        "num_labels": 3,
+        "converted_from": "output_weights",
+        "source": str(FIXTURES / "hub_classifier"),
+    }
+    assert result["counts"]["missing"] == 0
+    notes = {r["source"]: r["note"] for r in result["rows"] if r["status"] == "skipped"}
+    assert notes["module/cls/predictions/output_bias"] == "not used by this model"
+    assert notes["module/bert/pooler/dense/kernel/adam_m"] == "optimizer slot"
+    assert notes["global_step"] == "training state"
+    md = load_model_dir(out)
+    ours = AlbertForTask(md.profile.model, "classify", 3).eval()
+    ours.load_state_dict(md.state_dict, strict=True)
+    ref = hf_reference("hub_classifier", "AlbertForSequenceClassification", 3)
+    ids, types, mask = batch()
+    with torch.no_grad():
+        assert (
+            ours(ids, types, mask) - ref(input_ids=ids, token_type_ids=types, attention_mask=mask).logits
+        ).abs().max() < 1e-5
+
+
+def test_hub_fine_tuned_squad2_converts_with_its_head(tmp_path):
+    result, out = run(tmp_path, "hub_squad2")
+    assert result["head"]["kind"] == "squad2-beam" and result["counts"]["missing"] == 0
+    md = load_model_dir(out)
+    arrays = np.load(FIXTURES / "hub_squad2" / "arrays.npz")
+    for key, tf_name in [
+        ("head.start_logits.dense.weight", "start_logits|dense|kernel"),
+        ("head.end_logits.dense_0.weight", "end_logits|dense_0|kernel"),
+        ("head.answer_class.dense_1.weight", "answer_class|dense_1|kernel"),
+        ("albert.pooler.weight", "module|bert|pooler|dense|kernel"),
+    ]:
+        assert torch.equal(md.state_dict[key], torch.from_numpy(arrays[tf_name]).t()), key
+    ours = AlbertForTask(md.profile.model, "squad2-beam").eval()
+    ours.load_state_dict(md.state_dict, strict=True)
+    ids, types, mask = batch()
+    seq, _, _ = original_encoder("hub_squad2", ids, types, mask)
+    with torch.no_grad():
+        got = ours.albert(ids, types, mask).sequence_output
+    assert (got.double() - seq)[mask.bool()].abs().max() < 1e-5
+
+
+def test_a_variable_stored_with_and_without_the_module_scope_is_refused():
+    from albertctl.convert import names as N
+
+    with pytest.raises(AlbertError, match="^ckpt: bert/pooler/dense/bias is stored twice, as "):
+        N.strip_hub_prefix(["bert/pooler/dense/bias", "module/bert/pooler/dense/bias"], "ckpt")
+
+
+def test_a_group_the_original_never_runs_is_initialised_not_required():
+    """L = G = 22 under the original's rule: layers 14 and 15 run group 14, so the original
+    creates no group_15 variables; the conversion fills that group and computes the same."""
+    from albertctl.convert import names as N
+    from albertctl.convert.tf import convert_bundle
+    from albertctl.core.config import load_profile
+
+    sizes = [
+        "model.vocab_size=50",
+        "model.hidden_size=8",
+        "model.embedding_size=4",
+        "model.intermediate_size=16",
+    ]
+    profile = load_profile(
+        "tiny",
+        [*sizes, "model.num_hidden_layers=22", "model.num_hidden_groups=22", "model.num_attention_heads=2"],
+    )
+    assert N.unused_groups(profile.model) == [15]
+    torch.manual_seed(0)
+    original = AlbertForPreTraining(profile.model).eval()
+    state = original.state_dict()
+    stored = {
+        n.tf: state[n.key].t() if n.transpose else state[n.key]
+        for n in N.tf_names(profile.model, "pretraining")
+    }
+    assert not [n for n in stored if "group_15/" in n]
+
+    class Bundle:  # the reader's interface over those tensors
+        index_path = Path("model.ckpt.index")
+        names = list(stored)
+
+        def shape(self, name):
+            return tuple(stored[name].shape)
+
+        def read(self, name):
+            return stored[name]
+
+    converted = convert_bundle(Bundle(), profile)
+    missing = [r for r in converted.rows if r["status"] == "missing"]
+    assert {r["source"] for r in missing} == {"group_15"} and len(missing) == 16
+    ours = AlbertForPreTraining(profile.model).eval()
+    ours.load_state_dict(converted.state_dict, strict=True)
+    ids = torch.randint(5, 50, (2, 7))
+    with torch.no_grad():
+        assert torch.equal(ours(ids).sequence_output, original(ids).sequence_output)

@@ -45,7 +45,7 @@ def _table4_count(
     e: int, sharing: str, h: int = 768, ffn: int = 3072, layers: int = 12, v: int = 30000
 ) -> int:
     embeddings = (v + 512 + 2) * e + 2 * e  # three tables + LayerNorm
-    projection = e * h + h
+    projection = e * h + h if e != h else 0  # the original has no E -> H layer when E = H
     attention = 4 * (h * h + h) + 2 * h  # Q, K, V, output + LayerNorm
     feed_forward = (h * ffn + ffn) + (ffn * h + h) + 2 * h
     pooler = h * h + h
@@ -274,3 +274,48 @@ def test_task_heads_shapes_and_hf_parity(head):
         assert (got - ref.logits.squeeze(-1)).abs().max() < 1e-5
     else:
         assert (got - ref.logits).abs().max() < 1e-5
+
+
+def test_sop_head_has_no_dropout_as_the_original():
+    """run_pretraining.get_sentence_order_output: logits = pooled @ output_weights^T + output_bias,
+    no dropout, even in training mode with a large classifier_dropout_prob."""
+    torch.manual_seed(0)
+    model = AlbertForPreTraining(small_config(classifier_dropout_prob=0.9)).train()
+    ids = torch.randint(5, 100, (4, 12))
+    out = model(ids)
+    w = model.sop_classifier.classifier.weight
+    b = model.sop_classifier.classifier.bias
+    reference = out.pooled_output @ w.t() + b  # the original's matmul(transpose_b=True) + bias_add
+    torch.testing.assert_close(out.sop_logits, reference, rtol=0, atol=0)
+    assert not [m for m in model.sop_classifier.modules() if isinstance(m, torch.nn.Dropout)]
+
+
+def test_equal_sizes_have_no_projection_and_match_an_identity_one():
+    """E = H: no embedding_hidden_mapping_in (the original creates none); transformers' layout
+    (`embedding_projection: always`) with an identity projection computes the same."""
+    torch.manual_seed(0)
+    plain = AlbertForPreTraining(small_config(embedding_size=32)).eval()
+    assert plain.albert.encoder.embedding_hidden_mapping_in is None
+    assert not [k for k in plain.state_dict() if "embedding_hidden_mapping_in" in k]
+    kept = AlbertForPreTraining(small_config(embedding_size=32, embedding_projection="always")).eval()
+    state = dict(plain.state_dict())
+    state["albert.encoder.embedding_hidden_mapping_in.weight"] = torch.eye(32)
+    state["albert.encoder.embedding_hidden_mapping_in.bias"] = torch.zeros(32)
+    kept.load_state_dict(state, strict=True)
+    ids = torch.randint(5, 100, (2, 10))
+    with torch.no_grad():
+        a, b = plain(ids), kept(ids)
+    assert torch.equal(a.sequence_output, b.sequence_output) and torch.equal(a.sop_logits, b.sop_logits)
+    assert AlbertForPreTraining(small_config()).albert.encoder.embedding_hidden_mapping_in is not None
+
+
+def test_layers_run_the_original_groups_l18_g14():
+    """modeling.transformer_model: group_idx = int(layer_idx / num_hidden_layers * num_hidden_groups)."""
+    cfg = small_config(
+        num_hidden_layers=18, num_hidden_groups=14, embedding_size=4, hidden_size=8, num_attention_heads=2
+    )
+    model = AlbertForPreTraining(cfg)
+    groups = {id(g.albert_layers[0]): n for n, g in enumerate(model.albert.encoder.albert_layer_groups)}
+    applied = [groups[id(attention)] for attention, _ in model.albert.encoder.applied_layers()]
+    assert applied == [int(i / 18 * 14) for i in range(18)]
+    assert applied[9] == 7 and int(9 / (18 / 14)) == 6  # where transformers' formula differs

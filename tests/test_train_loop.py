@@ -19,8 +19,8 @@ from albertctl.training import checkpoint as ckpt
 from albertctl.training import loop
 
 # First losses of the synthetic run (fp32, CPU, LAMB). Re-record only in a commit that changes
-# numerics on purpose.
-EXPECTED_LOSSES = [4.8561835289001465, 4.842569828033447, 4.848221778869629]
+# numerics on purpose (last: the SOP head lost its dropout, as the original).
+EXPECTED_LOSSES = [4.85401725769043, 4.843536853790283, 4.848270416259766]
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:

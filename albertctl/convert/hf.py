@@ -12,6 +12,7 @@ In: config.json plus model.safetensors (or its sharded index), or pytorch_model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -28,6 +29,8 @@ from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import atomic_directory
 
 SPM = "spiece.model"
+PROJECTION = "albert.encoder.embedding_hidden_mapping_in."
+EMBEDDINGS_KEY = "albert.embeddings.word_embeddings.weight"
 
 
 def hf_config(profile: Profile, head: dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +45,7 @@ def hf_config(profile: Profile, head: dict[str, Any]) -> dict[str, Any]:
         raise AlbertError(
             f"head kind {kind!r} has no transformers counterpart (have: {', '.join(N.HF_ARCHITECTURES)})"
         )
+    N.check_transformers_grouping(m, "--to hf", "export to transformers")
     config: dict[str, Any] = {
         "architectures": [N.HF_ARCHITECTURES[kind]],
         "model_type": "albert",
@@ -90,6 +94,12 @@ def write_hf_dir(
     """Export atomically; nothing is left under `target` if anything fails."""
     config = hf_config(profile, head)
     tensors = {N.ours_to_hf(k): v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
+    if not profile.model.has_embedding_projection:
+        # transformers always has the E -> H layer; with E = H an identity and a zero bias
+        # compute exactly what the original (no projection) computes
+        h = profile.model.hidden_size
+        tensors[PROJECTION + "weight"] = torch.eye(h, dtype=tensors[N.ours_to_hf(EMBEDDINGS_KEY)].dtype)
+        tensors[PROJECTION + "bias"] = torch.zeros(h, dtype=tensors[PROJECTION + "weight"].dtype)
     with atomic_directory(Path(target)) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
@@ -139,6 +149,14 @@ def _detect_head(config: dict[str, Any], keys: set[str]) -> dict[str, Any]:
     return {"kind": "pretraining"}
 
 
+def _is_identity(weights: dict[str, torch.Tensor]) -> bool:
+    """Whether the E -> H layer is exactly the identity with a zero bias (what `write_hf_dir`
+    writes for a model without one)."""
+    weight, bias = weights[PROJECTION + "weight"], weights.get(PROJECTION + "bias")
+    eye = torch.eye(weight.shape[0], dtype=weight.dtype) if weight.shape[0] == weight.shape[1] else None
+    return eye is not None and torch.equal(weight, eye) and (bias is None or not bias.any())
+
+
 def read_hf_dir(path: Path) -> tuple[Profile, Converted, Path | None]:
     """A transformers ALBERT directory as (profile, converted weights, spiece.model or None)."""
     path = Path(path)
@@ -154,6 +172,12 @@ def read_hf_dir(path: Path) -> tuple[Profile, Converted, Path | None]:
         fields = N.model_fields_from_config(config, str(path / "config.json"), "hf")
         profile, _ = profile_from_fields(fields, str(path / "config.json"))
     weights = _load_weights(path)
+    N.check_transformers_grouping(profile.model, str(path), "import this transformers model")
+    weight = weights.get(PROJECTION + "weight")
+    if weight is not None and not profile.model.has_embedding_projection and not _is_identity(weights):
+        # E = H under albertctl's own profile, but the E -> H layer holds real weights: keep it
+        model = dataclasses.replace(profile.model, embedding_projection="always")
+        profile = dataclasses.replace(profile, model=model)
     head = _detect_head(config, set(weights))
     kind = head["kind"]
     num_labels = int(head.get("num_labels", 2))
@@ -174,14 +198,13 @@ def read_hf_dir(path: Path) -> tuple[Profile, Converted, Path | None]:
             )
             continue
         if N.HF_BUFFERS.search(key) or ours not in expected:
+            note = "not used by this model"
+            if N.HF_BUFFERS.search(key):
+                note = "buffer"
+            elif key.startswith(PROJECTION):
+                note = "identity E -> H layer (E = H: none, as the original)"
             rows.append(
-                {
-                    "status": "skipped",
-                    "key": "",
-                    "source": key,
-                    "shape": list(tensor.shape),
-                    "note": "buffer" if N.HF_BUFFERS.search(key) else "not used by this model",
-                }
+                {"status": "skipped", "key": "", "source": key, "shape": list(tensor.shape), "note": note}
             )
             continue
         if tuple(tensor.shape) != tuple(expected[ours].shape):

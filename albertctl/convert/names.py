@@ -129,14 +129,27 @@ class TFName:
         return self.tf.endswith("/kernel")
 
 
+def group_prefix(group: int) -> str:
+    return f"albert.encoder.albert_layer_groups.{group}."
+
+
+def unused_groups(config: ModelConfig) -> list[int]:
+    """Groups no layer runs: the original's float rule skips one for some L = G (e.g. 22), and
+    creates no variables for it."""
+    used = {config.group_of(i) for i in range(config.num_hidden_layers)}
+    return [g for g in range(config.num_hidden_groups) if g not in used]
+
+
 def layer_prefixes(config: ModelConfig) -> list[tuple[str, str]]:
-    """(our prefix, TF prefix) for every stored layer: groups x inner layers."""
+    """(our prefix, TF prefix) for every stored layer: the groups some layer uses x inner layers."""
+    skip = set(unused_groups(config))
     return [
         (
-            f"albert.encoder.albert_layer_groups.{g}.albert_layers.{i}.",
+            f"{group_prefix(g)}albert_layers.{i}.",
             f"bert/encoder/transformer/group_{g}/inner_group_{i}/",
         )
         for g in range(config.num_hidden_groups)
+        if g not in skip
         for i in range(config.inner_group_num)
     ]
 
@@ -148,7 +161,11 @@ def tf_names(config: ModelConfig, head_kind: str) -> list[TFName]:
             f"model.sharing={config.sharing} has no counterpart in the original TF checkpoints "
             "(only grouped sharing: all, or none with num_hidden_groups = num_hidden_layers)"
         )
-    rows = list(EMBEDDINGS)
+    rows = [
+        row
+        for row in EMBEDDINGS
+        if config.has_embedding_projection or "embedding_hidden_mapping_in" not in row[0]
+    ]
     for ours, theirs in layer_prefixes(config):
         rows += [(ours + k, theirs + t, d) for k, t, d in LAYER]
     rows += PRETRAINING_HEAD if head_kind == "pretraining" else TASK_HEADS[head_kind]
@@ -162,11 +179,21 @@ def skip_reason(tf_name: str) -> str | None:
     return None
 
 
-def strip_hub_prefix(names: list[str]) -> dict[str, str]:
-    """canonical name -> stored name, dropping a `module/` prefix if every variable has one."""
-    if names and all(n.startswith(HUB_PREFIX) or skip_reason(n) for n in names):
-        return {n.removeprefix(HUB_PREFIX): n for n in names}
-    return {n: n for n in names}
+def strip_hub_prefix(names: list[str], where: str) -> dict[str, str]:
+    """canonical name -> stored name, a `module/` prefix dropped wherever there is one.
+
+    A TF-Hub module's variables seen from the graph that loaded it live under `module/`: all
+    of them in the module's own variables, and the encoder's (`module/bert/...`, and the
+    module's `module/cls/...` heads) in a checkpoint fine-tuned through the module
+    (`--albert_hub_module_handle`, the default of run_glue.sh, run_squad and run_race), whose
+    task head is created outside it, top-level (`output_weights`, `start_logits/...`)."""
+    out: dict[str, str] = {}
+    for name in names:
+        canon = name.removeprefix(HUB_PREFIX)
+        if canon in out:
+            raise AlbertError(f"{where}: {canon} is stored twice, as {out[canon]} and {name}")
+        out[canon] = name
+    return out
 
 
 def expected_shape(dims: tuple[str, ...], config: ModelConfig, num_labels: int) -> tuple[int, ...]:
@@ -334,9 +361,31 @@ def model_fields_from_config(config: dict, source: str, convention: str) -> dict
     if act not in table:
         raise AlbertError(f"{source}: hidden_act {act!r} is not supported (have: {', '.join(table)})")
     fields["hidden_act"] = table[act]
-    if (
-        fields.get("num_hidden_groups", 1) == fields["num_hidden_layers"]
-        and fields.get("inner_group_num", 1) == 1
-    ):
-        fields["sharing"] = "none" if fields["num_hidden_layers"] > 1 else "all"
+    layers, groups = fields["num_hidden_layers"], fields.get("num_hidden_groups", 1)
+    # sharing none = each layer its own group; the original's float rule is not the identity
+    # for some L = G (22, 23, 26, ...), so those stay "all" under its rule.
+    own_group_each = convention == "hf" or all(int(i / layers * groups) == i for i in range(layers))
+    if groups == layers and fields.get("inner_group_num", 1) == 1 and own_group_each:
+        fields["sharing"] = "none" if layers > 1 else "all"
+    if convention == "hf" and fields["embedding_size"] == fields["hidden_size"]:
+        fields["embedding_projection"] = "always"  # transformers has it even when E = H
     return fields
+
+
+def transformers_group_of(config: ModelConfig, layer: int) -> int:
+    """transformers' AlbertTransformer: int(layer / (L / G)), in floating point."""
+    return int(layer / (config.num_hidden_layers / config.num_hidden_groups))
+
+
+def check_transformers_grouping(config: ModelConfig, where: str, action: str) -> None:
+    """Refuse a model whose layers transformers would run with other groups than albertctl
+    (the original's rule), e.g. L=18, G=14: its outputs could not be reproduced."""
+    for i in range(config.num_hidden_layers):
+        ours, theirs = config.group_of(i), transformers_group_of(config, i)
+        if ours != theirs:
+            raise AlbertError(
+                f"{where}: cannot {action}: with num_hidden_layers={config.num_hidden_layers} and "
+                f"num_hidden_groups={config.num_hidden_groups}, transformers runs layer {i} with group "
+                f"{theirs} (int(i / (L / G))) where albertctl, as the original, runs group {ours} "
+                "(int(i / L * G)); the outputs would differ"
+            )

@@ -57,7 +57,7 @@ def read_config_json(path: Path) -> dict[str, Any]:
 def infer_fields(bundle: TensorBundle) -> tuple[dict[str, Any], str]:
     """Model fields from the variables' shapes when a module ships no albert_config.json.
     Layers and heads leave no trace in the shapes: they come from the closest built-in profile."""
-    canon = N.strip_hub_prefix(bundle.names)
+    canon = N.strip_hub_prefix(bundle.names, str(bundle.index_path))
 
     def shape(tf_name: str) -> tuple[int, ...]:
         if tf_name not in canon:
@@ -67,7 +67,7 @@ def infer_fields(bundle: TensorBundle) -> tuple[dict[str, Any], str]:
         return bundle.shape(canon[tf_name])
 
     v, e = shape("bert/embeddings/word_embeddings")
-    h = shape("bert/encoder/embedding_hidden_mapping_in/kernel")[1]
+    h = shape("bert/pooler/dense/kernel")[1]  # also when E = H (no embedding_hidden_mapping_in)
     groups = {n.split("group_")[1].split("/")[0] for n in canon if "/transformer/group_" in n}
     inner = {n.split("inner_group_")[1].split("/")[0] for n in canon if "/inner_group_" in n}
     first = "bert/encoder/transformer/group_0/inner_group_0/"
@@ -110,11 +110,15 @@ def fresh_state(
     return model.state_dict()
 
 
+def _is_meta(state: dict[str, torch.Tensor]) -> bool:
+    return any(t.is_meta for t in state.values())
+
+
 def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None = None) -> Converted:
     """Map a TF checkpoint onto our names for `profile`; `head_kind` None detects it."""
     config = profile.model
     N.check_variable_names(bundle.names, str(bundle.index_path))
-    canon = N.strip_hub_prefix(bundle.names)
+    canon = N.strip_hub_prefix(bundle.names, str(bundle.index_path))
     detected, evidence = N.detect_tf_head(set(canon))
     kind = head_kind or detected
     num_labels = 2
@@ -172,6 +176,20 @@ def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None
                     "note": "initialised (seed 0)",
                 }
             )
+    for g in N.unused_groups(config):  # the original created no variables for it
+        if any(k.startswith(N.group_prefix(g)) for k in fresh if k not in state):
+            fresh = fresh_state(profile, kind, num_labels) if _is_meta(fresh) else fresh
+        for key in [k for k in fresh if k.startswith(N.group_prefix(g)) and k not in state]:
+            state[key] = fresh[key]
+            rows.append(
+                {
+                    "status": "missing",
+                    "key": key,
+                    "source": f"group_{g}",
+                    "shape": list(fresh[key].shape),
+                    "note": "no layer runs this group under the original's int(i / L * G); initialised (seed 0)",
+                }
+            )
     extra = sorted(set(fresh) - set(state))
     if extra:  # our model has a tensor no TF name maps to: a bug in names.py, not a user error
         raise RuntimeError(f"names.py maps no TF variable to {extra}")
@@ -179,7 +197,11 @@ def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None
     for stored in bundle.names:
         if stored in used:
             continue
-        reason = N.skip_reason(stored) or "not used by this model"
+        reason = N.skip_reason(stored) or (
+            "E = H: no E->H projection, as the original"
+            if "embedding_hidden_mapping_in" in stored and not config.has_embedding_projection
+            else "not used by this model"
+        )
         rows.append(
             {
                 "status": "skipped",

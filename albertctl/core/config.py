@@ -35,11 +35,14 @@ class ModelConfig:
     num_hidden_layers: int = 12  # L
     num_attention_heads: int = 12  # A
     intermediate_size: int = 3072  # FFN width
-    num_hidden_groups: int = 1  # distinct parameter sets; layer i uses group i * groups // L
+    num_hidden_groups: int = 1  # distinct parameter sets; layer i uses group int(i / L * groups)
     inner_group_num: int = 1  # layers inside one group, applied in turn at each layer
     # Which sub-layers are shared across the layers of a group (paper Sec. 4.5, Table 4):
     # all (ALBERT's default), attention only, ffn only, or none (every layer its own, as BERT).
     sharing: SharingKind = "all"
+    # The E -> H dense layer (`embedding_hidden_mapping_in`): "auto" has it only when E != H, as the
+    # original; "always" keeps it when E = H too, as transformers' AlbertModel (its imports).
+    embedding_projection: Literal["auto", "always"] = "auto"
     hidden_act: Literal["gelu_new", "gelu", "relu"] = "gelu_new"  # tanh GELU: what released weights expect
     hidden_dropout_prob: float = 0.0  # v2 models train with zero dropout
     attention_probs_dropout_prob: float = 0.0
@@ -96,9 +99,18 @@ class ModelConfig:
     def head_size(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
+    @property
+    def has_embedding_projection(self) -> bool:
+        return self.embedding_projection == "always" or self.embedding_size != self.hidden_size
+
     def group_of(self, layer: int) -> int:
-        """The parameter group layer `layer` uses: integer arithmetic, no float drift."""
-        return layer * self.num_hidden_groups // self.num_hidden_layers
+        """The parameter group layer `layer` uses: the original's `int(i / L * G)` in floating
+        point (modeling.transformer_model), which for some (L, G), e.g. L=18, G=14 or
+        L=G=22, differs from both the exact `i * G // L` and transformers' `int(i / (L / G))`.
+        sharing "none" gives every layer its own group (G = L)."""
+        if self.sharing == "none":
+            return layer
+        return int(layer / self.num_hidden_layers * self.num_hidden_groups)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,27 @@
 """The one tokenizer: SentencePiece with ALBERT's text normalisation, pair encoding, offsets.
 
-Normalisation (SPEC section 2, as the original `tokenization.py` does it before SentencePiece):
-collapse whitespace, turn ``` `` ``` and `''` into `"`, strip accents (NFKD, drop combining
-marks) and lower-case when `do_lower_case`. Every normalised character remembers the
-original character it came from, so token offsets point into the user's text (SQuAD spans).
+Every path that turns text into ids (pretraining data, GLUE, SQuAD, RACE) goes through
+`Tokenizer.encode`, `encode_many` or `encode_with_offsets`, which do what the original
+`tokenization.py` does (SPEC section 2):
+
+- `preprocess_text`: collapse whitespace runs and strip the ends, then NFKD and drop combining
+  marks (accents), then lower-case the whole string when `do_lower_case`. ``` `` ``` and `''`
+  stay as they are (transformers' tokenizer turns them into `"`; the original does not).
+- `encode_pieces`: SentencePiece, then every piece longer than one character that ends in a
+  digit followed by "," (`▁1990,`) is replaced by the pieces SentencePiece gives for the piece
+  without its "," and without any "▁" (`1990` -> `▁1990`, SentencePiece adding its dummy-prefix
+  "▁" as it does at the start of any text), followed by a "," piece. The original also meant to
+  drop that added "▁" when the piece did not start with one (`7,` inside `x7,`), but it
+  compares a `str` piece with the `bytes` "▁" there, which is never equal: the "▁" stays. We
+  follow what it does. Only the original piece is re-split, once: the re-encoded pieces are
+  not looked at again.
+
+Every normalised character remembers the original character it came from, so token offsets
+point into the user's text (SQuAD spans), also for re-split pieces.
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,57 +41,52 @@ class Encoding:
 
 
 def normalize_with_offsets(text: str, do_lower_case: bool = True) -> tuple[str, list[tuple[int, int]]]:
-    """ALBERT's normalisation; returns the text and, per output char, the (start, end) span of
-    the original characters it came from."""
+    """ALBERT's normalisation (`normalize_text`); returns the text and, per output char, the
+    (start, end) span of the original characters it came from."""
     chars: list[str] = []
     origin: list[tuple[int, int]] = []
-    i = 0
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch in "`'" and i + 1 < n and text[i + 1] == ch:  # `` and '' -> "
-            pieces, width = '"', 2
-        else:
-            pieces, width = ch, 1
-            pieces = "".join(c for c in unicodedata.normalize("NFKD", pieces) if not unicodedata.combining(c))
-            if do_lower_case:
-                pieces = pieces.lower()
-        for c in pieces:
-            if c.isspace():
-                c = " "
-            chars.append(c)
-            origin.append((i, i + width))
-        i += width
-    # collapse whitespace runs and strip the ends
-    out: list[str] = []
-    out_origin: list[tuple[int, int]] = []
-    for c, o in zip(chars, origin, strict=True):
-        if c == " " and (not out or out[-1] == " "):
+    pending_space: int | None = None  # a whitespace run between two words: one " "
+    in_text = False  # past the leading whitespace
+    for i, ch in enumerate(text):
+        if ch.isspace():  # str.split()'s notion of whitespace, as the original's " ".join(split())
+            if in_text and pending_space is None:
+                pending_space = i
             continue
-        out.append(c)
-        out_origin.append(o)
-    if out and out[-1] == " ":
-        out.pop()
-        out_origin.pop()
-    return "".join(out), out_origin
-
-
-_PAIRED_QUOTES = re.compile(r"``|''")
+        if pending_space is not None:
+            chars.append(" ")
+            origin.append((pending_space, pending_space + 1))
+            pending_space = None
+        in_text = True
+        for c in unicodedata.normalize("NFKD", ch):
+            if not unicodedata.combining(c):
+                chars.append(c)
+                origin.append((i, i + 1))
+    norm = "".join(chars)
+    if do_lower_case:
+        # The whole string at once, as the original: a word-final capital sigma becomes ς.
+        # After NFKD without combining marks, lower() keeps every string's length.
+        norm = norm.lower()
+    return norm, origin
 
 
 def normalize_text(text: str, do_lower_case: bool = True) -> str:
-    """`normalize_with_offsets(text)[0]` without the offsets, about 20x faster: whole-string
-    operations instead of a Python loop per character (the pretraining data path needs it)."""
-    text = _PAIRED_QUOTES.sub('"', text)
+    """The original's `preprocess_text`: whitespace runs collapsed, NFKD without combining
+    marks, then lower-cased. Whole-string operations, about 20x faster than the loop of
+    `normalize_with_offsets` (the pretraining data path needs it)."""
+    text = " ".join(text.split())
     if not text.isascii():
         text = unicodedata.normalize("NFKD", text)
         if not text.isascii():  # only the rare non-ASCII sentence pays a loop per character
             text = "".join(c for c in text if not unicodedata.combining(c))
-        if do_lower_case:  # str.lower turns a word-final capital sigma into ς; per character it is σ
-            text = text.replace("\u03a3", "\u03c3")
     if do_lower_case:
         text = text.lower()
-    return " ".join(text.split())
+    return text
+
+
+def splits_at_digit_comma(piece: str) -> bool:
+    """The original `encode_pieces`' test: a piece of two or more characters ending in a
+    digit (`str.isdigit`) followed by ","."""
+    return len(piece) > 1 and piece[-1] == "," and piece[-2].isdigit()
 
 
 class Tokenizer:
@@ -110,6 +118,14 @@ class Tokenizer:
         self.mask_id = self.sp.PieceToId("[MASK]")
         self.vocab_size = self.sp.GetPieceSize()
         self._word_start = [self.sp.IdToPiece(i).startswith(WORD_START) for i in range(self.vocab_size)]
+        # id -> the ids it is re-split into (the original's digit-comma rule), for every
+        # vocabulary piece the rule applies to; unknown pieces are handled from their text.
+        self._resplit = {
+            i: self._resplit_piece(self.sp.IdToPiece(i))
+            for i in range(self.vocab_size)
+            if not (self.sp.IsControl(i) or self.sp.IsUnknown(i))
+            and splits_at_digit_comma(self.sp.IdToPiece(i))
+        }
         self.special_ids = frozenset(
             i for i in range(self.vocab_size) if self.sp.IsControl(i) or self.sp.IsUnknown(i)
         ) | {self.pad_id}
@@ -117,39 +133,79 @@ class Tokenizer:
     def normalize(self, text: str) -> str:
         return normalize_text(text, self.do_lower_case)
 
+    def _resplit_piece(self, piece: str) -> list[int]:
+        """The ids the original's `encode_pieces` puts in place of a `<digit>,` piece."""
+        number = piece[:-1].replace(WORD_START, "")
+        return [self.sp.PieceToId(p) for p in self.sp.EncodeAsPieces(number)] + [self.sp.PieceToId(",")]
+
+    def _apply_resplit(self, ids: list[int], norm: str) -> list[int]:
+        if self.unk_id in ids:  # an unknown piece's text is its surface: decide from the pieces
+            out: list[int] = []
+            for piece in self.sp.EncodeAsPieces(norm):
+                out.extend(
+                    self._resplit_piece(piece) if splits_at_digit_comma(piece) else [self.sp.PieceToId(piece)]
+                )
+            return out
+        if not any(i in self._resplit for i in ids):
+            return ids
+        return [j for i in ids for j in self._resplit.get(i, (i,))]
+
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`, no special tokens."""
-        return self.sp.EncodeAsIds(self.normalize(text))
+        norm = self.normalize(text)
+        return self._apply_resplit(self.sp.EncodeAsIds(norm), norm)
 
     def encode_many(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text (no special tokens), in one SentencePiece call on this thread."""
-        return self.sp.encode([self.normalize(t) for t in texts], out_type=int, num_threads=1)
+        norms = [self.normalize(t) for t in texts]
+        encoded = self.sp.encode(norms, out_type=int, num_threads=1)
+        return [self._apply_resplit(ids, norm) for ids, norm in zip(encoded, norms, strict=True)]
 
     def encode_with_offsets(self, text: str) -> Encoding:
         """Ids plus, per token, the (start, end) character span in the original `text`."""
         norm, origin = normalize_with_offsets(text, self.do_lower_case)
-        try:  # sentencepiece >= 0.2.1 spells it return_type="proto"; older releases immutable_proto
-            proto = self.sp.encode(norm, return_type="proto")
-        except (TypeError, ValueError):
-            proto = self.sp.encode(norm, out_type="immutable_proto")
-        # proto offsets are byte offsets into the UTF-8 of `norm`; map bytes -> chars -> original
-        byte_to_char = []
-        for ci, ch in enumerate(norm):
-            byte_to_char.extend([ci] * len(ch.encode("utf-8")))
-        byte_to_char.append(len(norm))
-        ids, offsets = [], []
-        for piece in proto.pieces:
-            ids.append(piece.id)
-            b, e = piece.begin, piece.end
-            start_c, end_c = byte_to_char[b], byte_to_char[e] if e < len(byte_to_char) else len(norm)
-            while start_c < end_c and norm[start_c] == " ":  # the "▁" covers the space before a word
-                start_c += 1
-            if start_c >= end_c:  # a piece that is only a space marker
-                pos = origin[min(start_c, len(origin) - 1)][0] if origin else 0
-                offsets.append((pos, pos))
+        ids: list[int] = []
+        spans: list[tuple[int, int]] = []  # character spans in `norm`
+        for piece, start, end in self._proto_pieces(norm):
+            while start < end and norm[start] == " ":  # the "▁" covers the space before a word
+                start += 1
+            if not splits_at_digit_comma(piece.piece):
+                ids.append(piece.id)
+                spans.append((start, end))
                 continue
-            offsets.append((origin[start_c][0], origin[end_c - 1][1]))
+            # Re-split as the original; the number's pieces point into its characters when
+            # SentencePiece's own normalisation left them one for one, else at the whole number.
+            number = piece.piece[:-1].replace(WORD_START, "")
+            one_for_one = end - start == len(number) + 1
+            for sub, s, e in self._proto_pieces(number):
+                ids.append(self.sp.PieceToId(sub.piece))
+                spans.append((start + s, start + e) if one_for_one else (start, end - 1))
+            ids.append(self.sp.PieceToId(","))
+            spans.append((end - 1, end))
+        offsets = []
+        for start, end in spans:
+            if start >= end:  # a piece that is only a space marker
+                pos = origin[min(start, len(origin) - 1)][0] if origin else 0
+                offsets.append((pos, pos))
+            else:
+                offsets.append((origin[start][0], origin[end - 1][1]))
         return Encoding(ids, offsets)
+
+    def _proto_pieces(self, text: str) -> list[tuple[object, int, int]]:
+        """SentencePiece's pieces of `text` with their (start, end) character offsets in it
+        (the proto gives UTF-8 byte offsets)."""
+        try:  # sentencepiece >= 0.2.1 spells it return_type="proto"; older releases immutable_proto
+            proto = self.sp.encode(text, return_type="proto")
+        except (TypeError, ValueError):
+            proto = self.sp.encode(text, out_type="immutable_proto")
+        byte_to_char = []
+        for ci, ch in enumerate(text):
+            byte_to_char.extend([ci] * len(ch.encode("utf-8")))
+        byte_to_char.append(len(text))
+        return [
+            (piece, byte_to_char[piece.begin], byte_to_char[min(piece.end, len(byte_to_char) - 1)])
+            for piece in proto.pieces
+        ]
 
     def is_word_start(self, token_id: int) -> bool:
         return self._word_start[token_id]

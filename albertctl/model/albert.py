@@ -122,14 +122,17 @@ class AlbertLayerGroup(nn.Module):
 
 
 class AlbertTransformer(nn.Module):
-    """E -> H projection, then L layers; layer i runs the `inner_group_num` layers of group
-    `i * num_hidden_groups // L` (the original's grouping; sharing "all" with one group is
-    ALBERT's default)."""
+    """E -> H projection (none when E = H, as the original, unless `embedding_projection` is
+    "always"), then L layers; layer i runs the `inner_group_num` layers of group
+    `config.group_of(i)` (the original's grouping; sharing "all" with one group is ALBERT's
+    default)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
+        self.embedding_hidden_mapping_in = (
+            nn.Linear(config.embedding_size, config.hidden_size) if config.has_embedding_projection else None
+        )
         shared_attention = config.sharing in ("all", "none", "attention")
         shared_ffn = config.sharing in ("all", "none", "ffn")
         self.albert_layer_groups = nn.ModuleList(
@@ -163,7 +166,8 @@ class AlbertTransformer(nn.Module):
     ) -> torch.Tensor:
         """(B, T, E) -> (B, T, H); with `keep` (B, K) the last layer computes only those
         positions (the rest of its output would be thrown away): (B, K, H)."""
-        x = self.embedding_hidden_mapping_in(x)  # (B, T, E) -> (B, T, H)
+        if self.embedding_hidden_mapping_in is not None:
+            x = self.embedding_hidden_mapping_in(x)  # (B, T, E) -> (B, T, H)
         layers = self.applied_layers()
         for i, (attention_owner, ffn_owner) in enumerate(layers):
             only = keep if i == len(layers) - 1 else None
@@ -241,15 +245,18 @@ class AlbertMLMHead(nn.Module):
 
 
 class AlbertSOPHead(nn.Module):
-    """2-way sentence-order (or next-sentence) classifier on the pooled output."""
+    """2-way sentence-order (or next-sentence) classifier on the pooled output.
+
+    No dropout: the original's `get_sentence_order_output` (run_pretraining.py) multiplies the
+    pooled output by `cls/seq_relationship/output_weights` directly (transformers adds
+    `classifier_dropout_prob` dropout here)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.dropout = nn.Dropout(config.classifier_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, 2)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(pooled))
+        return self.classifier(pooled)
 
 
 class AlbertForPreTraining(nn.Module):
@@ -357,8 +364,9 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def encoder_parameter_count(config: ModelConfig) -> int:
-    """SPEC's convention: embeddings + encoder (with the E->H projection) + pooler, no heads.
-    Built on the meta device, so xxlarge costs nothing."""
+    """Embeddings + encoder (with the E->H projection where the model has one: not when E = H,
+    unless `embedding_projection` is "always") + pooler, no heads. Built on the meta device,
+    so xxlarge costs nothing."""
     with torch.device("meta"):
         return count_parameters(AlbertModel(config))
 
@@ -377,7 +385,8 @@ def training_flops_per_token(config: ModelConfig, seq_length: int, masked_fracti
     queries_side = 2 * (2 * h * h + 2 * h * f) + 2 * 2 * t * h  # Q, output, FFN; QK^T and AV
     per_layer = 2 * (2 * h * h) + queries_side  # + K and V projections
     kept = min(1.0, (1 + masked_fraction * t) / t)  # share of positions the last layer computes
-    forward = 2 * e * h + (applied - 1) * per_layer + 2 * (2 * h * h) + kept * queries_side
+    projection = 2 * e * h if c.has_embedding_projection else 0
+    forward = projection + (applied - 1) * per_layer + 2 * (2 * h * h) + kept * queries_side
     forward += masked_fraction * 2 * (h * e + e * c.vocab_size)
     forward += 2 * (h * h + h * 2) / t  # pooler and SOP once per sequence
     return 3.0 * forward
