@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from types import SimpleNamespace
+from typing import Any
 
 import original_optimizers as O
 import pretrain_synthetic as S
@@ -276,3 +277,25 @@ def test_finetuning_builds_the_originals_adamw_unless_the_profile_asks_for_torch
     assert type(build_optimizer(model, to_train_config(task, TrainConfig(), 10))) is AdamWeightDecay
     torch_style = dataclasses.replace(TrainConfig(), adamw_bias_correction=True)
     assert type(build_optimizer(model, to_train_config(task, torch_style, 10))) is torch.optim.AdamW
+
+
+def test_a_loaded_optimiser_state_keeps_the_configured_rule_and_the_saved_moments():
+    def stepped(**kw: Any) -> Lamb:
+        p = nn.Parameter(torch.tensor([3.0, -4.0], dtype=torch.float64))
+        p.grad = torch.tensor([0.5, 1.0], dtype=torch.float64)
+        optimizer = Lamb([p], lr=0.1, **kw)
+        optimizer.step()
+        return optimizer
+
+    saved = stepped(bias_correction=True, clamp=(0.01, 10.0)).state_dict()
+    resumed = Lamb([nn.Parameter(torch.zeros(2, dtype=torch.float64))], lr=0.1)  # the default rule, no state
+    resumed.load_state_dict(saved)
+    group = resumed.param_groups[0]
+    assert (group["bias_correction"], group["clamp"], group["adapt"]) == (False, None, True)
+    moments = next(iter(resumed.state.values()))
+    torch.testing.assert_close(moments["exp_avg"], saved["state"][0]["exp_avg"], rtol=0, atol=0)
+
+
+def test_a_rule_setting_that_is_not_true_or_false_is_refused():
+    with pytest.raises(AlbertError, match=r"train.lamb_bias_correction must be true or false, got 'yes'"):
+        S.profile(lamb_bias_correction="yes")
