@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from albertctl.core.config import Profile, profile_from_dict
 from albertctl.core.modeldir import save_model_dir
 from albertctl.model.albert import AlbertForPreTraining
 from albertctl.pipelines.pretrain import MASKED_COUNT_KEY, mlm_sop_loss
+from albertctl.training.checkpoint import checkpoint_name
 from albertctl.training.loop import IndexedBatches, RunSpec
 
 V, T, P = 64, 16, 4
@@ -109,3 +111,8 @@ def spec(p: Profile, out_dir: Path, rank: int = 0, world_size: int = 1, **kw: An
     )
     args.update(kw)
     return RunSpec(**args)
+
+
+def load_weights(run: Path, step: int) -> dict[str, torch.Tensor]:
+    """The model weights of checkpoint `step` of the run in `run`."""
+    return load_file(str(run / "checkpoints" / checkpoint_name(step) / "model" / "model.safetensors"))

@@ -92,7 +92,7 @@ def test_tiny_model_learns_a_separable_task(world, tmp_path):
         "task.batch_size=16",
         "task.warmup_steps=5",
         "task.eval_every=40",
-        "task.learning_rate=3e-3",
+        "task.learning_rate=1.5e-3",  # the original AdamW (no bias correction): 3e-3 (tuned for torch's) stalls at 0.5
     ]
     [result] = finetune.run("sst-2", world["model"], tmp_path / "run", data, learn)
     assert result.metrics["accuracy"] > 0.9, result

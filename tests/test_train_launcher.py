@@ -1,6 +1,7 @@
 """Two CPU ranks through DeepSpeed's launcher: ZeRO-2 matches one rank with accumulation, with
 AdamW and with LAMB (whose trust ratios are per parameter although each rank holds half of
-a flat buffer), and so does LAMB under ZeRO-3; ZeRO-3 + bf16 trains, checkpoints and resumes.
+a flat buffer), and so does LAMB under ZeRO-3; all three equal the original optimisers'
+update (tests/original_optimizers.py) to 1e-6; ZeRO-3 + bf16 trains, checkpoints and resumes.
 One launch (~20 s) covers all of it."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import original_optimizers as O
 import pretrain_synthetic as S
 import pytest
 import torch
@@ -102,6 +104,7 @@ def test_two_ranks_zero2_match_one_rank_with_accumulation_and_zero3_bf16_runs(tm
         loop.train(S.spec(p, single), p.train, p.deepspeed)
         one = losses(single)
         b = load_file(str(single / "checkpoints/step-00000004/model/model.safetensors"))
+        original = O.synthetic_run(p)  # google-research/albert's LAMB / AdamWeightDecayOptimizer
         for name in runs_on_two:
             two = losses(tmp_path / name)
             assert len(two) == len(one) == 4
@@ -110,6 +113,15 @@ def test_two_ranks_zero2_match_one_rank_with_accumulation_and_zero3_bf16_runs(tm
             for k in a:
                 torch.testing.assert_close(
                     a[k], b[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k, name=name: f"{name} {k}: {m}"
+                )
+            assert set(a) == set(original)
+            for k in original:
+                torch.testing.assert_close(
+                    a[k],
+                    original[k],
+                    rtol=0,
+                    atol=1e-6,
+                    msg=lambda m, k=k, name=name: f"{name} {k} vs original: {m}",
                 )
 
     z3 = losses(tmp_path / "z3")

@@ -158,6 +158,14 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     epsilon: float = 1e-6
+    # The update rule (training/optim.py). Defaults are google-research/albert's: LAMB's m and v
+    # without bias correction, no trust ratio for LayerNorm and biases, no bound on the ratio;
+    # AdamW as its AdamWeightDecayOptimizer (no bias correction). Each True/False flip below
+    # gives the other behaviour (DeepSpeed FusedLamb's, torch.optim.AdamW's).
+    lamb_bias_correction: bool = False  # True: m / (1 - beta1^t), v / (1 - beta2^t)
+    lamb_exclude_from_adaptation: bool = True  # False: a trust ratio for LayerNorm and biases too
+    lamb_clamp_trust_ratio: bool = False  # True: trust ratio bounded to [0.01, 10]
+    adamw_bias_correction: bool = False  # True: torch.optim.AdamW (bias-corrected)
     max_grad_norm: float = 1.0  # 0 disables clipping
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     seed: int = 12345

@@ -242,7 +242,7 @@ def deepspeed_config(train: TrainConfig, ds: DeepSpeedConfig, world_size: int) -
         "zero_optimization": zero,
         "bf16": {"enabled": train.precision == "bf16"},
         "fp16": {"enabled": train.precision == "fp16", "initial_scale_power": 16},
-        # Our LAMB (CPU) and AdamW are client optimisers; ZeRO handles any torch optimiser.
+        # Our LAMB and AdamW are client optimisers (on every device); ZeRO handles any torch optimiser.
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,
         "steps_per_print": 2**31 - 1,
@@ -428,10 +428,7 @@ def train(
         for module in spec.model.modules():  # the Hugging Face convention, no model knowledge
             if hasattr(module, "gradient_checkpointing"):
                 module.gradient_checkpointing = True
-    # Under ZeRO or bf16/fp16 DeepSpeed gives the optimiser flat tensors: LAMB then needs to know
-    # which stretch is which parameter to keep its trust ratio per layer (training/optim.py).
-    flat = ds_config.zero_stage > 0 or t.precision != "fp32"
-    optimizer = build_optimizer(spec.model, t, on_gpu=torch.cuda.is_available(), flat=flat)
+    optimizer = build_optimizer(spec.model, t)
     try:
         with _quiet_deepspeed():
             engine, ds_optimizer, _, _ = deepspeed.initialize(
@@ -441,7 +438,9 @@ def train(
             )
     finally:
         log.third_party()
-    if isinstance(optimizer, Lamb):
+    # Under ZeRO or bf16/fp16 DeepSpeed gives the optimiser flat tensors: LAMB then needs to know
+    # which stretch is which parameter to keep its trust ratio per layer (training/optim.py).
+    if isinstance(optimizer, Lamb) and optimizer.adapts:
         optimizer.set_layouts(flat_layouts(ds_optimizer))
     if t.compile:  # DeepSpeed compiles the wrapped module in place; state-dict keys stay the same
         engine.compile()

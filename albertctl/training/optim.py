@@ -1,23 +1,28 @@
 """Optimisers and the learning-rate schedule.
 
-LAMB (You et al., "Large Batch Optimization for Deep Learning", 2020) is ALBERT's optimiser
-(paper Sec. 4.1). On a GPU we use DeepSpeed's FusedLamb; elsewhere `Lamb` below, written to
-follow the same update so that a run means the same thing on both:
+Both follow google-research/albert: LAMB (`lamb_optimizer.py`, You et al. 2020; ALBERT paper
+Sec. 4.1) for pretraining, and `AdamWeightDecayOptimizer` (`optimization.py`) for fine-tuning.
+They share the moments and the decoupled weight decay and differ only in the trust ratio:
 
-    m = b1 m + (1 - b1) g            v = b2 v + (1 - b2) g^2
-    m_hat = m / (1 - b1^t)           v_hat = v / (1 - b2^t)        (bias_correction)
-    u = m_hat / (sqrt(v_hat) + eps) + weight_decay * w
-    r = ||w|| / ||u||, clamped to [min_coeff, max_coeff]; 1 when either norm is 0
-    w = w - lr * r * u
+    m = b1 m + (1 - b1) g            v = b2 v + (1 - b2) g^2        (no bias correction)
+    u = m / (sqrt(v) + eps) + weight_decay * w                      (weight_decay 0: LayerNorm, biases)
+    r = ||w|| / ||u||, 1 when either norm is 0                      (LAMB, decayed parameters only)
+    w = w - lr * r * u                                              (r = 1 otherwise, and for Adam)
 
-Weight decay is not applied to LayerNorm parameters and biases (SPEC section 4).
+Settings keep other variants reachable: `train.lamb_bias_correction` (m / (1 - b1^t) and
+v / (1 - b2^t), DeepSpeed FusedLamb's default), `train.lamb_exclude_from_adaptation: false` (a
+ratio for every parameter), `train.lamb_clamp_trust_ratio` (FusedLamb's [0.01, 10]) and
+`train.adamw_bias_correction` (`torch.optim.AdamW`). FusedLamb itself is not used: its bias
+correction leaves eps uncorrected and it applies a ratio to every parameter of a group.
 
 The trust ratio is per *parameter*. DeepSpeed's precision and ZeRO wrappers hand the optimiser
 flat tensors instead (a whole parameter group, or one rank's slice of it), which would make it
 one ratio per group or per partition. `flat_layouts` reads how the wrapper laid the parameters
 out and `Lamb.set_layouts` takes that map: the norms are then summed per parameter over the
 slices (and over the ranks holding the other slices), so every ZeRO stage and precision makes
-the same update as plain per-parameter LAMB.
+the same update as plain per-parameter LAMB. The wrappers flatten each parameter group on its
+own and keep the group's settings, so the decayed / not-decayed split (and with it which
+parameters get a ratio) carries through.
 """
 
 from __future__ import annotations
@@ -31,6 +36,12 @@ from torch import nn
 
 from albertctl.core.config import TrainConfig
 from albertctl.core.errors import AlbertError
+
+# DeepSpeed FusedLamb's default bounds on the trust ratio (`train.lamb_clamp_trust_ratio`).
+FUSED_LAMB_CLAMP = (0.01, 10.0)
+# Group settings that define the update rule: the run's configuration decides them, also when
+# a checkpoint's optimiser state is loaded (it holds the moments, which every variant shares).
+_RULE = ("bias_correction", "adapt", "clamp")
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,11 @@ class FlatLayout:
 
 
 class Lamb(torch.optim.Optimizer):
-    """Layer-wise adaptive moments, with FusedLamb's defaults for the trust-ratio clamp."""
+    """LAMB as google-research/albert's `LAMBOptimizer` (module doc).
+
+    Per group: `adapt` (apply the trust ratio; `parameter_groups` turns it off for LayerNorm
+    and biases), `bias_correction`, `clamp` ((min, max) bounds on the ratio, or None).
+    """
 
     def __init__(
         self,
@@ -58,9 +73,9 @@ class Lamb(torch.optim.Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-6,
         weight_decay: float = 0.0,
-        bias_correction: bool = True,
-        max_coeff: float = 10.0,
-        min_coeff: float = 0.01,
+        bias_correction: bool = False,
+        adapt: bool = True,
+        clamp: tuple[float, float] | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -68,15 +83,26 @@ class Lamb(torch.optim.Optimizer):
             eps=eps,
             weight_decay=weight_decay,
             bias_correction=bias_correction,
-            max_coeff=max_coeff,
-            min_coeff=min_coeff,
+            adapt=adapt,
+            clamp=clamp,
         )
         super().__init__(params, defaults)
         self.layouts: dict[int, FlatLayout] = {}
 
+    @property
+    def adapts(self) -> bool:
+        """Whether any group takes a trust ratio (and so needs `set_layouts` on flat tensors)."""
+        return any(group["adapt"] for group in self.param_groups)
+
     def set_layouts(self, layouts: dict[int, FlatLayout]) -> None:
         """Flat tensors (by `id`) whose trust ratios are per parameter slice (see module doc)."""
         self.layouts = dict(layouts)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        rules = [{k: group[k] for k in _RULE} for group in self.param_groups]
+        super().load_state_dict(state_dict)
+        for group, rule in zip(self.param_groups, rules, strict=True):
+            group.update(rule)
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
@@ -97,32 +123,52 @@ class Lamb(torch.optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(p, dtype=dtype)
                     state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype)
                 state["step"] += 1
-                t = state["step"].item()
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 m.mul_(beta1).add_(grad, alpha=1 - beta1)
                 v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                 if group["bias_correction"]:
-                    m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
-                else:
-                    m_hat, v_hat = m, v
+                    t = state["step"].item()
+                    m, v = m / (1 - beta1**t), v / (1 - beta2**t)
                 weight = p.to(dtype)
-                update = m_hat / (v_hat.sqrt() + group["eps"])
+                update = m / (v.sqrt() + group["eps"])
                 if group["weight_decay"]:
                     update = update + group["weight_decay"] * weight
                 layout = self.layouts.get(id(p))
                 if layout is None:
-                    w_norm, u_norm = weight.norm(), update.norm()
-                    ratio = trust_ratio(w_norm, u_norm, group["min_coeff"], group["max_coeff"])
+                    ratio = (
+                        trust_ratio(weight.norm(), update.norm(), group["clamp"]) if group["adapt"] else 1.0
+                    )
                     p.copy_(weight - group["lr"] * ratio * update)
                     continue
-                w_norm, u_norm = _slice_norms(weight, update, layout)
-                ratios = trust_ratio(w_norm, u_norm, group["min_coeff"], group["max_coeff"])
-                for start, length, index in layout.slices:
-                    piece = weight.narrow(0, start, length) - group["lr"] * ratios[index] * update.narrow(
+                ratios = (
+                    trust_ratio(*_slice_norms(weight, update, layout), group["clamp"])
+                    if group["adapt"]
+                    else None
+                )
+                for start, length, index in layout.slices:  # padding stays as it is
+                    ratio = 1.0 if ratios is None else ratios[index]
+                    piece = weight.narrow(0, start, length) - group["lr"] * ratio * update.narrow(
                         0, start, length
                     )
                     p.narrow(0, start, length).copy_(piece)
         return loss
+
+
+class AdamWeightDecay(Lamb):
+    """google-research/albert's `AdamWeightDecayOptimizer`: LAMB's update with no trust ratio,
+    i.e. Adam without bias correction and with decoupled weight decay (module doc)."""
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        for group in self.param_groups:
+            group["adapt"] = False
 
 
 def _slice_norms(
@@ -148,10 +194,12 @@ def _slice_norms(
 
 
 def trust_ratio(
-    w_norm: torch.Tensor, u_norm: torch.Tensor, min_coeff: float, max_coeff: float
+    w_norm: torch.Tensor, u_norm: torch.Tensor, clamp: Sequence[float] | None = None
 ) -> torch.Tensor:
-    """||w|| / ||u|| clamped to [min_coeff, max_coeff]; 1 when either norm is zero."""
-    ratio = (w_norm / u_norm).clamp(min_coeff, max_coeff)
+    """||w|| / ||u||, 1 when either norm is zero; bounded to `clamp` (min, max) when given."""
+    ratio = w_norm / u_norm
+    if clamp is not None:
+        ratio = ratio.clamp(clamp[0], clamp[1])
     return torch.where((w_norm > 0) & (u_norm > 0), ratio, torch.ones_like(ratio))
 
 
@@ -160,8 +208,15 @@ def no_decay(name: str, param: nn.Parameter, module: nn.Module) -> bool:
     return isinstance(module, nn.LayerNorm) or name.endswith("bias") or param.ndim < 2
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two groups: decayed weights, and LayerNorm + biases without decay. Shared parameters once."""
+def parameter_groups(
+    model: nn.Module, weight_decay: float, exclude_from_adaptation: bool = True
+) -> list[dict[str, Any]]:
+    """Two groups: decayed weights, and LayerNorm + biases without decay. Shared parameters once.
+
+    `adapt` (LAMB's trust ratio) is on for the decayed group and, as the original excludes the
+    same names from both, off for the other unless `exclude_from_adaptation` is False. It
+    follows the names, not the rate: with `weight_decay` 0 the weights still get a ratio.
+    """
     decay: list[nn.Parameter] = []
     skip: list[nn.Parameter] = []
     seen: set[int] = set()
@@ -172,27 +227,29 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
             seen.add(id(param))
             full = f"{module_name}.{name}" if module_name else name
             (skip if no_decay(full, param, module) else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": skip, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "adapt": True},
+        {"params": skip, "weight_decay": 0.0, "adapt": not exclude_from_adaptation},
+    ]
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(
-    model: nn.Module, train: TrainConfig, on_gpu: bool, flat: bool = False
-) -> torch.optim.Optimizer:
-    """LAMB or AdamW over `parameter_groups`. LAMB is FusedLamb on a GPU when DeepSpeed hands
-    the optimiser the parameters themselves; our `Lamb` elsewhere and whenever it hands over
-    flat tensors (`flat`: ZeRO >= 1, or bf16/fp16 master weights; then call `Lamb.set_layouts`
-    with `flat_layouts` of the wrapper). The learning rate is set every step by the loop from
-    `learning_rate_at`."""
-    groups = parameter_groups(model, train.weight_decay)
-    betas = (train.beta1, train.beta2)
-    if train.optimizer == "lamb":
-        if on_gpu and not flat:
-            from deepspeed.ops.lamb import FusedLamb
+def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    """LAMB or AdamW over `parameter_groups`, by default as the original (module doc).
 
-            return FusedLamb(groups, lr=train.learning_rate, betas=betas, eps=train.epsilon)
-        return Lamb(groups, lr=train.learning_rate, betas=betas, eps=train.epsilon)
-    return torch.optim.AdamW(groups, lr=train.learning_rate, betas=betas, eps=train.epsilon)
+    Under ZeRO or bf16/fp16 DeepSpeed hands the optimiser flat tensors: when `Lamb.adapts`,
+    call `Lamb.set_layouts` with `flat_layouts` of the wrapper. The learning rate is set every
+    step by the loop from `learning_rate_at`."""
+    groups = parameter_groups(model, train.weight_decay, train.lamb_exclude_from_adaptation)
+    common = dict(lr=train.learning_rate, betas=(train.beta1, train.beta2), eps=train.epsilon)
+    if train.optimizer == "lamb":
+        clamp = FUSED_LAMB_CLAMP if train.lamb_clamp_trust_ratio else None
+        return Lamb(groups, bias_correction=train.lamb_bias_correction, clamp=clamp, **common)
+    for group in groups:
+        del group["adapt"]
+    if train.adamw_bias_correction:
+        return torch.optim.AdamW(groups, **common)
+    return AdamWeightDecay(groups, **common)
 
 
 def learning_rate_at(
