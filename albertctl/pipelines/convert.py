@@ -26,6 +26,7 @@ from albertctl.convert import hf as hf_io
 from albertctl.convert import names as N
 from albertctl.convert.tf import (
     Converted,
+    check_state,
     convert_bundle,
     infer_fields,
     profile_from_fields,
@@ -79,6 +80,7 @@ def run(
         if fine_tuned_on is not None:
             converted.head.update(task_head(fine_tuned_on, converted.head))
         check_spm(spm_path, profile)
+        check_state(converted.state_dict, profile, converted.head, str(source))
         if to == "hf":
             hf_io.write_hf_dir(out, profile, converted.state_dict, spm_path, converted.head)
         else:
