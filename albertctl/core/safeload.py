@@ -111,19 +111,33 @@ class _NoAliasDumper(yaml.SafeDumper):
         return True
 
 
-def parse_json(text: str, source: str, problem: str = "not valid JSON") -> Any:
-    """A JSON document; malformed or too deep is an AlbertError: `source: problem (where)`."""
+class BadJson(ValueError):
+    """For readers that word their own message: `detail` says what is wrong, and where."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def decode_json(text: str) -> Any:
+    """A JSON document, or BadJson: malformed (with line and column) or nested too deep."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise AlbertError(
-            f"{source}: {problem} ({err.msg} at line {err.lineno} column {err.colno})"
-        ) from None
+        raise BadJson(f"{err.msg} at line {err.lineno} column {err.colno}") from None
     except RecursionError:
-        raise AlbertError(f"{source}: {problem} (nested deeper than {MAX_DEPTH} levels)") from None
+        raise BadJson(f"nested deeper than {MAX_DEPTH} levels") from None
     if _depth(value) > MAX_DEPTH:
-        raise AlbertError(f"{source}: {problem} (nested deeper than {MAX_DEPTH} levels)")
+        raise BadJson(f"nested deeper than {MAX_DEPTH} levels")
     return value
+
+
+def parse_json(text: str, source: str, problem: str = "not valid JSON") -> Any:
+    """A JSON document; malformed or too deep is an AlbertError: `source: problem (detail)`."""
+    try:
+        return decode_json(text)
+    except BadJson as err:
+        raise AlbertError(f"{source}: {problem} ({err.detail})") from None
 
 
 def read_text(path: Path) -> str:
