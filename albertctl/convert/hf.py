@@ -120,11 +120,10 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     if pickle.is_file():
         try:
             weights = torch.load(pickle, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 (the unpickler raises many kinds; all mean "refused")
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        except Exception:  # noqa: BLE001 (the unpickler raises many kinds; all mean "refused")
             raise AlbertError(
-                f"{pickle}: refused or unreadable ({shorten(first, 160)}); only tensors are loaded from "
-                "a .bin, convert it to safetensors"
+                f"{pickle}: refused (torch.load with weights_only=True reads plain tensors only); "
+                "convert it to model.safetensors"
             ) from None
         if not isinstance(weights, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
