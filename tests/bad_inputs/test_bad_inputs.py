@@ -115,7 +115,7 @@ def assets(tmp_path_factory) -> Path:
     # ---- issue 17: resource bombs, escapes, non-numbers, malformed files of our own formats
     laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
-        for p, c in zip("abcdefgh", "bcdefghi")
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
     )
     _text(a / "laughs.yaml", "extends: tiny\ndescription: hi\n" + laughs)
     _text(a / "deep.yaml", "extends: tiny\ndescription: " + "[" * 150 + "]" * 150 + "\n")
