@@ -77,7 +77,7 @@ def write_glue(root: Path, n_train: int = 16, n_dev: int = 8, n_test: int = 5, s
             [
                 f"{STSB_HEAD}\tscore",
                 *(
-                    f"{i}\tmain-captions\tMSRvid\t2012test\t{i:04d}\tnone\tnone\t{a}\t{b}\t{5.0 * y - 0.25 * (i % 3):.3f}"
+                    f"{i}\tmain-captions\tMSRvid\t2012test\t{i:04d}\tnone\tnone\t{a}\t{b}\t{abs(5.0 * y - 0.25 * (i % 3)):.3f}"
                     for i, (y, a, b) in enumerate(data)
                 ),
             ],

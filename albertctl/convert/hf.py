@@ -27,6 +27,7 @@ from albertctl.convert.tf import Converted, fresh_state, profile_from_fields, re
 from albertctl.core.config import Profile, profile_from_dict
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import atomic_directory
+from albertctl.core.safeload import quote, shorten
 
 SPM = "spiece.model"
 PROJECTION = "albert.encoder.embedding_hidden_mapping_in."
@@ -119,17 +120,40 @@ def _load_weights(path: Path) -> dict[str, torch.Tensor]:
         if single.is_file():
             return load_file(str(single))
         if index.is_file():
-            shards = sorted(set(read_config_json(index).get("weight_map", {}).values()))
             out: dict[str, torch.Tensor] = {}
-            for shard in shards:
-                out.update(load_file(str(path / shard)))
+            for shard in _index_shards(path, index):
+                out.update(load_file(str(shard)))
             return out
-        if pickle.is_file():
-            return torch.load(pickle, map_location="cpu", weights_only=True)
     except (SafetensorError, OSError, RuntimeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise AlbertError(f"{path}: unreadable weights ({first})") from None
+        raise AlbertError(f"{path}: unreadable weights ({shorten(first, 160)})") from None
+    if pickle.is_file():
+        try:
+            weights = torch.load(pickle, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 (the unpickler raises many kinds; all mean "refused")
+            raise AlbertError(
+                f"{pickle}: refused (torch.load with weights_only=True reads plain tensors only); "
+                "convert it to model.safetensors"
+            ) from None
+        if not isinstance(weights, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+        ):
+            raise AlbertError(f"{pickle}: expected a mapping of tensor names to tensors")
+        return weights
     raise AlbertError(f"{path}: no model.safetensors or pytorch_model.bin")
+
+
+def _index_shards(path: Path, index: Path) -> list[Path]:
+    """The shard files a model.safetensors.index.json names, each a plain file name in `path`."""
+    weight_map = read_config_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise AlbertError(f"{index}: expected a 'weight_map' of tensor names to shard files")
+    shards = []
+    for name in sorted({str(v) for v in weight_map.values()}):
+        if "/" in name or "\\" in name or name in ("", ".", "..") or not name.endswith(".safetensors"):
+            raise AlbertError(f"{index}: shard {quote(name)} must be a .safetensors file name in {path}")
+        shards.append(path / name)
+    return shards
 
 
 def _detect_head(config: dict[str, Any], keys: set[str]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from albertctl.core.config import ModelConfig
 from albertctl.core.errors import AlbertError
+from albertctl.core.safeload import quote
 
 EMBEDDINGS = [
     ("albert.embeddings.word_embeddings.weight", "bert/embeddings/word_embeddings", "V,E"),
@@ -358,8 +359,8 @@ def model_fields_from_config(config: dict, source: str, convention: str) -> dict
     fields.setdefault("embedding_size", config["hidden_size"])  # a BERT config: E = H
     act = config.get("hidden_act", "gelu")
     table = ACTIVATIONS[convention]
-    if act not in table:
-        raise AlbertError(f"{source}: hidden_act {act!r} is not supported (have: {', '.join(table)})")
+    if not isinstance(act, str) or act not in table:
+        raise AlbertError(f"{source}: hidden_act {quote(act)} is not supported (have: {', '.join(table)})")
     fields["hidden_act"] = table[act]
     layers, groups = fields["num_hidden_layers"], fields.get("num_hidden_groups", 1)
     # sharing none = each layer its own group; the original's float rule is not the identity

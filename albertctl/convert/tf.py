@@ -8,7 +8,6 @@ are an error too, while a missing pretraining head is initialised and reported a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from albertctl.convert import names as N
 from albertctl.convert.tf_bundle import TensorBundle
 from albertctl.core.config import Profile, load_profile, profile_from_dict
 from albertctl.core.errors import AlbertError
+from albertctl.core.safeload import quote, read_json
 from albertctl.model.albert import AlbertForPreTraining
 from albertctl.model.heads import AlbertForTask
 
@@ -34,7 +34,8 @@ class Converted:
 
 def profile_from_fields(fields: dict[str, Any], source: str, name: str = "converted") -> tuple[Profile, str]:
     """A profile from ModelConfig fields, starting from the built-in profile closest in size."""
-    base = N.CLOSEST_PROFILE.get(int(fields.get("hidden_size", 768)), "base")
+    hidden = fields.get("hidden_size", 768)
+    base = N.CLOSEST_PROFILE.get(hidden, "base") if isinstance(hidden, int) else "base"
     data = load_profile(base).to_dict()
     data["name"] = name
     data["description"] = f"converted from {source} (other sections from the built-in {base} profile)"
@@ -46,12 +47,14 @@ def profile_from_fields(fields: dict[str, Any], source: str, name: str = "conver
 
 
 def read_config_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a user's file (config.json, albert_config.json, a shard index)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        config = read_json(Path(path))
     except FileNotFoundError:
         raise AlbertError(f"{path}: config file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AlbertError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise AlbertError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    return config
 
 
 def infer_fields(bundle: TensorBundle) -> tuple[dict[str, Any], str]:
@@ -112,6 +115,28 @@ def fresh_state(
 
 def _is_meta(state: dict[str, torch.Tensor]) -> bool:
     return any(t.is_meta for t in state.values())
+def check_state(
+    state_dict: dict[str, torch.Tensor], profile: Profile, head: dict[str, Any], source: str
+) -> None:
+    """Refuse weights that are not those of the model `profile` and `head` describe (a tensor
+    missing, transposed or of an integer dtype), before anything is written from them."""
+    kind, num_labels = head.get("kind", "pretraining"), head.get("num_labels", 2)
+    if type(num_labels) is not int or not 1 <= num_labels <= 10_000:
+        raise AlbertError(
+            f"{source}: head num_labels must be an integer from 1 to 10000, got {quote(num_labels)}"
+        )
+    for key, want in fresh_state(profile, kind, num_labels, meta=True).items():
+        got = state_dict.get(key)
+        if got is None:
+            raise AlbertError(f"{source}: tensor {key} is missing")
+        if tuple(got.shape) != tuple(want.shape):
+            raise AlbertError(
+                f"{source}: {key} has shape {list(got.shape)}, the profile's model needs {list(want.shape)}"
+            )
+        if not got.is_floating_point():
+            raise AlbertError(
+                f"{source}: {key} is {str(got.dtype).removeprefix('torch.')}, expected floating point"
+            )
 
 
 def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None = None) -> Converted:

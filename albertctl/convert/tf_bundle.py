@@ -23,15 +23,16 @@ format is stable. Tensor data are raw little-endian bytes at `offset` in shard `
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import crc32c as _crc32c
-import numpy as np
 import torch
 
 from albertctl.core.errors import AlbertError
+from albertctl.core.safeload import shorten
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48
@@ -129,8 +130,10 @@ def _parse_entry(buf: bytes) -> BundleEntry:
             dims = []
             for n, dim in _fields(value):  # type: ignore[arg-type]
                 if n == 2:
-                    size = dict(_fields(dim)).get(1, 0)  # type: ignore[arg-type]
-                    dims.append(int(size))  # type: ignore[arg-type]
+                    size = int(dict(_fields(dim)).get(1, 0))  # type: ignore[arg-type]
+                    if size >= 2**63:  # an int64 below zero (-1: unknown size), as a varint
+                        raise _Corrupt(f"negative dimension {size - 2**64} in a tensor shape")
+                    dims.append(size)
             values["shape"] = tuple(dims)
         elif number in (3, 4, 5):
             values[{3: "shard_id", 4: "offset", 5: "size"}[number]] = value
@@ -280,25 +283,36 @@ class TensorBundle:
             raise AlbertError(f"{self.index_path}: {name} is a partitioned variable (not supported)")
         if entry.dtype not in DTYPES:
             raise AlbertError(f"{self.index_path}: {name} has unsupported dtype {entry.dtype_name}")
+        if not 0 <= entry.shard_id < self.num_shards:
+            raise AlbertError(
+                f"{self.index_path}: {name} is in shard {entry.shard_id}, the index declares {self.num_shards}"
+            )
         path = self.shard_path(entry.shard_id)
+        # Everything is checked against the index and the shard's size before a byte is
+        # allocated: a corrupt or hostile entry (size 2^62, a shape whose product overflows
+        # int64) is one line, not a MemoryError. Python integers do not overflow.
+        dtype = DTYPES[entry.dtype][1]
+        count = math.prod(entry.shape)
+        if count * dtype.itemsize != entry.size:
+            raise AlbertError(
+                f"{self.index_path}: {name} holds {entry.size} bytes, {dtype} shape "
+                f"{shorten(str(list(entry.shape)))} needs {shorten(str(count * dtype.itemsize))}"
+            )
         try:
-            with path.open("rb") as f:
-                f.seek(entry.offset)
-                raw = f.read(entry.size)
+            shard_size = path.stat().st_size
         except FileNotFoundError:
             raise AlbertError(f"{path}: TF checkpoint data shard not found") from None
-        if len(raw) < entry.size:
+        if entry.offset + entry.size > shard_size:
             raise AlbertError(
-                f"{path}: truncated ({path.stat().st_size} bytes, {name} needs bytes up to {entry.offset + entry.size})"
+                f"{path}: truncated ({shard_size} bytes, {name} needs bytes up to {entry.offset + entry.size})"
             )
+        with path.open("rb") as f:
+            f.seek(entry.offset)
+            raw = f.read(entry.size)
+        if len(raw) < entry.size:
+            raise AlbertError(f"{path}: truncated while reading {name}")
         if entry.crc32c is not None and unmask_crc(entry.crc32c) != _crc32c.crc32c(raw):
             raise AlbertError(f"{path}: corrupt data (crc32c mismatch for {name})")
-        dtype = DTYPES[entry.dtype][1]
-        count = int(np.prod(entry.shape, dtype=np.int64))
-        if count * dtype.itemsize != len(raw):
-            raise AlbertError(
-                f"{path}: {name} holds {len(raw)} bytes, {dtype} shape {list(entry.shape)} needs {count * dtype.itemsize}"
-            )
         if count == 0:
             return torch.zeros(entry.shape, dtype=dtype)
         return torch.frombuffer(bytearray(raw), dtype=dtype).reshape(entry.shape)

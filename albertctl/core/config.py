@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Sequence
@@ -18,11 +19,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-import yaml
-
 from albertctl.core.errors import AlbertError
+from albertctl.core.safeload import dump_yaml, parse_yaml, parse_yaml_value, quote, shorten
 
 SharingKind = Literal["all", "attention", "ffn", "none"]
+
+# Every integer setting lies within a signed 32-bit range: past it no count, size or seed is
+# meaningful, and torch/numpy would fail with a traceback rather than this one line.
+MAX_INT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,38 @@ class DeepSpeedConfig:
             raise AlbertError(f"deepspeed.zero_stage must be 0, 1, 2 or 3, got {self.zero_stage}")
         if self.offload_param != "none" and self.zero_stage != 3:
             raise AlbertError("deepspeed.offload_param needs deepspeed.zero_stage 3")
+        for key in BATCH_KEYS:
+            if key in self.extra:
+                raise AlbertError(
+                    f"deepspeed.extra.{key}: batch sizes come from train.global_batch_size and "
+                    "train.micro_batch_size; set those instead"
+                )
+        _check_plain(self.extra, "deepspeed.extra")
+
+
+# DeepSpeed's batch settings: albertctl derives all three from the train section.
+BATCH_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
+
+
+def _check_plain(value: Any, key: str) -> None:
+    """`deepspeed.extra` becomes DeepSpeed's JSON config: strings, booleans, null, finite
+    numbers (integers within ±2^53), and lists and mappings of those."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_plain(v, f"{key}.{shorten(str(k))}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{key}[{i}]")
+    elif isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    elif isinstance(value, int):
+        if abs(value) > 2**53:
+            raise AlbertError(f"{key} must be an integer within ±2^53, got {quote(value)}")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise AlbertError(f"{key} must be a finite number, got {quote(value)}")
+    else:
+        raise AlbertError(f"{key} must be a JSON value, got {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -239,7 +275,7 @@ class Profile:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return dump_yaml(self.to_dict())
 
     def replace(self, **sections: Any) -> Profile:
         """A copy with some sections' fields changed: replace(train={"seed": 1})."""
@@ -287,20 +323,14 @@ def resolve_profile_path(name_or_path: str | Path) -> Path:
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """A YAML file that must hold a mapping, through `safe_load` only."""
+    """A YAML file that must hold a mapping (safe types only, no anchors or aliases)."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise AlbertError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except IsADirectoryError:
         raise AlbertError(f"{path}: is a directory, expected a YAML file") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise AlbertError(f"{path}:{where} malformed YAML: {problem}") from None
+    data = parse_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -320,7 +350,7 @@ def _load_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if parent is None:
         return data
     if not isinstance(parent, str):
-        raise AlbertError(f"{path}: 'extends' must be a profile name or path, got {parent!r}")
+        raise AlbertError(f"{path}: 'extends' must be a profile name or path, got {quote(parent)}")
     parent_path = Path(parent)
     if not parent_path.is_absolute() and ("/" in parent or parent.endswith((".yaml", ".yml"))):
         parent_path = path.parent / parent  # relative to the extending file
@@ -348,11 +378,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """`train.learning_rate=1e-4` -> (["train", "learning_rate"], 0.0001). Values are YAML scalars."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise AlbertError(f"--set {text!r}: expected section.key=value, e.g. train.learning_rate=1e-4")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        raise AlbertError(f"--set {quote(text)}: expected section.key=value, e.g. train.learning_rate=1e-4")
+    value = parse_yaml_value(raw, f"--set {quote(text)}") if raw.strip() else ""
     return key.strip().split("."), value
 
 
@@ -366,7 +393,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if nxt is None:
                 nxt = node[k] = {}
             if not isinstance(nxt, dict):
-                raise AlbertError(f"--set {text!r}: {k} is not a section")
+                raise AlbertError(f"--set {quote(text)}: {shorten(str(k))} is not a section")
             node = nxt
         node[keys[-1]] = value
     return out
@@ -413,7 +440,7 @@ def profile_from_yaml_file(path: Path) -> Profile:
 
 
 def _suggest(key: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    close = difflib.get_close_matches(key[:100], valid, n=1, cutoff=0.5)
     return f" (did you mean {close[0]}?)" if close else f" (valid: {', '.join(valid)})"
 
 
@@ -421,16 +448,18 @@ def _check_keys(data: dict[str, Any], source: str) -> None:
     top = ["name", "description", "extends", *SECTIONS]
     for key, value in data.items():
         if key not in top:
-            raise AlbertError(f"{source}: unknown key {key}{_suggest(str(key), top)}")
+            raise AlbertError(f"{source}: unknown key {shorten(str(key))}{_suggest(str(key), top)}")
         if key in SECTIONS:
             if value is None:
                 continue
             if not isinstance(value, dict):
-                raise AlbertError(f"{source}: {key} must be a mapping of settings, got {value!r}")
+                raise AlbertError(f"{source}: {key} must be a mapping of settings, got {quote(value)}")
             valid = [f.name for f in fields(SECTIONS[key])]
             for sub in value:
                 if sub not in valid:
-                    raise AlbertError(f"{source}: unknown key {key}.{sub}{_suggest(str(sub), valid)}")
+                    raise AlbertError(
+                        f"{source}: unknown key {key}.{shorten(str(sub))}{_suggest(str(sub)[:100], valid)}"
+                    )
 
 
 def _build(cls: type, values: dict[str, Any], prefix: str, source: str) -> Any:
@@ -476,18 +505,25 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         ok = isinstance(value, bool)
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and not -MAX_INT <= value <= MAX_INT:
+            raise AlbertError(f"{source}: {key} must be an integer within ±{MAX_INT}, got {quote(value)}")
     elif tp is float:
+        number = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            number = float(value) if abs(value) < 1e308 else math.inf
+        elif isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
             try:
-                return float(value)
+                number = float(value[:100])
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):  # NaN and inf pass every `<= 0` check downstream
+                raise AlbertError(f"{source}: {key} must be a finite number, got {quote(value)}")
+            return number
     elif tp is str:
         ok = isinstance(value, str)
     elif tp is type(None):
         ok = value is None
     if not ok:
-        raise AlbertError(f"{source}: {key} must be {_type_name(tp)}, got {value!r}")
+        raise AlbertError(f"{source}: {key} must be {_type_name(tp)}, got {quote(value)}")
     return value

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from albertctl.core.config import Profile, profile_from_yaml_file
 from albertctl.core.errors import AlbertError
+from albertctl.core.safeload import quote, read_json, shorten
 
 FORMAT = "albertctl-model"
 FORMAT_VERSION = 1
@@ -108,18 +109,35 @@ def write_manifest(directory: Path, extra: dict[str, Any]) -> None:
 
 
 def verify_manifest(directory: Path, checksums: bool = True) -> dict[str, Any]:
-    """Check every file the manifest lists: present, the right size and (optionally) sha256."""
+    """Check every file the manifest lists: present, the right size and (optionally) sha256.
+    Only files inside `directory` are ever looked at: a name that leaves it is refused."""
     path = directory / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = read_json(path, "corrupt manifest")
     except FileNotFoundError:
         raise AlbertError(f"{directory}: not an albertctl model directory (no {MANIFEST})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AlbertError(f"{path}: corrupt manifest ({err})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise AlbertError(f"{path}: not an albertctl manifest (format should be '{FORMAT}')")
-    for name, meta in manifest.get("files", {}).items():
-        f = directory / name
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise AlbertError(f"{path}: corrupt manifest ('files' must map file names to size and sha256)")
+    head = manifest.get("head", {"kind": "pretraining"})
+    if not isinstance(head, dict) or not isinstance(head.get("kind"), str):
+        raise AlbertError(
+            f"{path}: corrupt manifest ('head' must be a mapping with a 'kind', got {quote(head)})"
+        )
+    for name, meta in files.items():
+        f = _member(directory, name, path)
+        if not (
+            isinstance(meta, dict)
+            and type(meta.get("bytes")) is int
+            and meta["bytes"] >= 0
+            and isinstance(meta.get("sha256"), str)
+        ):
+            raise AlbertError(
+                f"{path}: corrupt manifest (entry {quote(name)} must be {{bytes: integer, sha256: text}}, "
+                f"got {quote(meta)})"
+            )
         if not f.is_file():
             raise AlbertError(f"{f}: listed in {MANIFEST} but missing")
         if f.stat().st_size != meta["bytes"]:
@@ -131,6 +149,31 @@ def verify_manifest(directory: Path, checksums: bool = True) -> dict[str, Any]:
     return manifest
 
 
+def _member(directory: Path, name: object, manifest: Path) -> Path:
+    """`directory / name` for a manifest entry, refused unless it names a file strictly inside
+    `directory` (relative, no `..`, no link leading out)."""
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name:
+        raise AlbertError(f"{manifest}: corrupt manifest (bad file name {quote(name)})")
+    parts = name.split("/")
+    if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise AlbertError(f"{manifest}: corrupt manifest (file name {quote(name)} leaves the directory)")
+    f = directory.joinpath(*parts)
+    if not f.resolve().is_relative_to(directory.resolve()):
+        raise AlbertError(f"{manifest}: corrupt manifest ({shorten(name)} resolves outside the directory)")
+    return f
+
+
+def check_finite(state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """Refuse to save weights holding NaN or inf: such a model only ever predicts garbage."""
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise AlbertError(
+                f"{what}: not saved, {key} holds {bad} non-finite values (NaN or inf); "
+                "lower train.learning_rate or check the data"
+            )
+
+
 def save_model_dir(
     target: Path,
     profile: Profile,
@@ -138,8 +181,10 @@ def save_model_dir(
     spm_model: Path | None,
     head: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a model directory atomically. Shared tensors are stored once per key, contiguous."""
+    """Write a model directory atomically. Shared tensors are stored once per key, contiguous.
+    Weights holding NaN or inf are refused before anything is written."""
     target = Path(target)
+    check_finite(state_dict, str(target))
     with atomic_directory(target) as tmp:
         tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})

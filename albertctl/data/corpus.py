@@ -120,9 +120,13 @@ def expand_inputs(patterns: list[str | Path]) -> list[Path]:
     return files
 
 
+MAX_LINE_BYTES = 1 << 20  # 1 MiB: a sentence is a few hundred bytes; SentencePiece skips past 4192
+
+
 def iter_file_documents(files: list[Path], stats: ReadStats) -> Iterator[list[str]]:
     """Documents (lists of sentences, whitespace-trimmed, never empty) from text files in the
-    one-sentence-per-line format. A document does not continue across files."""
+    one-sentence-per-line format. A document does not continue across files. A line longer
+    than MAX_LINE_BYTES is an error naming the file and line."""
     for path in files:
         stats.files += 1
         stats.sources.append(str(path))
@@ -132,9 +136,16 @@ def iter_file_documents(files: list[Path], stats: ReadStats) -> Iterator[list[st
         except OSError as err:
             raise AlbertError(f"{path}: cannot read ({err.strerror})") from None
         with f:
-            for raw in f:
+            # readline with a limit: a 50 MB line (a file with no newlines) is refused here,
+            # with memory bounded by MAX_LINE_BYTES, instead of being tokenised into GBs
+            while raw := f.readline(MAX_LINE_BYTES + 1):
                 stats.bytes += len(raw)
                 stats.lines += 1
+                if len(raw) > MAX_LINE_BYTES:
+                    raise AlbertError(
+                        f"{path}:{stats.lines}: line longer than {MAX_LINE_BYTES} bytes; the input is one "
+                        "sentence per line (split long text into sentences, a blank line between documents)"
+                    )
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError:

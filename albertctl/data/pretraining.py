@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from albertctl.core.config import DataConfig
 from albertctl.core.errors import AlbertError
+from albertctl.core.safeload import read_json
 from albertctl.data.tokenizer import Tokenizer
 
 if TYPE_CHECKING:  # torch and datasets are imported where used: worker processes start faster
@@ -572,7 +573,6 @@ class ShardWriter:
 
 def read_manifest(data_dir: Path) -> dict[str, Any]:
     """The manifest of a prepared data directory, checked, or a one-line AlbertError."""
-    import json
 
     data_dir = Path(data_dir)
     if not data_dir.exists():
@@ -581,13 +581,11 @@ def read_manifest(data_dir: Path) -> dict[str, Any]:
         raise AlbertError(f"{data_dir}: expected a prepared data directory, got a file")
     path = data_dir / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = read_json(path, "corrupt manifest")
     except FileNotFoundError:
         raise AlbertError(
             f"{data_dir}: not a prepared data directory (no {MANIFEST}; make one with albertctl prepare)"
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AlbertError(f"{path}: corrupt manifest ({err})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise AlbertError(f"{path}: not a prepared-data manifest (format should be '{FORMAT}')")
     if manifest.get("version") != FORMAT_VERSION:

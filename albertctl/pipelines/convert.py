@@ -26,6 +26,7 @@ from albertctl.convert import hf as hf_io
 from albertctl.convert import names as N
 from albertctl.convert.tf import (
     Converted,
+    check_state,
     convert_bundle,
     infer_fields,
     profile_from_fields,
@@ -35,6 +36,7 @@ from albertctl.convert.tf_bundle import TensorBundle, find_checkpoint_prefix
 from albertctl.core.config import Profile
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir, save_model_dir
+from albertctl.core.safeload import quote, shorten
 from albertctl.tasks.base import Task, get_task, load_task_config
 
 SOURCES = ("tf", "tf-hub", "hf", "albertctl")
@@ -78,6 +80,7 @@ def run(
         if fine_tuned_on is not None:
             converted.head.update(task_head(fine_tuned_on, converted.head))
         check_spm(spm_path, profile)
+        check_state(converted.state_dict, profile, converted.head, str(source))
         if to == "hf":
             hf_io.write_hf_dir(out, profile, converted.state_dict, spm_path, converted.head)
         else:
@@ -176,16 +179,91 @@ def download_hub_module(handle: str, work: Path) -> Path:
     return target
 
 
+# A released ALBERT tarball is at most ~1 GB (xxlarge: 0.9 GB of weights) in ~10 files.
+MAX_EXTRACTED_BYTES = 8 * 2**30
+MAX_MEMBERS = 10_000
+
+
 def extract(archive: Path, target: Path) -> Path:
+    """Extract regular files and directories only. Every member is checked before anything is
+    written: a relative name with no `..`, staying inside `target`; links, devices and FIFOs
+    are refused (a checkpoint has no use for them), as is an archive declaring more than
+    MAX_EXTRACTED_BYTES or MAX_MEMBERS. We do not rely on tarfile's `data` filter, which
+    symlink chains defeat on older Pythons (CVE-2025-4517)."""
     try:
         with tarfile.open(archive) as tar:
-            if not hasattr(tarfile, "data_filter"):  # Python < 3.10.12 / 3.11.4
-                raise AlbertError(f"{archive}: extracting safely needs Python >= 3.11.4; extract it yourself")
-            tar.extractall(target, filter="data")  # refuses absolute paths and links outside
+            members = check_members(archive, tar)
+            root = target.resolve()
+            for member in members:
+                dest = root.joinpath(*member.name.split("/"))
+                if member.isdir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if not dest.parent.resolve().is_relative_to(root) or dest.is_symlink():
+                    raise AlbertError(
+                        f"{archive}: member {quote(member.name)} leaves the extraction directory"
+                    )
+                source = tar.extractfile(member)
+                if source is None:
+                    raise AlbertError(f"{archive}: member {quote(member.name)} is not a regular file")
+                with source, dest.open("xb") as out:
+                    copied = _copy_at_most(source, out, member.size)
+                if copied != member.size:
+                    raise AlbertError(
+                        f"{archive}: member {quote(member.name)} is truncated ({copied} of {member.size} bytes)"
+                    )
     except (tarfile.TarError, OSError, EOFError) as err:
         first = str(err).splitlines()[0].rstrip(":") if str(err) else type(err).__name__
-        raise AlbertError(f"{archive}: unreadable archive ({first})") from None
+        raise AlbertError(f"{archive}: unreadable archive ({shorten(first, 160)})") from None
     return target
+
+
+def check_members(archive: Path, tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """The archive's members if every one is a safe regular file or directory, within limits."""
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    seen: set[str] = set()
+    for member in tar:  # iterating reads headers only, and stops early on a bad one
+        members.append(member)
+        if len(members) > MAX_MEMBERS:
+            raise AlbertError(
+                f"{archive}: more than {MAX_MEMBERS} members (the limit for a checkpoint archive)"
+            )
+        name = member.name
+        label = f"{archive}: member {quote(name)}"
+        if not (member.isfile() or member.isdir()):
+            kind = (
+                "a symbolic link" if member.issym() else "a hard link" if member.islnk()
+                else "a FIFO" if member.isfifo() else "a device" if member.isdev() else "not a regular file"
+            )  # fmt: skip
+            raise AlbertError(f"{label} is {kind}; only regular files and directories are extracted")
+        parts = name.rstrip("/").split("/")
+        if not name or name.startswith("/") or "\\" in name or "\0" in name or ".." in parts:
+            raise AlbertError(f"{label}: absolute paths and '..' are not allowed")
+        clean = "/".join(p for p in parts if p not in ("", "."))
+        if member.isfile() and clean in seen:
+            raise AlbertError(f"{label} appears twice")
+        seen.add(clean)
+        member.name = clean or "."
+        total += member.size if member.isfile() else 0
+        if total > MAX_EXTRACTED_BYTES:
+            raise AlbertError(
+                f"{archive}: members declare more than {MAX_EXTRACTED_BYTES // 2**30} GiB "
+                f"(the limit for a checkpoint archive); extract it yourself and pass the directory"
+            )
+    return members
+
+
+def _copy_at_most(source: Any, out: Any, size: int, chunk: int = 1 << 20) -> int:
+    copied = 0
+    while copied < size:
+        block = source.read(min(chunk, size - copied))
+        if not block:
+            break
+        out.write(block)
+        copied += len(block)
+    return copied
 
 
 def locate(path: Path) -> Path:

@@ -12,17 +12,16 @@ Task evaluation (`albertctl eval TASK --model DIR`) lives with fine-tuning
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from albertctl.core.config import parse_override, with_overrides
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir
+from albertctl.core.safeload import BadJson, decode_json, parse_yaml
 from albertctl.data.pretraining import PretrainingCollator, load_split, read_manifest
 from albertctl.data.tokenizer import Tokenizer
 from albertctl.model.albert import AlbertForPreTraining, PretrainingLoss, pretraining_loss
@@ -156,8 +155,8 @@ def global_step_of(model_dir: Path, head: dict[str, Any]) -> int:
     state = model_dir.parent / "state.yaml"
     if state.is_file():
         try:
-            return int(yaml.safe_load(state.read_text(encoding="utf-8")).get("step", 0))
-        except (yaml.YAMLError, AttributeError, ValueError):
+            return int(parse_yaml(state.read_text(encoding="utf-8"), str(state)).get("step", 0))
+        except (AlbertError, AttributeError, ValueError, TypeError):
             return 0
     return 0
 
@@ -218,8 +217,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
+            events.append(decode_json(line))
+        except BadJson:
             raise AlbertError(f"{path}: line {n} is not JSON") from None
     return events
 

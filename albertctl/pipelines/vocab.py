@@ -72,6 +72,7 @@ def run(
                 counts["sentences"] += 1
                 if len(text.encode("utf-8")) > int(flags["max_sentence_length"]):
                     counts["too_long_sentences"] += 1
+                    continue  # SentencePiece would skip it too (or fail an internal check)
                 if len(sample) < SAMPLE_SENTENCES:
                     sample.append(text)
                 yield text

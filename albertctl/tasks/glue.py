@@ -22,6 +22,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import f1_score, matthews_corrcoef
 
 from albertctl.core.errors import AlbertError
+from albertctl.core.safeload import quote
 from albertctl.data.tokenizer import Tokenizer
 from albertctl.tasks.base import Feature, Metrics, Task, TaskConfig, accuracy, dataset_split, register
 
@@ -107,16 +108,29 @@ def read_tsv(path: Path, layout: Layout, task: Task) -> list[PairExample]:
     return examples
 
 
+SCORE_RANGE = (0.0, 5.0)  # STS-B similarity scores (the one regression task)
+
+
 def _parse_label(raw: str, task: Task, where: str) -> str | float:
     raw = raw.strip()
     if task.head == "regress":
         try:
-            return float(raw)
+            score = float(raw[:100])
         except ValueError:
-            raise AlbertError(f"{where}: label {raw!r} is not a number (STS-B scores are 0-5)") from None
+            raise AlbertError(f"{where}: label {quote(raw)} is not a number (STS-B scores are 0-5)") from None
+        return check_score(score, raw, where)
     if raw not in task.labels:
-        raise AlbertError(f"{where}: unknown label {raw!r} (expected one of: {', '.join(task.labels)})")
+        raise AlbertError(f"{where}: unknown label {quote(raw)} (expected one of: {', '.join(task.labels)})")
     return raw
+
+
+def check_score(score: float, raw: object, where: str) -> float:
+    """A regression target inside SCORE_RANGE: NaN, inf or 7.5 are refused here, at read
+    time, not as a non-finite loss once training has started."""
+    low, high = SCORE_RANGE
+    if not low <= score <= high:  # False for NaN too
+        raise AlbertError(f"{where}: label {quote(raw)} is outside 0-5 (STS-B scores are 0-5)")
+    return score
 
 
 @dataclass(frozen=True)
@@ -158,7 +172,11 @@ def read_datasets(spec: GlueSpec, task_name: str, dataset: Any, split: str) -> l
     for i, row in enumerate(part):
         raw = row["label"]
         if task.head == "regress":
-            label = None if split.startswith("test") or raw is None or raw < 0 else float(raw)
+            label = (
+                None
+                if split.startswith("test") or raw is None or raw < 0
+                else check_score(float(raw), raw, f"{hub_split} row {i}")
+            )
         else:
             label = None if raw is None or raw < 0 else to_label(raw, f"{hub_split} row {i}")
         examples.append(

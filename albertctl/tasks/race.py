@@ -27,6 +27,7 @@ from typing import Any
 
 from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
+from albertctl.core.safeload import BadJson, decode_json
 from albertctl.data.tokenizer import Tokenizer
 from albertctl.tasks.base import Feature, Task, TaskConfig, accuracy, dataset_split, register
 
@@ -69,9 +70,9 @@ def race_root(data: Path) -> Path:
 def parse_passage(text: str, level: str) -> list[RaceExample]:
     """One file's examples; ValueError with the reason when the file is bad."""
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"malformed JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
+        obj = decode_json(text)
+    except BadJson as err:
+        raise ValueError(f"malformed JSON ({err.detail})") from None
     if not isinstance(obj, dict):
         raise ValueError("not a JSON object")
     for key in ("article", "questions", "options", "answers"):

@@ -45,6 +45,7 @@ import numpy as np
 
 from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
+from albertctl.core.safeload import read_json
 from albertctl.data.tokenizer import Encoding, Tokenizer
 from albertctl.tasks.base import Feature, Task, TaskConfig, dataset_split, register
 
@@ -181,12 +182,7 @@ def parse_squad(obj: Any, source: str, version: int, quiet: bool = False) -> Rea
 
 
 def read_file(path: Path, version: int, quiet: bool = False) -> ReadReport:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise AlbertError(f"{path}: not JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
-    except UnicodeDecodeError:
-        raise AlbertError(f"{path}: not UTF-8 text") from None
+    obj = read_json(path, "not JSON")
     return parse_squad(obj, str(path), version, quiet)
 
 
@@ -532,10 +528,7 @@ def prediction_metrics(
 def read_json_map(path: Path, what: str) -> dict[str, Any]:
     if not Path(path).is_file():
         raise AlbertError(f"{what} file {path} not found")
-    try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise AlbertError(f"{path}: not a JSON object of question id -> {what}") from None
+    obj = read_json(Path(path), f"not a JSON object of question id -> {what}")
     if not isinstance(obj, dict):
         raise AlbertError(
             f"{path}: expected a JSON object of question id -> {what}, got {type(obj).__name__}"

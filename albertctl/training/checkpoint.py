@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import _fsync_dir, _fsync_tree, verify_manifest, write_manifest
+from albertctl.core.safeload import dump_yaml, parse_yaml, quote
 
 STATE = "state.yaml"
 MODEL = "model"
@@ -159,19 +159,72 @@ def write_shard(directory: Path, rank: int, trainer_state: dict[str, Any]) -> No
     save_file(
         tensors,
         str(directory / shard_name(rank)),
-        metadata={"format": "albertctl-trainer", "structure": yaml.safe_dump(skeleton)},
+        metadata={"format": "albertctl-trainer", "structure": dump_yaml(skeleton)},
     )
 
 
 def read_shard(directory: Path, rank: int) -> dict[str, Any]:
     path = directory / shard_name(rank)
+    skeleton = check_shard(path)
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except (SafetensorError, OSError) as err:
         raise AlbertError(f"{path}: unreadable checkpoint shard ({err})") from None
-    return unflatten(yaml.safe_load(meta["structure"]), tensors)
+    return unflatten(skeleton, tensors)
+
+
+def check_shard(path: Path) -> Any:
+    """A trainer shard's structure, checked without loading its tensors: the metadata says
+    albertctl-trainer, the structure is a well-formed skeleton (what `flatten` writes) whose
+    every tensor is in the file, and it holds the RNG state."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            keys = set(f.keys())  # noqa: SIM118 (safe_open has no __iter__)
+    except (SafetensorError, OSError) as err:
+        raise AlbertError(f"{path}: unreadable checkpoint shard ({err})") from None
+    if meta.get("format") != "albertctl-trainer" or "structure" not in meta:
+        raise AlbertError(f"{path}: not an albertctl trainer shard (no structure in its metadata)")
+    skeleton = parse_yaml(meta["structure"], f"{path} (structure)")
+    problem = _skeleton_problem(skeleton, keys)
+    if problem is None:
+        top = dict(skeleton["dict"]) if "dict" in skeleton else {}
+        rng = top.get("rng", {}).get("dict", [])
+        if not any(k == "torch" for k, _ in rng):
+            problem = "no RNG state"
+        elif "optimizer" in top and "dict" not in top["optimizer"]:
+            problem = "the optimiser state is not a mapping"
+    if problem is not None:
+        raise AlbertError(f"{path}: corrupt trainer shard structure ({problem})")
+    return skeleton
+
+
+def _skeleton_problem(node: Any, keys: set[str]) -> str | None:
+    """What is wrong with a flattened structure, or None: every node is a one-key mapping
+    {tensor: key in the file} | {value: scalar} | {list: [nodes]} | {dict: [[key, node]]}."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict) or len(node) != 1:
+            return f"expected a one-key mapping, got {quote(node)}"
+        kind, value = next(iter(node.items()))
+        if kind == "tensor":
+            if value not in keys:
+                return f"tensor {quote(value)} is not in the file"
+        elif kind == "value":
+            if not (value is None or isinstance(value, bool | int | float | str)):
+                return f"value {quote(value)} is not a scalar"
+        elif kind == "list" and isinstance(value, list):
+            stack.extend(value)
+        elif kind == "dict" and isinstance(value, list):
+            for pair in value:
+                if not (isinstance(pair, list) and len(pair) == 2):
+                    return f"dict entry {quote(pair)} is not a [key, value] pair"
+                stack.append(pair[1])
+        else:
+            return f"unknown node {quote(node)}"
+    return None
 
 
 def begin(root: Path, step: int) -> Path:
@@ -184,7 +237,7 @@ def begin(root: Path, step: int) -> Path:
 
 def finish(root: Path, tmp: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
     """Rank 0, after every rank wrote its shard: state.yaml, manifest, rename, prune."""
-    (tmp / STATE).write_text(yaml.safe_dump(state, sort_keys=False), encoding="utf-8")
+    (tmp / STATE).write_text(dump_yaml(state), encoding="utf-8")
     write_manifest(tmp, {"kind": "training-checkpoint", "step": step})
     _fsync_tree(tmp)
     target = root / checkpoint_name(step)
@@ -224,12 +277,20 @@ def latest_names(root: Path) -> list[str]:
 
 
 def find_latest_good(root: Path, warn: Callable[[str], None]) -> Path | None:
-    """The newest checkpoint whose manifest verifies; broken newer ones are reported via `warn`."""
+    """The newest checkpoint whose manifest verifies, whose state.yaml is sound and whose
+    trainer shards hold their structure; broken newer ones are reported via `warn`."""
     for name in latest_names(root):
         path = root / name
         try:
             verify_manifest(path)
-            read_state(path)
+            state = read_state(path)
+            if state["step"] != int(NAME.match(name).group(1)):  # type: ignore[union-attr]
+                raise AlbertError(f"{path / STATE}: step {state['step']} does not match the directory name")
+            shards = sorted(path.glob("trainer-rank*.safetensors"))
+            if not shards:
+                raise AlbertError(f"{path}: no trainer shard")
+            for shard in shards:
+                check_shard(shard)
         except AlbertError as err:
             warn(f"skipping checkpoint {path}: {err}")
             continue
@@ -238,12 +299,20 @@ def find_latest_good(root: Path, warn: Callable[[str], None]) -> Path | None:
 
 
 def read_state(path: Path) -> dict[str, Any]:
+    """state.yaml, with `step` a non-negative integer and the rest mappings where expected."""
     try:
-        state = yaml.safe_load((path / STATE).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
+        text = (path / STATE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
         raise AlbertError(f"{path / STATE}: unreadable ({err})") from None
+    state = parse_yaml(text, str(path / STATE))
     if not isinstance(state, dict) or "step" not in state:
         raise AlbertError(f"{path / STATE}: not a training state file")
+    step = state["step"]
+    if type(step) is not int or step < 0:
+        raise AlbertError(f"{path / STATE}: step must be a non-negative integer, got {quote(step)}")
+    for key in ("identity", "best"):
+        if state.get(key) is not None and not isinstance(state[key], dict):
+            raise AlbertError(f"{path / STATE}: {key} must be a mapping, got {quote(state[key])}")
     return state
 
 

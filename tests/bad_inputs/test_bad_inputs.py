@@ -7,12 +7,19 @@ row runs in its own empty directory, and both must look the same afterwards.
 
 from __future__ import annotations
 
+import datetime
+import io
 import json
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
-from glue_fixtures import pretrained_dir, train_spm, write_glue
+import torch
+from glue_fixtures import STSB_HEAD, pretrained_dir, train_spm, write_glue
+
+from albertctl.convert.hf import write_hf_dir
+from albertctl.core.modeldir import load_model_dir, save_model_dir, write_manifest
 
 TF = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
@@ -104,10 +111,100 @@ def assets(tmp_path_factory) -> Path:
     qa = {"id": "q1", "question": "what?", "answers": [{"text": "film", "answer_start": 4}]}
     dev = {"data": [{"title": "t", "paragraphs": [{"context": "the film", "qas": [qa]}]}]}
     _text(a / "squad_dev.json", json.dumps(dev))
+
+    # ---- issue 17: resource bombs, escapes, non-numbers, malformed files of our own formats
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    _text(a / "laughs.yaml", "extends: tiny\ndescription: hi\n" + laughs)
+    _text(a / "deep.yaml", "extends: tiny\ndescription: " + "[" * 150 + "]" * 150 + "\n")
+    _text(a / "longvalue.yaml", "extends: tiny\nmodel:\n  hidden_size: " + "w" * 100_000 + "\n")
+    _text(a / "squad_deep.json", "[" * 200_000 + "]" * 200_000)
+    hf = a / "hf_model"
+    model_dir = load_model_dir(model)
+    write_hf_dir(hf, model_dir.profile, model_dir.state_dict, spm, model_dir.head)
+    config = json.loads((hf / "config.json").read_text())
+    del config["albertctl"]
+    for name, text in {
+        "hf_deep": "[" * 200_000 + "]" * 200_000,
+        "hf_list": "[1, 2]",
+        "hf_abc": json.dumps({**config, "hidden_size": "abc"}),
+    }.items():
+        shutil.copytree(hf, a / name)
+        _text(a / name / "config.json", text)
+    shutil.copytree(hf, a / "hf_escape")
+    (a / "hf_escape" / "model.safetensors").unlink()
+    _text(
+        a / "hf_escape" / "model.safetensors.index.json",
+        json.dumps({"weight_map": {"x": "../../../etc/passwd"}}),
+    )
+    shutil.copytree(hf, a / "hf_pickle")
+    (a / "hf_pickle" / "model.safetensors").unlink()
+    torch.save({"when": datetime.date(2020, 1, 1)}, a / "hf_pickle" / "pytorch_model.bin")
+
+    def manifest_variant(name: str, change) -> None:
+        shutil.copytree(model, a / name)
+        manifest = json.loads((model / "manifest.json").read_text())
+        change(manifest)
+        _text(a / name / "manifest.json", json.dumps(manifest))
+
+    manifest_variant("m_fileslist", lambda m: m.update(files=list(m["files"])))
+    manifest_variant("m_metastring", lambda m: m["files"].update({"model.safetensors": "abc"}))
+    manifest_variant("m_headstring", lambda m: m.update(head="abc"))
+    manifest_variant(
+        "m_dotdot", lambda m: m["files"].update({"../../../etc/passwd": {"bytes": 1, "sha256": "0"}})
+    )
+    manifest_variant("m_absolute", lambda m: m["files"].update({"/etc/passwd": {"bytes": 1, "sha256": "0"}}))
+    shutil.copytree(model, a / "aliasprofile")
+    (a / "aliasprofile" / "profile.yaml").write_text(
+        "x: &x [1]\n" + (model / "profile.yaml").read_text(), encoding="utf-8"
+    )
+    (a / "aliasprofile" / "manifest.json").unlink()
+    write_manifest(a / "aliasprofile", {"head": {"kind": "pretraining"}})
+    for name, change in {
+        "m_transposed": lambda sd: sd.update({WORDS: sd[WORDS].t().contiguous()}),
+        "m_int64": lambda sd: sd.update({WORDS: sd[WORDS].long()}),
+        "m_missing": lambda sd: sd.pop(WORDS),
+    }.items():
+        state = dict(model_dir.state_dict)
+        change(state)
+        save_model_dir(a / name, model_dir.profile, state, spm)
+
+    # archives: every member kind a checkpoint tarball has no use for
+    def tarball(name: str, *members: tuple[tarfile.TarInfo, bytes | None]) -> None:
+        with tarfile.open(a / name, "w:gz") as tar:
+            for info, data in members:
+                tar.addfile(info, io.BytesIO(data) if data is not None else None)
+
+    def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"x", link: str = ""):
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname, info.size = kind, link, len(data) if kind == tarfile.REGTYPE else 0
+        return info, data if kind == tarfile.REGTYPE else None
+
+    tarball("symlink.tar.gz", member("ok.txt"), member("link", tarfile.SYMTYPE, link="/etc/passwd"))
+    tarball("hardlink.tar.gz", member("ok.txt"), member("hard", tarfile.LNKTYPE, link="ok.txt"))
+    tarball("dotdot.tar.gz", member("../escaped.txt"))
+    tarball("absolute.tar.gz", member(str(a / "escaped.txt")))
+    tarball("fifo.tar.gz", member("pipe", tarfile.FIFOTYPE))
+    tarball("device.tar.gz", member("dev", tarfile.CHRTYPE))
+    big = tarfile.TarInfo("huge.bin")
+    big.size = 2**40  # declared, never stored: refused on the header alone
+    (a / "bomb.tar").write_bytes(big.tobuf(format=tarfile.GNU_FORMAT))
+
+    # STS-B scores that are not scores
+    for name, score in {"sts_nan": "nan", "sts_inf": "inf", "sts_high": "7.5", "sts_low": "-3"}.items():
+        rows = f"{STSB_HEAD}\tscore\n0\tmain-captions\tMSRvid\t2012test\t0000\tnone\tnone\ta man\ta dog\t{score}\n"
+        _text(a / name / "STS-B" / "train.tsv", rows)
+        _text(a / name / "STS-B" / "dev.tsv", rows)
+
+    # a corpus line no sentence is as long as
+    _text(a / "longline.txt", "word " * 300_000 + "\n")
     return a
 
 
-SHORT = ["--set", "task.max_seq_length=64"]  # the tiny model has 64 positions
+SHORT = ["--set", "task.max_seq_length=64"]
+WORDS = "albert.embeddings.word_embeddings.weight"  # the tiny model has 64 positions
 
 # (id, argv, the one-line message after "error: "); "{A}" stands for the assets directory and
 # "{P}" for the built-in profiles directory
@@ -154,7 +251,7 @@ BAD: list[tuple[str, list[str], str]] = [
     # ---------------------------------------------------------------- pretrain
     ("pretrain-data-missing", ["pretrain", "--data", "nope", "--out", "run"], "prepared data directory nope not found (make one with albertctl prepare)"),
     ("pretrain-data-is-file", ["pretrain", "--data", "{A}/empty.txt", "--out", "run"], "{A}/empty.txt: expected a prepared data directory, got a file"),
-    ("pretrain-data-bad-manifest", ["pretrain", "--data", "{A}/data_badmanifest", "--out", "run"], "{A}/data_badmanifest/manifest.json: corrupt manifest (Expecting ',' delimiter: line 1 column 6 (char 5))"),
+    ("pretrain-data-bad-manifest", ["pretrain", "--data", "{A}/data_badmanifest", "--out", "run"], "{A}/data_badmanifest/manifest.json: corrupt manifest (Expecting ',' delimiter at line 1 column 6)"),
     ("pretrain-zero-micro-batch", ["pretrain", "--set", "train.micro_batch_size=0", "--out", "run"], "{P}/tiny.yaml with --set: train.micro_batch_size must be at least 1, got 0"),
     ("pretrain-batch-not-multiple", ["pretrain", "--set", "train.global_batch_size=10", "--set", "train.micro_batch_size=4", "--out", "run"], "{P}/tiny.yaml with --set: train.global_batch_size (10) must be a multiple of train.micro_batch_size (4)"),
     ("pretrain-init-truncated", ["pretrain", "--init", "{A}/truncated", "--out", "run"], "{A}/truncated/model.safetensors: corrupt or truncated (200 bytes, manifest says 55480)"),
@@ -186,10 +283,10 @@ BAD: list[tuple[str, list[str], str]] = [
     ("eval-model-truncated", ["eval", "sst-2", "--model", "{A}/truncated", "--data", "{A}/glue"], "{A}/truncated/model.safetensors: corrupt or truncated (200 bytes, manifest says 55480)"),
     ("eval-model-flipped-byte", ["eval", "sst-2", "--model", "{A}/flipped", "--data", "{A}/glue"], "{A}/flipped/model.safetensors: corrupt (sha256 differs from manifest.json)"),
     ("eval-model-no-manifest", ["eval", "sst-2", "--model", "{A}/nomanifest", "--data", "{A}/glue"], "{A}/nomanifest: not an albertctl model directory (no manifest.json)"),
-    ("eval-model-bad-manifest", ["eval", "sst-2", "--model", "{A}/badmanifest", "--data", "{A}/glue"], "{A}/badmanifest/manifest.json: corrupt manifest (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+    ("eval-model-bad-manifest", ["eval", "sst-2", "--model", "{A}/badmanifest", "--data", "{A}/glue"], "{A}/badmanifest/manifest.json: corrupt manifest (Expecting property name enclosed in double quotes at line 1 column 2)"),
     ("eval-model-no-weights", ["eval", "sst-2", "--model", "{A}/noweights", "--data", "{A}/glue"], "{A}/noweights/model.safetensors: listed in manifest.json but missing"),
     ("eval-model-not-finetuned", ["eval", "sst-2", "--model", "{A}/model", "--data", "{A}/glue"], "{A}/model: model is not fine-tuned (head: pretraining); task sst-2 needs a model fine-tuned on sst-2"),
-    ("eval-pretraining-data-bad", ["eval", "--model", "{A}/model", "--data", "{A}/data_badmanifest"], "{A}/data_badmanifest/manifest.json: corrupt manifest (Expecting ',' delimiter: line 1 column 6 (char 5))"),
+    ("eval-pretraining-data-bad", ["eval", "--model", "{A}/model", "--data", "{A}/data_badmanifest"], "{A}/data_badmanifest/manifest.json: corrupt manifest (Expecting ',' delimiter at line 1 column 6)"),
     ("eval-plot-missing", ["eval", "--plot", "norun"], "norun: no metrics.jsonl (expected the --out directory of albertctl pretrain or finetune)"),
     ("eval-predict-without-task", ["eval", "--model", "{A}/model", "--predict", "out"], "--predict needs a TASK, e.g. albertctl eval mnli --model DIR --predict OUT"),
     # ---------------------------------------------------------------- convert
@@ -203,10 +300,60 @@ BAD: list[tuple[str, list[str], str]] = [
     ("convert-tf-no-index", ["convert", "{A}/tf_noindex", "--from", "tf", "--out", "out"], "{A}/tf_noindex: no TF checkpoint (*.index) in this directory"),
     ("convert-tf-garbage-index", ["convert", "{A}/tf_badindex", "--from", "tf", "--out", "out"], "{A}/tf_badindex/model.ckpt-best.index: corrupt TF checkpoint index (no table magic number at the end (truncated, or not a checkpoint index))"),
     ("convert-hf-no-config", ["convert", "{A}/hf_noconfig", "--from", "hf", "--out", "out"], "{A}/hf_noconfig/config.json: config file not found"),
-    ("convert-hf-bad-config", ["convert", "{A}/hf_badconfig", "--from", "hf", "--out", "out"], "{A}/hf_badconfig/config.json: not valid JSON (Expecting value: line 1 column 16 (char 15))"),
+    ("convert-hf-bad-config", ["convert", "{A}/hf_badconfig", "--from", "hf", "--out", "out"], "{A}/hf_badconfig/config.json: not valid JSON (Expecting value at line 1 column 16)"),
     ("convert-task-wrong-labels", ["convert", "{A}/tf_classifier", "--from", "tf", "--task", "sst-2", "--out", "out"], "--task sst-2: the checkpoint's classifier has 3 outputs, the task has 2 labels (0, 1)"),
     ("convert-task-on-albertctl", ["convert", "{A}/model", "--to", "hf", "--task", "mnli", "--out", "out"], "--task applies to TF and HF sources (an albertctl model directory records its task)"),
     ("convert-tf-config-missing", ["convert", "{A}/tf_truncated", "--from", "tf", "--config", "nope.json", "--out", "out"], "nope.json: config file not found"),
+    # ---------------------------------------------------------------- issue 17: resource bombs
+    ("yaml-billion-laughs", ["profile", "show", "{A}/laughs.yaml"], "{A}/laughs.yaml: line 3: YAML anchors and aliases (&name, *name) are not accepted"),
+    ("yaml-alias-in-set", ["profile", "show", "tiny", "--set", "deepspeed.extra={a: &x [1], b: *x}"], "--set 'deepspeed.extra={a: &x [1], b: *x}': line 1: YAML anchors and aliases (&name, *name) are not accepted"),
+    ("yaml-alias-in-set-scalar", ["profile", "show", "tiny", "--set", "train.seed=*x"], "--set 'train.seed=*x': line 1: YAML anchors and aliases (&name, *name) are not accepted"),
+    ("yaml-alias-in-model-profile", ["eval", "sst-2", "--model", "{A}/aliasprofile", "--data", "{A}/glue"], "{A}/aliasprofile/profile.yaml: line 1: YAML anchors and aliases (&name, *name) are not accepted"),
+    ("yaml-nested-deep", ["profile", "show", "{A}/deep.yaml"], "{A}/deep.yaml: line 2: nested deeper than 100 levels"),
+    ("error-quotes-long-value-bounded", ["profile", "show", "{A}/longvalue.yaml"], "{A}/longvalue.yaml: model.hidden_size must be an integer, got 'wwwwwwwwwwwwwwwwwwwwwwwwwww...wwwwwwwwwwwwwwwwwwwwwwwwwwww'"),
+    ("json-squad-nested-200000", ["eval", "squad1", "--predictions", "{A}/pred_number.json", "--data", "{A}/squad_deep.json"], "{A}/squad_deep.json: not JSON (nested deeper than 100 levels)"),
+    ("json-hf-config-nested-200000", ["convert", "{A}/hf_deep", "--from", "hf", "--out", "out"], "{A}/hf_deep/config.json: not valid JSON (nested deeper than 100 levels)"),
+    ("corpus-line-over-1mib-prepare", ["prepare", "{A}/longline.txt", "-o", "out", "--vocab", "{A}/spm/m.model", "--set", "model.vocab_size=64"], "{A}/longline.txt:1: line longer than 1048576 bytes; the input is one sentence per line (split long text into sentences, a blank line between documents)"),
+    ("corpus-line-over-1mib-vocab", ["vocab", "{A}/longline.txt", "-o", "out/spm"], "{A}/longline.txt:1: line longer than 1048576 bytes; the input is one sentence per line (split long text into sentences, a blank line between documents)"),
+    # ---------------------------------------------------------------- issue 17: archives
+    ("tar-symlink", ["convert", "{A}/symlink.tar.gz", "--from", "tf", "--out", "out"], "{A}/symlink.tar.gz: member 'link' is a symbolic link; only regular files and directories are extracted"),
+    ("tar-hardlink", ["convert", "{A}/hardlink.tar.gz", "--from", "tf", "--out", "out"], "{A}/hardlink.tar.gz: member 'hard' is a hard link; only regular files and directories are extracted"),
+    ("tar-dotdot", ["convert", "{A}/dotdot.tar.gz", "--from", "tf-hub", "--out", "out"], "{A}/dotdot.tar.gz: member '../escaped.txt': absolute paths and '..' are not allowed"),
+    ("tar-absolute", ["convert", "{A}/absolute.tar.gz", "--from", "tf", "--out", "out"], "{A}/absolute.tar.gz: member '{A}/escaped.txt': absolute paths and '..' are not allowed"),
+    ("tar-fifo", ["convert", "{A}/fifo.tar.gz", "--from", "tf", "--out", "out"], "{A}/fifo.tar.gz: member 'pipe' is a FIFO; only regular files and directories are extracted"),
+    ("tar-device", ["convert", "{A}/device.tar.gz", "--from", "tf", "--out", "out"], "{A}/device.tar.gz: member 'dev' is a device; only regular files and directories are extracted"),
+    ("tar-size-bomb", ["convert", "{A}/bomb.tar", "--from", "tf", "--out", "out"], "{A}/bomb.tar: members declare more than 8 GiB (the limit for a checkpoint archive); extract it yourself and pass the directory"),
+    # ---------------------------------------------------------------- issue 17: numbers
+    ("number-poly-power-nan", ["profile", "show", "tiny", "--set", "train.poly_power=nan"], "{P}/tiny.yaml with --set: train.poly_power must be a finite number, got 'nan'"),
+    ("number-learning-rate-inf", ["pretrain", "--set", "train.learning_rate=inf", "--out", "run"], "{P}/tiny.yaml with --set: train.learning_rate must be a finite number, got 'inf'"),
+    ("number-epsilon-yaml-nan", ["profile", "show", "tiny", "--set", "train.epsilon=.nan"], "{P}/tiny.yaml with --set: train.epsilon must be a finite number, got nan"),
+    ("number-max-grad-norm-inf", ["profile", "show", "tiny", "--set", "train.max_grad_norm=.inf"], "{P}/tiny.yaml with --set: train.max_grad_norm must be a finite number, got inf"),
+    ("number-layer-norm-eps-nan", ["profile", "show", "tiny", "--set", "model.layer_norm_eps=NaN"], "{P}/tiny.yaml with --set: model.layer_norm_eps must be a finite number, got 'NaN'"),
+    ("number-initializer-range-neg-inf", ["profile", "show", "tiny", "--set", "model.initializer_range=-.inf"], "{P}/tiny.yaml with --set: model.initializer_range must be a finite number, got -inf"),
+    ("number-overflowing-float", ["profile", "show", "tiny", "--set", "data.masked_lm_prob=1e999"], "{P}/tiny.yaml with --set: data.masked_lm_prob must be a finite number, got '1e999'"),
+    ("number-task-epochs-nan", ["finetune", "sst-2", "--model", "{A}/model", "--data", "{A}/glue", "--set", "task.epochs=nan", "--out", "run"], "{P}/tasks/sst-2.yaml with --set: task.epochs must be a finite number, got 'nan'"),
+    ("number-seed-1e23", ["profile", "show", "tiny", "--set", "train.seed=1e23"], "{P}/tiny.yaml with --set: train.seed must be an integer, got '1e23'"),
+    ("number-seed-huge-int", ["profile", "show", "tiny", "--set", "train.seed=100000000000000000000000"], "{P}/tiny.yaml with --set: train.seed must be an integer within ±2147483647, got 100000000000000000000000"),
+    ("number-vocab-size-huge", ["profile", "show", "tiny", "--set", "model.vocab_size=99999999999999999999"], "{P}/tiny.yaml with --set: model.vocab_size must be an integer within ±2147483647, got 99999999999999999999"),
+    ("number-ds-extra-batch", ["profile", "show", "tiny", "--set", "deepspeed.extra.train_batch_size=-3"], "{P}/tiny.yaml with --set: deepspeed.extra.train_batch_size: batch sizes come from train.global_batch_size and train.micro_batch_size; set those instead"),
+    ("number-ds-extra-nan", ["profile", "show", "tiny", "--set", "deepspeed.extra.optimizer={params: {lr: .nan}}"], "{P}/tiny.yaml with --set: deepspeed.extra.optimizer.params.lr must be a finite number, got nan"),
+    ("stsb-score-nan", ["finetune", "sts-b", "--model", "{A}/model", "--data", "{A}/sts_nan", *SHORT, "--out", "run"], "{A}/sts_nan/STS-B/train.tsv:2: label 'nan' is outside 0-5 (STS-B scores are 0-5)"),
+    ("stsb-score-inf", ["finetune", "sts-b", "--model", "{A}/model", "--data", "{A}/sts_inf", *SHORT, "--out", "run"], "{A}/sts_inf/STS-B/train.tsv:2: label 'inf' is outside 0-5 (STS-B scores are 0-5)"),
+    ("stsb-score-above-5", ["finetune", "sts-b", "--model", "{A}/model", "--data", "{A}/sts_high", *SHORT, "--out", "run"], "{A}/sts_high/STS-B/train.tsv:2: label '7.5' is outside 0-5 (STS-B scores are 0-5)"),
+    ("stsb-score-negative", ["finetune", "sts-b", "--model", "{A}/model", "--data", "{A}/sts_low", *SHORT, "--out", "run"], "{A}/sts_low/STS-B/train.tsv:2: label '-3' is outside 0-5 (STS-B scores are 0-5)"),
+    # ---------------------------------------------------------------- issue 17: our own formats, malformed
+    ("manifest-files-a-list", ["eval", "sst-2", "--model", "{A}/m_fileslist", "--data", "{A}/glue"], "{A}/m_fileslist/manifest.json: corrupt manifest ('files' must map file names to size and sha256)"),
+    ("manifest-meta-a-string", ["eval", "sst-2", "--model", "{A}/m_metastring", "--data", "{A}/glue"], "{A}/m_metastring/manifest.json: corrupt manifest (entry 'model.safetensors' must be {bytes: integer, sha256: text}, got 'abc')"),
+    ("manifest-head-a-string", ["convert", "{A}/m_headstring", "--to", "hf", "--out", "out"], "{A}/m_headstring/manifest.json: corrupt manifest ('head' must be a mapping with a 'kind', got 'abc')"),
+    ("manifest-entry-dotdot", ["eval", "sst-2", "--model", "{A}/m_dotdot", "--data", "{A}/glue"], "{A}/m_dotdot/manifest.json: corrupt manifest (file name '../../../etc/passwd' leaves the directory)"),
+    ("manifest-entry-absolute", ["convert", "{A}/m_absolute", "--to", "hf", "--out", "out"], "{A}/m_absolute/manifest.json: corrupt manifest (file name '/etc/passwd' leaves the directory)"),
+    ("hf-config-a-list", ["convert", "{A}/hf_list", "--from", "hf", "--out", "out"], "{A}/hf_list/config.json: expected a JSON object, got list"),
+    ("hf-config-hidden-size-text", ["convert", "{A}/hf_abc", "--from", "hf", "--out", "out"], "{A}/hf_abc/config.json: model.hidden_size must be an integer, got 'abc'"),
+    ("hf-shard-index-dotdot", ["convert", "{A}/hf_escape", "--from", "hf", "--out", "out"], "{A}/hf_escape/model.safetensors.index.json: shard '../../../etc/passwd' must be a .safetensors file name in {A}/hf_escape"),
+    ("hf-pickle-bin", ["convert", "{A}/hf_pickle", "--from", "hf", "--out", "out"], "{A}/hf_pickle/pytorch_model.bin: refused (torch.load with weights_only=True reads plain tensors only); convert it to model.safetensors"),
+    ("to-hf-transposed-tensor", ["convert", "{A}/m_transposed", "--to", "hf", "--out", "out"], "{A}/m_transposed: albert.embeddings.word_embeddings.weight has shape [16, 64], the profile's model needs [64, 16]"),
+    ("to-hf-int64-tensor", ["convert", "{A}/m_int64", "--to", "hf", "--out", "out"], "{A}/m_int64: albert.embeddings.word_embeddings.weight is int64, expected floating point"),
+    ("to-hf-missing-tensor", ["convert", "{A}/m_missing", "--to", "hf", "--out", "out"], "{A}/m_missing: tensor albert.embeddings.word_embeddings.weight is missing"),
 ]  # fmt: skip
 
 
