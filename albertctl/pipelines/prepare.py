@@ -267,7 +267,7 @@ def statistics(
         "masked_share_from": "all instances"
         if data.masking == "static"
         else f"a sample of {counts['masked_sample_instances']} instances (masked again at load time)",
-        "masked_at_max_seq_length": num_to_mask(data.max_seq_length, data),
+        "max_predictions_at_max_seq_length": num_to_mask(data.max_seq_length, data),
         "span_lengths": {str(n): c for n, c in spans.items()},
         "span_length_shares": {str(n): (c / span_total if span_total else 0.0) for n, c in spans.items()},
         "replacement_shares": {
