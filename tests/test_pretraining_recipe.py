@@ -143,6 +143,8 @@ TRICKY_PIECES = {
     "€": True,
     "£": True,
     "€5": True,
+    "a€": True,  # the original's "€" is bytes: inside a piece it is no listed punctuation
+    ".£": True,
     "1": True,
     "19": True,
     "x2": True,

@@ -228,18 +228,20 @@ def text_from(tokens: Sequence[int], ends: Sequence[int], rng: random.Random) ->
 # --------------------------------------------------------------------------- masking
 
 
-_PUNCTUATION = frozenset('!"#$%&()*+,-./:;?@[\\]^_`{|}~€£')
+_PUNCTUATION = frozenset('!"#$%&()*+,-./:;?@[\\]^_`{|}~')
 _ENGLISH = frozenset("abcdefghijklmnopqrstuvwxyz")
 
 
 def is_start_piece(piece: str) -> bool:
     """Whether a SentencePiece piece starts a word, by the original's rule
     (`_is_start_piece_sp`, SPEC section 3): it starts with "▁" or "<", or is a single
-    punctuation character, or holds any character that is neither an English letter (either
-    case) nor such punctuation, so digits, accented and non-Latin letters, apostrophes and
-    other symbols start words. A piece of English letters and punctuation ("ing", "s,")
-    continues the word before it."""
-    if piece.startswith(("▁", "<")) or piece in _PUNCTUATION:
+    punctuation character (ASCII punctuation but the apostrophe, <, = and >; or "€", "£"), or
+    holds any character that is neither an English letter (either case) nor that ASCII
+    punctuation, so digits, accented and non-Latin letters, apostrophes, "€" and other
+    symbols start words. A piece of English letters and punctuation ("ing", "s,") continues
+    the word before it. (The original adds "€" and "£" to its punctuation as UTF-8 bytes, so
+    they match only a whole piece; inside a longer piece they count as other symbols.)"""
+    if piece.startswith(("▁", "<")) or piece in _PUNCTUATION or piece in ("€", "£"):
         return True
     return any(ch.lower() not in _ENGLISH and ch not in _PUNCTUATION for ch in piece)
 
