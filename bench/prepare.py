@@ -8,7 +8,7 @@ Each measurement runs in a fresh process; the parent samples the resident memory
 process and all its children every 20 ms, so peaks include worker processes. Throughput is
 input MB/s and instances/s of the work itself (interpreter start-up and imports excluded;
 pool start-up included). Static masking with the same `dupe_factor` is the like-for-like
-comparison; dynamic masking (our default) stores each pair once and masks at load time.
+comparison; dynamic masking (our default) stores each chunk once and pairs and masks it at load time.
 
 The reference (written here, from the algorithm's description; not the original's code):
 read every line into memory and tokenise it, shuffle the documents, make instances for
@@ -41,9 +41,11 @@ def reference_prepare(corpus: Path, vocab: Path, out: Path, seed: int, data) -> 
     import numpy as np
     import pyarrow as pa
 
+    from albertctl.data.pretraining import is_start_piece
     from albertctl.data.tokenizer import Tokenizer
 
     tok = Tokenizer(vocab, data.do_lower_case)
+    starts = [is_start_piece(tok.id_to_piece(i)) for i in range(tok.vocab_size)]  # the original's word starts
     rng = random.Random(seed)
     np_rng = np.random.RandomState(seed)
     documents: list[list[list[int]]] = [[]]
@@ -61,7 +63,7 @@ def reference_prepare(corpus: Path, vocab: Path, out: Path, seed: int, data) -> 
     instances = []
     for _ in range(data.dupe_factor):
         for index in range(len(documents)):
-            instances.extend(_reference_document(documents, index, data, tok, rng, np_rng))
+            instances.extend(_reference_document(documents, index, data, tok, starts, rng, np_rng))
     rng.shuffle(instances)
     columns = {
         k: [inst[k] for inst in instances]
@@ -73,7 +75,7 @@ def reference_prepare(corpus: Path, vocab: Path, out: Path, seed: int, data) -> 
     return len(instances)
 
 
-def _reference_document(documents, index, data, tok, rng, np_rng):
+def _reference_document(documents, index, data, tok, starts, rng, np_rng):
     document = documents[index]
     max_num_tokens = data.max_seq_length - 3
     target = rng.randint(2, max_num_tokens) if rng.random() < data.short_seq_prob else max_num_tokens
@@ -114,7 +116,7 @@ def _reference_document(documents, index, data, tok, rng, np_rng):
                     longer.pop()
             ids = [tok.cls_id, *a, tok.sep_id, *b, tok.sep_id]
             types = [0] * (len(a) + 2) + [1] * (len(b) + 1)
-            ids, positions, labels = _reference_mask(ids, data, tok, rng, np_rng)
+            ids, positions, labels = _reference_mask(ids, data, tok, starts, rng, np_rng)
             out.append(
                 {
                     "input_ids": ids,
@@ -129,14 +131,14 @@ def _reference_document(documents, index, data, tok, rng, np_rng):
     return out
 
 
-def _reference_mask(tokens, data, tok, rng, np_rng):
+def _reference_mask(tokens, data, tok, starts, rng, np_rng):
     import numpy as np
 
     cand = []
     for i, t in enumerate(tokens):
         if t in (tok.cls_id, tok.sep_id):
             continue
-        if cand and not tok.is_word_start(t):
+        if cand and not starts[t]:
             cand[-1].append(i)
         else:
             cand.append([i])
@@ -189,7 +191,7 @@ def child(
     from albertctl.pipelines import prepare
 
     masking = "dynamic" if kind == "ours-dynamic" else "static"
-    # dynamic: one pairing per document (the tiny profile's pair_copies re-pairs for its many epochs)
+    # dynamic: one chunking per document, paired and masked at load time
     sets = [f"data.dupe_factor={dupe_factor}", f"data.masking={masking}", "data.pair_copies=1"]
     profile = load_profile("tiny", sets)
     start = time.perf_counter()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from albertctl.data.pretraining import FORMAT
+from albertctl.data.pretraining import FORMAT, FORMAT_VERSION
 
 # A few steps of the tiny profile; the eval split is cut by nothing, so keep steps few.
 QUICK = ["--profile", "tiny", "--set", "train.log_every=1", "--set", "train.save_every=2"]
@@ -29,7 +29,7 @@ def fake_data(path: Path, vocab_size: int) -> Path:
     path.mkdir()
     manifest = {
         "format": FORMAT,
-        "version": 1,
+        "version": FORMAT_VERSION,
         "vocab": {"vocab_size": vocab_size},
         "data": {"max_seq_length": 64},
         "splits": {},

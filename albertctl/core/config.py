@@ -124,14 +124,14 @@ class DataConfig:
     max_seq_length: int = 512
     short_seq_prob: float = 0.1  # chance of a shorter random target length
     masked_lm_prob: float = 0.15
-    max_predictions_per_seq: int = 20  # at 512 tokens; the collator scales it with length
+    max_predictions_per_seq: int = 20  # most masked tokens per sequence, whatever its length
     ngram: int = 3  # longest masked n-gram, in whole words
     random_next_sentence: bool = False  # False: SOP (ALBERT); True: BERT's NSP
     masking: Literal["dynamic", "static"] = "dynamic"  # mask at load time, or dupe_factor stored copies
     dupe_factor: int = 40  # static masking only
-    # dynamic masking: training documents are paired this many times, each copy with its own
-    # segmentation and sentence-order swaps, as the original's dupe_factor copies are (masks
-    # are drawn at load time either way); 1 = every pair is seen again each epoch
+    # dynamic masking: chunkings stored per training document, each with its own target
+    # lengths; the A/B split, sentence-order swap and masks are drawn afresh every time a
+    # chunk is loaded whatever this is, so 1 already gives new pairs every epoch
     pair_copies: int = 1
     do_lower_case: bool = True
     held_out_fraction: float = 0.01  # share of documents kept for evaluation

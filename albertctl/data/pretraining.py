@@ -11,20 +11,28 @@ Prepared data directory (written by `albertctl prepare`, read by `load_split`):
       train/shard-00000.arrow ...   Arrow stream files (`datasets.Dataset.from_file` reads them)
       eval/shard-00000.arrow ...    `data.held_out_fraction` of the documents, never in train
 
-Columns of one instance (one row):
+Columns of one row, dynamic masking (the default): a chunk, paired and masked at load time
 
-    input_ids              list<int32>  [CLS] A [SEP] B [SEP], unpadded (static: already masked)
+    tokens                 list<int32>  the chunk's sentences, concatenated (not yet truncated)
+    sentence_ends          list<int32>  end offset of each sentence in `tokens`
+    document               int64        index of the source document in the input
+    uid                    int64        row number inside its split (seeds pairing and masking)
+
+static masking: a finished instance
+
+    input_ids              list<int32>  [CLS] A [SEP] B [SEP], unpadded, masked
     token_type_ids         list<int8>   0 for [CLS] A [SEP], 1 for B [SEP]
     sentence_order_label   int8         SOP: 1 = A and B swapped; NSP: 1 = B from another document
-    document               int64        index of the source document in the input
-    uid                    int64        row number inside its split (seeds dynamic masking)
-    masked_lm_positions    list<int32>  static masking only: positions that were masked
-    masked_lm_ids          list<int32>  static masking only: the original ids at those positions
+    document, uid          int64        as above
+    masked_lm_positions    list<int32>  positions that were masked
+    masked_lm_ids          list<int32>  the original ids at those positions
 
 Rows are in input order; shuffle them when loading (the original shuffled in memory).
-Dynamic masking (the default) stores unmasked pairs once and `PretrainingCollator` masks at
-load time; static masking stores `dupe_factor` copies, each with its own pairs and masks
-(the eval split keeps one copy).
+Dynamic masking stores each training document's chunks `data.pair_copies` times (1 by
+default) and `PretrainingCollator` draws the A/B split, the sentence-order swap (or NSP
+partner), the truncation and the masks every time a row is loaded, so no two passes see
+the same pairs; static masking stores `dupe_factor` copies, each with its own chunks, pairs
+and masks, as the original (the eval split keeps one copy).
 
 Every random choice comes from a generator derived from (seed, purpose, index), never from
 a worker's position, so the output is the same whatever the number of worker processes.
@@ -51,7 +59,7 @@ if TYPE_CHECKING:  # torch and datasets are imported where used: worker processe
     import torch
 
 FORMAT = "albertctl-pretraining-data"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: dynamic masking stores chunks, paired at load time
 MANIFEST = "manifest.json"
 SPM = "spiece.model"
 SPLITS = ("train", "eval")
@@ -66,16 +74,11 @@ def derive_rng(seed: int, purpose: str, *indices: int) -> random.Random:
 # --------------------------------------------------------------------------- counts
 
 
-def max_predictions(length: int, data: DataConfig) -> int:
-    """Most masked positions for a sequence (or a batch padded) to `length` tokens:
-    `data.max_predictions_per_seq` at `data.max_seq_length`, scaled linearly, at least 1.
-    With the base profile that is 20 at 512 tokens, as ALBERT trained."""
-    return max(1, math.ceil(data.max_predictions_per_seq * length / data.max_seq_length))
-
-
 def num_to_mask(length: int, data: DataConfig) -> int:
-    """`masked_lm_prob` of the tokens ([CLS]/[SEP] included, as the original counts), capped."""
-    return min(max_predictions(length, data), max(1, round(length * data.masked_lm_prob)))
+    """How many tokens the original masks in a sequence of `length` tokens ([CLS]/[SEP]
+    included): `masked_lm_prob` of them, rounded, at least 1, at most
+    `max_predictions_per_seq` (20 at 512 tokens, 15 at 100 with the base profile)."""
+    return min(data.max_predictions_per_seq, max(1, round(length * data.masked_lm_prob)))
 
 
 def is_held_out(doc_index: int, fraction: float) -> bool:
@@ -119,18 +122,6 @@ def split_long_sentences(
     return out
 
 
-def _split_one_sentence(
-    sent: list[int], word_start: bytes, rng: random.Random
-) -> tuple[list[int], list[int]] | None:
-    """A and B from one sentence, cut at a random word start; None for a single word (cutting
-    inside a word would make a pair no reader could order)."""
-    cuts = [i for i in range(1, len(sent)) if word_start[sent[i]]]
-    if not cuts:
-        return None
-    cut = cuts[rng.randrange(len(cuts))]
-    return sent[:cut], sent[cut:]
-
-
 def truncate_pair(a: list[int], b: list[int], max_num_tokens: int, rng: random.Random) -> int:
     """Shorten the longer of A/B by one token at a time, from the front or the back at random,
     until both fit (in place). Returns the number of tokens removed."""
@@ -145,100 +136,128 @@ def truncate_pair(a: list[int], b: list[int], max_num_tokens: int, rng: random.R
     return removed
 
 
-def create_pairs(
-    document: list[list[int]],
-    data: DataConfig,
-    rng: random.Random,
-    word_start: bytes,
-    counts: Counter,
-    other_document: Callable[[random.Random], list[list[int]] | None] | None = None,
-) -> list[Pair]:
-    """The pairs of one document (sentences already tokenised and split to fit).
+def create_chunks(
+    document: list[list[int]], data: DataConfig, rng: random.Random, word_start: bytes, counts: Counter
+) -> list[list[list[int]]]:
+    """The chunks of one document (sentences already tokenised and split to fit): runs of
+    whole sentences that grow to a target length, `max_seq_length - 3`, or with
+    `short_seq_prob` a random length in [2, max] drawn once per document, as the original
+    does. The last chunk takes what is left. A chunk of one sentence holding a single word
+    cannot make a pair (`pair_chunk` cuts such a chunk at a word start): it is skipped and
+    counted."""
+    max_num_tokens = data.max_seq_length - 3
+    target = max_num_tokens
+    if rng.random() < data.short_seq_prob:
+        target = rng.randint(2, max_num_tokens)
+    chunks: list[list[list[int]]] = []
+    chunk: list[list[int]] = []
+    length = 0
+    for i, sent in enumerate(document):
+        chunk.append(sent)
+        length += len(sent)
+        if i == len(document) - 1 or length >= target:
+            if len(chunk) == 1 and not any(word_start[t] for t in sent[1:]):
+                counts["skipped_one_word_chunks"] += 1
+            else:
+                chunks.append(chunk)
+            chunk, length = [], 0
+    return chunks
 
-    Chunks of whole sentences grow to a target length (`max_seq_length - 3`, or with
-    `short_seq_prob` a random length in [2, max], drawn once per document as the original
-    does) and are cut at a random sentence boundary into A and B. SOP swaps them with
-    probability 0.5. NSP (`data.random_next_sentence`) replaces B with probability 0.5 by
-    text from `other_document` and gives back the unused sentences of the chunk.
+
+def pair_chunk(
+    tokens: Sequence[int],
+    sentence_ends: Sequence[int],
+    data: DataConfig,
+    word_start: bytes,
+    rng: random.Random,
+    other_text: Callable[[random.Random], list[int] | None] | None = None,
+    counts: Counter | None = None,
+) -> Pair:
+    """A and B from one chunk (`tokens`, its sentences ending at `sentence_ends`).
+
+    A is the chunk's first k sentences, k drawn uniformly from 1..sentences-1; B the rest.
+    SOP swaps them with probability 0.5 (label 1). NSP (`data.random_next_sentence`) instead
+    replaces B with probability 0.5 by as many tokens from `other_text` (another document,
+    from a random sentence start) and labels it 1. The longer of A/B is then truncated to fit.
 
     One-sentence chunks (google-research/albert issue 234): the original pairs them with a
     random B from another document and labels them "random next" even for SOP, which mixes
     an easier NSP-style negative into the SOP task. Here the sentence is cut at a random word
     start into A and B, so both halves are consecutive text of one document and the label
-    means what it says; a chunk of a single word is skipped and counted.
+    means what it says.
     """
-    max_num_tokens = data.max_seq_length - 3
-    target = max_num_tokens
-    if rng.random() < data.short_seq_prob:
-        target = rng.randint(2, max_num_tokens)
-    pairs: list[Pair] = []
-    chunk: list[list[int]] = []
-    length = 0
-    i = 0
-    while i < len(document):
-        chunk.append(document[i])
-        length += len(document[i])
-        if i == len(document) - 1 or length >= target:
-            if len(chunk) == 1:
-                halves = _split_one_sentence(chunk[0], word_start, rng)
-                if halves is None:
-                    counts["skipped_one_word_chunks"] += 1
-                    chunk, length, i = [], 0, i + 1
-                    continue
-                counts["one_sentence_chunks_split"] += 1
-                a, b = list(halves[0]), list(halves[1])
-                a_end = 1
-            else:
-                a_end = rng.randint(1, len(chunk) - 1)
-                a = [t for s in chunk[:a_end] for t in s]
-                b = [t for s in chunk[a_end:] for t in s]
-            label = 0
-            if data.random_next_sentence:
-                if rng.random() < 0.5:
-                    other = other_document(rng) if other_document is not None else None
-                    if other:
-                        if len(chunk) == 1:
-                            a = list(chunk[0])  # the whole sentence: B comes from elsewhere
-                        b = _random_segment(other, max(1, target - len(a)), rng)
-                        label = 1
-                        if len(chunk) > 1:  # the unused sentences start the next chunk
-                            i -= len(chunk) - a_end
-                    else:
-                        counts["nsp_without_other_document"] += 1
-            elif rng.random() < 0.5:
-                a, b = b, a
-                label = 1
-            counts["tokens_truncated"] += truncate_pair(a, b, max_num_tokens, rng)
-            pairs.append(Pair(a, b, label))
-            chunk, length = [], 0
-        i += 1
-    return pairs
+    tokens = list(tokens)
+    if len(sentence_ends) == 1:
+        cuts = [i for i in range(1, len(tokens)) if word_start[tokens[i]]]
+        cut = cuts[rng.randrange(len(cuts))]
+        if counts is not None:
+            counts["one_sentence_chunks_split"] += 1
+    else:
+        cut = sentence_ends[rng.randint(1, len(sentence_ends) - 1) - 1]
+    a, b = tokens[:cut], tokens[cut:]
+    label = 0
+    if data.random_next_sentence:
+        if rng.random() < 0.5:
+            other = other_text(rng) if other_text is not None else None
+            if other:
+                b, label = other[: len(b)], 1
+            elif counts is not None:
+                counts["nsp_without_other_document"] += 1
+    elif rng.random() < 0.5:
+        a, b, label = b, a, 1
+    removed = truncate_pair(a, b, data.max_seq_length - 3, rng)
+    if counts is not None:
+        counts["tokens_truncated"] += removed
+    return Pair(a, b, label)
 
 
-def _random_segment(document: list[list[int]], target: int, rng: random.Random) -> list[int]:
-    start = rng.randrange(len(document))
-    out: list[int] = []
-    for sent in document[start:]:
-        out.extend(sent)
-        if len(out) >= target:
-            break
+def sentence_ends(chunk: list[list[int]]) -> list[int]:
+    """End offset of every sentence of a chunk in its concatenated tokens."""
+    out, at = [], 0
+    for sent in chunk:
+        at += len(sent)
+        out.append(at)
     return out
 
 
+def text_from(tokens: Sequence[int], ends: Sequence[int], rng: random.Random) -> list[int]:
+    """The text of a chunk or document from a random sentence start to its end (NSP's B)."""
+    k = rng.randrange(len(ends))
+    return list(tokens[ends[k - 1] if k else 0 :])
+
+
 # --------------------------------------------------------------------------- masking
+
+
+_PUNCTUATION = frozenset('!"#$%&()*+,-./:;?@[\\]^_`{|}~')
+_ENGLISH = frozenset("abcdefghijklmnopqrstuvwxyz")
+
+
+def is_start_piece(piece: str) -> bool:
+    """Whether a SentencePiece piece starts a word, by the original's rule
+    (`_is_start_piece_sp`, SPEC section 3): it starts with "▁" or "<", or is a single
+    punctuation character (ASCII punctuation but the apostrophe, <, = and >; or "€", "£"), or
+    holds any character that is neither an English letter (either case) nor that ASCII
+    punctuation, so digits, accented and non-Latin letters, apostrophes, "€" and other
+    symbols start words. A piece of English letters and punctuation ("ing", "s,") continues
+    the word before it. (The original adds "€" and "£" to its punctuation as UTF-8 bytes, so
+    they match only a whole piece; inside a longer piece they count as other symbols.)"""
+    if piece.startswith(("▁", "<")) or piece in _PUNCTUATION or piece in ("€", "£"):
+        return True
+    return any(ch.lower() not in _ENGLISH and ch not in _PUNCTUATION for ch in piece)
 
 
 @dataclass(frozen=True)
 class MaskingVocab:
     """What masking needs from the vocabulary; small and picklable for worker processes."""
 
-    word_start: bytes  # per id: 1 when the piece starts a word ("▁" prefix)
+    word_start: bytes  # per id: 1 when the piece starts a word (`is_start_piece`)
     mask_id: int
     replacement_ids: tuple[int, ...]  # ids a "random token" is drawn from (no special ids)
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Tokenizer) -> MaskingVocab:
-        starts = bytes(1 if tokenizer.is_word_start(i) else 0 for i in range(tokenizer.vocab_size))
+        starts = bytes(is_start_piece(tokenizer.id_to_piece(i)) for i in range(tokenizer.vocab_size))
         replacement = tuple(i for i in range(tokenizer.vocab_size) if i not in tokenizer.special_ids)
         return cls(starts, tokenizer.mask_id, replacement)
 
@@ -264,6 +283,23 @@ def ngram_weights(ngram: int) -> list[float]:
     return cum
 
 
+def word_spans(input_ids: Sequence[int], len_a: int, word_start: bytes) -> list[list[int]]:
+    """The positions of each word of `[CLS] A [SEP] B [SEP]` (A has `len_a` tokens), grouped
+    as the original groups them: [CLS] and [SEP] belong to no word; a token starts a new word
+    when its piece is a start piece or no word has begun yet, else it joins the word before
+    (so a B that begins inside a word continues A's last word across [SEP])."""
+    words: list[list[int]] = []
+    sep = 1 + len_a
+    for i in range(1, len(input_ids) - 1):
+        if i == sep:
+            continue
+        if words and not word_start[input_ids[i]]:
+            words[-1].append(i)
+        else:
+            words.append([i])
+    return words
+
+
 def mask_sequence(
     input_ids: Sequence[int],
     len_a: int,
@@ -271,74 +307,56 @@ def mask_sequence(
     data: DataConfig,
     rng: random.Random,
 ) -> Masked:
-    """Whole-word n-gram masking of `[CLS] A [SEP] B [SEP]` (A has `len_a` tokens).
+    """Whole-word n-gram masking of `[CLS] A [SEP] B [SEP]` (A has `len_a` tokens), the
+    original's procedure (`create_masked_lm_predictions`):
 
-    Words start at "▁" pieces and at the first token of A and of B; a span never crosses
-    [SEP]. A span's length n (in words) is drawn with P(n) ∝ 1/n, then a free place for it
-    that keeps the count within `max_predictions`. Spans are added while fewer than the
-    target (`num_to_mask`, less the expected overshoot of the last span) are chosen, and
-    the span that crosses the target is kept. Deciding to stop from the count so far, never
-    from the next span's size, keeps the realised span lengths at 6/11, 3/11, 2/11 (Wald's
-    identity); the original backed off to shorter spans near the budget, which skews them
-    short. Each chosen token becomes [MASK] 80%, a random non-special id 10%, itself 10%.
+    the budget is `num_to_mask(len)`; every word is a candidate start, visited in random
+    order until the budget is met. At each, n is drawn with P(n) ∝ 1/n (n ≤ `data.ngram`)
+    and the span is the n words from there (fewer at the end of the sequence); while it
+    would overrun the budget, n shrinks by one; a span that still overruns it, or touches a
+    masked word, is passed over. Each chosen token becomes [MASK] 80%, a random non-special
+    id 10% (the original draws from the whole vocabulary), itself 10%.
     """
     ids = list(input_ids)
-    word_start = vocab.word_start
-    sep = 1 + len_a  # position of the first [SEP]
-    end = len(ids) - 1  # position of the last [SEP]
-    # token index where each word starts: a "▁" piece, or the first token of A or of B
-    words = [i for i in range(1, end) if i != sep and (i == 1 or i == sep + 1 or word_start[ids[i]])]
-    n_words = len(words)
-    n_a = bisect.bisect_left(words, sep)  # words in A
-    ends = words[1:] + [end]  # token index after each word
-    if 0 < n_a < n_words:
-        ends[n_a - 1] = sep
-    cap = max_predictions(len(ids), data)
-    # the last span overshoots the target by about (mean tokens per word - 1/2) on average
-    mean_word = (len(ids) - 3) / n_words if n_words else 1.0
-    target = num_to_mask(len(ids), data) - max(0.0, mean_word - 0.5)
+    words = word_spans(ids, len_a, vocab.word_start)
+    budget = num_to_mask(len(ids), data)
     cum = ngram_weights(data.ngram)
-    ngram = data.ngram
-    covered = bytearray(n_words)
-    chosen: list[tuple[int, int]] = []  # (first word, n)
-    masked = 0
-    misses = 0
-    random_ = rng.random
-    while n_words and (masked < target or not chosen) and misses < 16:
-        n = min(bisect.bisect_right(cum, random_()) + 1, ngram, n_words)
-        for _ in range(12):  # a few random places for this n, then stop
-            w = int(random_() * (n_words - n + 1))
-            last = w + n - 1
-            if (w < n_a) != (last < n_a) or any(covered[w : last + 1]):
-                continue  # crosses [SEP] or overlaps a chosen span
-            size = ends[last] - words[w]
-            if masked + size > cap:
-                continue
-            covered[w : last + 1] = b"\x01" * n
-            chosen.append((w, n))
-            masked += size
-            break
-        else:
-            if chosen:  # no room for this n: stop (but try for at least one span per sequence)
-                break
-            misses += 1
-    positions: list[int] = []
-    for w, n in chosen:
-        positions.extend(range(words[w], ends[w + n - 1]))
-    positions.sort()
-    labels = [ids[p] for p in positions]
     pool = vocab.replacement_ids
+    order = list(range(len(words)))
+    rng.shuffle(order)
+    covered = bytearray(len(ids))
+    labels_at: dict[int, int] = {}
+    spans: list[int] = []
     n_mask = n_random = 0
-    for p in positions:
-        r = random_()
-        if r < 0.8:
-            ids[p] = vocab.mask_id
-            n_mask += 1
-        elif r < 0.9:
-            ids[p] = pool[int(random_() * len(pool))]
-            n_random += 1
+    for w in order:
+        if len(labels_at) >= budget:
+            break
+        n = bisect.bisect_right(cum, rng.random()) + 1
+        span = words[w : w + n]
+        size = sum(len(x) for x in span)
+        while n > 1 and len(labels_at) + size > budget:
+            n -= 1
+            span = words[w : w + n]
+            size = sum(len(x) for x in span)
+        if len(labels_at) + size > budget:
+            continue
+        positions = [p for x in span for p in x]
+        if any(covered[p] for p in positions):
+            continue
+        spans.append(len(span))
+        for p in positions:  # drawn in this order, interleaved with the spans, as the original
+            covered[p] = 1
+            labels_at[p] = ids[p]
+            if rng.random() < 0.8:
+                ids[p] = vocab.mask_id
+                n_mask += 1
+            elif rng.random() >= 0.5:
+                ids[p] = pool[rng.randint(0, len(pool) - 1)]
+                n_random += 1
+    positions = sorted(labels_at)
+    labels = [labels_at[p] for p in positions]
     replaced = (n_mask, n_random, len(positions) - n_mask - n_random)
-    return Masked(ids, positions, labels, [n for _, n in chosen], replaced)
+    return Masked(ids, positions, labels, spans, replaced)
 
 
 # --------------------------------------------------------------------------- chunks -> rows
@@ -367,29 +385,41 @@ class ChunkResult:
 def schema(static: bool):
     import pyarrow as pa
 
-    fields = [
-        pa.field("input_ids", pa.list_(pa.int32())),
-        pa.field("token_type_ids", pa.list_(pa.int8())),
-        pa.field("sentence_order_label", pa.int8()),
-        pa.field("document", pa.int64()),
-        pa.field("uid", pa.int64()),
-    ]
-    if static:
-        fields += [
+    if not static:
+        return pa.schema(
+            [
+                pa.field("tokens", pa.list_(pa.int32())),
+                pa.field("sentence_ends", pa.list_(pa.int32())),
+                pa.field("document", pa.int64()),
+                pa.field("uid", pa.int64()),
+            ]
+        )
+    return pa.schema(
+        [
+            pa.field("input_ids", pa.list_(pa.int32())),
+            pa.field("token_type_ids", pa.list_(pa.int8())),
+            pa.field("sentence_order_label", pa.int8()),
+            pa.field("document", pa.int64()),
+            pa.field("uid", pa.int64()),
             pa.field("masked_lm_positions", pa.list_(pa.int32())),
             pa.field("masked_lm_ids", pa.list_(pa.int32())),
         ]
-    return pa.schema(fields)
+    )
 
 
 class InstanceBuilder:
     """Turns a `Chunk` of raw documents into rows for the train and eval splits.
 
     One per worker process. Per document: normalise and tokenise its sentences, drop those
-    that come out empty, cut over-long ones (`split_long_sentences`), make pairs with a
-    generator derived from (seed, document index, copy) and, for static masking, mask them.
-    For dynamic masking a sample of documents (every `stats_every`-th) is masked with its own
-    generator only to report the masking statistics; nothing of it is stored.
+    that come out empty, cut over-long ones (`split_long_sentences`), and cut the document
+    into chunks (`create_chunks`) with a generator derived from (seed, document index, copy).
+    Dynamic masking stores the chunks (`data.pair_copies` chunkings of each training
+    document); the collator pairs and masks them each time they are loaded. Static masking
+    stores `dupe_factor` copies, each chunked, paired and masked with its own generator.
+
+    The statistics come from pairing every stored chunk once with a generator of its own, as
+    the collator would, and masking every `stats_every`-th document's pairs; nothing of that
+    is stored for dynamic masking.
     """
 
     def __init__(self, vocab_file: Path, data: DataConfig, seed: int, stats_every: int = 8) -> None:
@@ -401,7 +431,7 @@ class InstanceBuilder:
         self.static = data.masking == "static"
 
     def __call__(self, chunk: Chunk) -> ChunkResult:
-        data, tok = self.data, self.tokenizer
+        data, tok, word_start = self.data, self.tokenizer, self.vocab.word_start
         counts: Counter = Counter()
         flat = [s for doc in chunk.documents for s in doc]
         encoded = tok.encode_many(flat)
@@ -413,7 +443,7 @@ class InstanceBuilder:
             kept = [t for t in sentences if t]
             counts["skipped_empty_sentences"] += len(sentences) - len(kept)
             counts["sentences"] += len(kept)
-            docs.append(split_long_sentences(kept, data.max_seq_length - 3, self.vocab.word_start, counts))
+            docs.append(split_long_sentences(kept, data.max_seq_length - 3, word_start, counts))
         columns: dict[str, dict[str, list[Any]]] = {
             split: {name: [] for name in self._names()} for split in SPLITS
         }
@@ -428,43 +458,47 @@ class InstanceBuilder:
                 counts["skipped_empty_documents"] += 1
                 continue
 
-            def other_document(rng: random.Random, k: int = k) -> list[list[int]] | None:
+            def other_text(rng: random.Random, k: int = k) -> list[int] | None:
                 if len(docs) < 2:
                     return None
                 j = rng.randrange(len(docs) - 1)
                 j += j >= k
-                return docs[j] or None
+                if not docs[j]:
+                    return None
+                return text_from([t for s in docs[j] for t in s], sentence_ends(docs[j]), rng)
 
             copies = (data.dupe_factor if self.static else data.pair_copies) if split == "train" else 1
-            stats_rng = None
-            if not self.static and doc_index % self.stats_every == 0:
-                stats_rng = derive_rng(self.seed, "stats-mask", doc_index)
+            sampled = self.static or doc_index % self.stats_every == 0
             for copy in range(copies):
-                rng = derive_rng(self.seed, "pairs", doc_index, copy)
-                pairs = create_pairs(doc, data, rng, self.vocab.word_start, counts, other_document)
-                for pair in pairs:
+                rng = derive_rng(self.seed, "chunks", doc_index, copy)
+                stats_rng = rng if self.static else derive_rng(self.seed, "stats", doc_index, copy)
+                cols = columns[split]
+                for sentences in create_chunks(doc, data, rng, word_start, counts):
+                    tokens = [t for s in sentences for t in s]
+                    ends = sentence_ends(sentences)
+                    pair = pair_chunk(tokens, ends, data, word_start, stats_rng, other_text, counts)
                     ids = [tok.cls_id, *pair.tokens_a, tok.sep_id, *pair.tokens_b, tok.sep_id]
-                    types = [0] * (len(pair.tokens_a) + 2) + [1] * (len(pair.tokens_b) + 1)
-                    cols = columns[split]
                     counts[f"instances/{split}"] += 1
                     counts[f"tokens/{split}"] += len(ids)
                     counts[f"label_{pair.label}/{split}"] += 1
-                    if self.static or stats_rng is not None:
-                        m = mask_sequence(
-                            ids, len(pair.tokens_a), self.vocab, data, rng if self.static else stats_rng
-                        )
+                    if sampled:
+                        m = mask_sequence(ids, len(pair.tokens_a), self.vocab, data, stats_rng)
                         masked_tokens += len(m.positions)
                         sample_tokens += len(ids)
                         sample_instances += 1
                         spans.extend(m.span_lengths)
                         replaced = [x + y for x, y in zip(replaced, m.replaced, strict=True)]
-                        if self.static:
-                            ids = m.input_ids
-                            cols["masked_lm_positions"].append(m.positions)
-                            cols["masked_lm_ids"].append(m.labels)
-                    cols["input_ids"].append(ids)
-                    cols["token_type_ids"].append(types)
-                    cols["sentence_order_label"].append(pair.label)
+                    if self.static:
+                        cols["input_ids"].append(m.input_ids)
+                        cols["token_type_ids"].append(
+                            [0] * (len(pair.tokens_a) + 2) + [1] * (len(pair.tokens_b) + 1)
+                        )
+                        cols["sentence_order_label"].append(pair.label)
+                        cols["masked_lm_positions"].append(m.positions)
+                        cols["masked_lm_ids"].append(m.labels)
+                    else:
+                        cols["tokens"].append(tokens)
+                        cols["sentence_ends"].append(ends)
                     cols["document"].append(doc_index)
         counts.update(
             masked_tokens=masked_tokens,
@@ -590,7 +624,8 @@ def read_manifest(data_dir: Path) -> dict[str, Any]:
         raise AlbertError(f"{path}: not a prepared-data manifest (format should be '{FORMAT}')")
     if manifest.get("version") != FORMAT_VERSION:
         raise AlbertError(
-            f"{path}: format version {manifest.get('version')}, this albertctl reads {FORMAT_VERSION}"
+            f"{path}: format version {manifest.get('version')}, this albertctl reads {FORMAT_VERSION} "
+            "(run albertctl prepare again)"
         )
     return manifest
 
@@ -634,39 +669,67 @@ class PretrainingCollator:
     `collator(examples, batch_index)` returns `input_ids`, `token_type_ids`,
     `attention_mask` (B, T; padded with <pad> to the longest example), `masked_lm_positions`,
     `masked_lm_ids` (B, P; long) and `masked_lm_weights` (B, P; float, 0 for padding) with
-    P = `max_predictions(T, data)`, and `sentence_order_labels` (B,).
+    P = `num_to_mask(T, data)` (or more, for stored masks), and `sentence_order_labels` (B,).
 
-    Rows with `masked_lm_positions` (static masking) keep their stored masks. Other rows are
-    masked here with a generator derived from (seed, batch_index, the row's uid), so an epoch
-    sees new masks and a resumed run sees exactly the masks of the uninterrupted one.
+    Rows with stored pairs and masks (static masking) are used as they are. Rows of dynamic
+    masking hold a chunk: `instances` pairs it (`pair_chunk`) and masks it with a generator
+    derived from (seed, batch_index, the row's uid), so every pass over the data sees new
+    A/B splits, sentence-order swaps (or NSP partners) and masks, and a resumed run sees
+    exactly those of the uninterrupted one. NSP takes its random B from another row of the
+    same batch (from another document), so no dataset access is needed here.
     """
 
     def __init__(self, tokenizer: Tokenizer, data: DataConfig, seed: int) -> None:
         self.data = data
         self.seed = seed
         self.pad_id = tokenizer.pad_id
+        self.cls_id, self.sep_id = tokenizer.cls_id, tokenizer.sep_id
         self.vocab = MaskingVocab.from_tokenizer(tokenizer)
+
+    def instances(
+        self, examples: list[dict[str, Any]], batch_index: int
+    ) -> list[tuple[list[int], list[int], list[int], list[int], int]]:
+        """(input_ids, token_type_ids, masked positions, their original ids, label) per row."""
+        out = []
+        for k, ex in enumerate(examples):
+            if ex.get("masked_lm_positions") is not None:
+                out.append(
+                    (
+                        list(ex["input_ids"]),
+                        list(ex["token_type_ids"]),
+                        list(ex["masked_lm_positions"]),
+                        list(ex["masked_lm_ids"]),
+                        int(ex["sentence_order_label"]),
+                    )
+                )
+                continue
+            uid = int(ex.get("uid", k))
+            rng = derive_rng(self.seed, "dynamic", batch_index, uid)
+            others = [o for o in examples if o.get("tokens") is not None and o["document"] != ex["document"]]
+
+            def other_text(rng: random.Random, others: list[dict[str, Any]] = others) -> list[int] | None:
+                if not others:
+                    return None
+                o = others[rng.randrange(len(others))]
+                return text_from(o["tokens"], o["sentence_ends"], rng)
+
+            pair = pair_chunk(
+                ex["tokens"], ex["sentence_ends"], self.data, self.vocab.word_start, rng, other_text
+            )
+            ids = [self.cls_id, *pair.tokens_a, self.sep_id, *pair.tokens_b, self.sep_id]
+            types = [0] * (len(pair.tokens_a) + 2) + [1] * (len(pair.tokens_b) + 1)
+            m = mask_sequence(ids, len(pair.tokens_a), self.vocab, self.data, rng)
+            out.append((m.input_ids, types, m.positions, m.labels, pair.label))
+        return out
 
     def __call__(self, examples: list[dict[str, Any]], batch_index: int) -> dict[str, torch.Tensor]:
         import torch
 
         if not examples:
             raise ValueError("PretrainingCollator needs at least one example")
-        rows: list[tuple[list[int], list[int], list[int], list[int]]] = []
-        for k, ex in enumerate(examples):
-            ids = list(ex["input_ids"])
-            types = list(ex["token_type_ids"])
-            if ex.get("masked_lm_positions") is not None:
-                positions, labels = list(ex["masked_lm_positions"]), list(ex["masked_lm_ids"])
-            else:
-                uid = ex.get("uid", k)
-                rng = derive_rng(self.seed, "dynamic-mask", batch_index, int(uid))
-                len_a = types.count(0) - 2
-                m = mask_sequence(ids, len_a, self.vocab, self.data, rng)
-                ids, positions, labels = m.input_ids, m.positions, m.labels
-            rows.append((ids, types, positions, labels))
+        rows = self.instances(examples, batch_index)
         T = max(len(r[0]) for r in rows)
-        P = max(max_predictions(T, self.data), max(len(r[2]) for r in rows))
+        P = max(num_to_mask(T, self.data), max(len(r[2]) for r in rows))
         B = len(rows)
         input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
         token_type_ids = torch.zeros((B, T), dtype=torch.long)
@@ -674,7 +737,7 @@ class PretrainingCollator:
         positions = torch.zeros((B, P), dtype=torch.long)
         label_ids = torch.zeros((B, P), dtype=torch.long)
         weights = torch.zeros((B, P), dtype=torch.float32)
-        for b, (ids, types, pos, lab) in enumerate(rows):
+        for b, (ids, types, pos, lab, _) in enumerate(rows):
             n = len(ids)
             input_ids[b, :n] = torch.tensor(ids, dtype=torch.long)
             token_type_ids[b, :n] = torch.tensor(types, dtype=torch.long)
@@ -683,7 +746,7 @@ class PretrainingCollator:
                 positions[b, : len(pos)] = torch.tensor(pos, dtype=torch.long)
                 label_ids[b, : len(lab)] = torch.tensor(lab, dtype=torch.long)
                 weights[b, : len(pos)] = 1.0
-        labels = torch.tensor([int(ex["sentence_order_label"]) for ex in examples], dtype=torch.long)
+        labels = torch.tensor([r[4] for r in rows], dtype=torch.long)
         return {
             "input_ids": input_ids,
             "token_type_ids": token_type_ids,

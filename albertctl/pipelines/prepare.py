@@ -44,7 +44,7 @@ from albertctl.data.pretraining import (
     ShardWriter,
     build_chunk,
     init_worker,
-    max_predictions,
+    num_to_mask,
     read_manifest,
 )
 from albertctl.data.tokenizer import Tokenizer
@@ -267,7 +267,7 @@ def statistics(
         "masked_share_from": "all instances"
         if data.masking == "static"
         else f"a sample of {counts['masked_sample_instances']} instances (masked again at load time)",
-        "max_predictions_at_max_seq_length": max_predictions(data.max_seq_length, data),
+        "max_predictions_at_max_seq_length": num_to_mask(data.max_seq_length, data),
         "span_lengths": {str(n): c for n, c in spans.items()},
         "span_length_shares": {str(n): (c / span_total if span_total else 0.0) for n, c in spans.items()},
         "replacement_shares": {
