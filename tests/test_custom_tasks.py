@@ -70,7 +70,7 @@ def test_classify_csv_learns_and_predicts_in_input_order(world, tmp_path):
     rows_of = rows(32)
     dev = write_csv(tmp_path / "dev.csv", ["id", "review", "stars"], rows_of)
     own = {"validation": str(dev), "text_column": "review", "label_column": "stars"}
-    [r] = finetune.run("classify", world["model"], tmp_path / "run", train, learn(12), own=own)
+    [r] = finetune.run("classify", world["model"], tmp_path / "run", train, learn(12, lr=1.5e-3), own=own)
     assert r.metrics["accuracy"] > 0.85 and set(r.metrics) == {"accuracy", "macro_f1"}, r
     head = load_model_dir(r.model_dir).head
     assert head["labels"] == ["negative", "positive"]
@@ -126,7 +126,9 @@ def test_regress_jsonl_pairs_learns_with_mse_picking_best(world, tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", rows(64))
     dev = write_jsonl(tmp_path / "dev.jsonl", rows(32))
     own = {"validation": str(dev), "text_column": "a,b", "label_column": "score"}
-    [r] = finetune.run("regress", world["model"], tmp_path / "run", train, learn(20, length=24), own=own)
+    [r] = finetune.run(
+        "regress", world["model"], tmp_path / "run", train, learn(20, lr=1.5e-3, length=24), own=own
+    )
     assert r.main_metric == "mse" and r.metrics["pearson"] > 0.4 and r.metrics["mse"] < 3.5, (
         r
     )  # the mean: 4.0, r 0
