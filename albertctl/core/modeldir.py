@@ -23,14 +23,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from albertctl.core.config import Profile, profile_from_yaml_file
 from albertctl.core.errors import AlbertError
+
+if TYPE_CHECKING:  # torch loads only where tensors are read or written (prepare needs none)
+    import torch
 
 FORMAT = "albertctl-model"
 FORMAT_VERSION = 1
@@ -139,6 +138,8 @@ def save_model_dir(
     head: dict[str, Any] | None = None,
 ) -> Path:
     """Write a model directory atomically. Shared tensors are stored once per key, contiguous."""
+    from safetensors.torch import save_file
+
     target = Path(target)
     with atomic_directory(target) as tmp:
         tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
@@ -152,6 +153,9 @@ def save_model_dir(
 
 def load_model_dir(path: Path, checksums: bool = True) -> ModelDir:
     """Read a model directory, refusing a corrupt one with a one-line error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.exists():
         raise AlbertError(f"model directory {path} not found")
