@@ -583,17 +583,15 @@ def eval_(
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a model: the pretraining report on held-out data, a task's dev metrics, or plot curves."""
-    from albertctl.pipelines import evaluate as pipeline
-
-    if predictions is not None or na_probs is not None:
-        from albertctl.pipelines import finetune
+    if predictions is not None or na_probs is not None:  # pure scoring: no torch to import
+        from albertctl.pipelines import score
 
         if task is None or predictions is None or model is not None:
             raise AlbertError(
                 "--predictions FILE needs a TASK and no --model, e.g. albertctl eval squad2 "
                 "--predictions predictions.json --data dev-v2.0.json [--na-probs null_odds.json]"
             )
-        result = finetune.score_predictions(task, predictions, data, na_probs)
+        result = score.score_predictions(task, predictions, data, na_probs)
         if as_json:
             console.print_json(result)
         else:
@@ -603,6 +601,8 @@ def eval_(
                 )
             )
         return
+
+    from albertctl.pipelines import evaluate as pipeline
 
     if plot is not None:
         path = pipeline.plot(plot)
