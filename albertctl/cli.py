@@ -1,6 +1,7 @@
 """The `albertctl` command line: one short function per subcommand (parse, run, render)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Typer would evaluate ~1,000 string annotations on
+# every start (30-40 ms of `--help`); the annotations here are plain runtime objects.
 
 import contextlib
 import sys
@@ -688,17 +689,15 @@ def eval_(
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate a model: the pretraining report on held-out data, a task's dev metrics, or plot curves."""
-    from albertctl.pipelines import evaluate as pipeline
-
-    if predictions is not None or na_probs is not None:
-        from albertctl.pipelines import finetune
+    if predictions is not None or na_probs is not None:  # pure scoring: no torch to import
+        from albertctl.pipelines import score
 
         if task is None or predictions is None or model is not None:
             raise AlbertError(
                 "--predictions FILE needs a TASK and no --model, e.g. albertctl eval squad2 "
                 "--predictions predictions.json --data dev-v2.0.json [--na-probs null_odds.json]"
             )
-        result = finetune.score_predictions(task, predictions, data, na_probs)
+        result = score.score_predictions(task, predictions, data, na_probs)
         if as_json:
             console.print_json(result)
         else:
@@ -708,6 +707,8 @@ def eval_(
                 )
             )
         return
+
+    from albertctl.pipelines import evaluate as pipeline
 
     if plot is not None:
         path = pipeline.plot(plot)

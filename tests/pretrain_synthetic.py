@@ -54,7 +54,9 @@ def profile(model: dict[str, Any] | None = None, **train: Any) -> Profile:
     )
 
 
-def example(i: int) -> dict[str, torch.Tensor]:
+def example(i: int, shape: tuple[int, int, int] = (V, T, P)) -> dict[str, torch.Tensor]:
+    """Example `i` with `shape` (vocabulary, sequence length, masked positions)."""
+    V, T, P = shape  # the module's names, at another size
     g = torch.Generator().manual_seed(i)
     ids = torch.randint(5, V, (T,), generator=g)
     ids[0] = 2
@@ -86,10 +88,17 @@ def model(p: Profile, seed: int = 0) -> AlbertForPreTraining:
         return AlbertForPreTraining(p.model)
 
 
-def spec(p: Profile, out_dir: Path, rank: int = 0, world_size: int = 1, **kw: Any) -> RunSpec:
+def spec(
+    p: Profile,
+    out_dir: Path,
+    rank: int = 0,
+    world_size: int = 1,
+    shape: tuple[int, int, int] = (V, T, P),
+    **kw: Any,
+) -> RunSpec:
     batches = IndexedBatches(
         64,
-        lambda idx: [example(i) for i in idx],
+        lambda idx: [example(i, shape) for i in idx],
         collate,
         p.train.micro_batch_size,
         rank,

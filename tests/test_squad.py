@@ -17,7 +17,7 @@ from albertctl.core.config import load_profile
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir
 from albertctl.model.heads import AlbertForTask, BeamSpanOutput
-from albertctl.pipelines import convert, finetune
+from albertctl.pipelines import convert, finetune, score
 from albertctl.tasks import squad
 from albertctl.tasks.base import Feature, TaskConfig, get_task, head_loss, load_task_config
 
@@ -533,7 +533,7 @@ def test_squad2_beam_end_to_end_writes_official_files(world, tmp_path):
     )
     assert {"text", "probability", "start_log_prob", "end_log_prob"} <= set(nbest["d1"][0])
     # scoring our own files reproduces the model's metrics
-    scored = finetune.score_predictions("squad2", tmp_path / "pred" / "predictions.json", data)
+    scored = score.score_predictions("squad2", tmp_path / "pred" / "predictions.json", data)
     assert scored["metrics"]["exact"] == pytest.approx(out["metrics"]["exact"])
 
 

@@ -115,6 +115,8 @@ def fresh_state(
 
 def _is_meta(state: dict[str, torch.Tensor]) -> bool:
     return any(t.is_meta for t in state.values())
+
+
 def check_state(
     state_dict: dict[str, torch.Tensor], profile: Profile, head: dict[str, Any], source: str
 ) -> None:

@@ -23,15 +23,14 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from albertctl.core.config import Profile, profile_from_yaml_file
 from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import quote, read_json, shorten
+
+if TYPE_CHECKING:  # torch loads only where tensors are read or written (prepare needs none)
+    import torch
 
 FORMAT = "albertctl-model"
 FORMAT_VERSION = 1
@@ -183,6 +182,8 @@ def save_model_dir(
 ) -> Path:
     """Write a model directory atomically. Shared tensors are stored once per key, contiguous.
     Weights holding NaN or inf are refused before anything is written."""
+    from safetensors.torch import save_file
+
     target = Path(target)
     check_finite(state_dict, str(target))
     with atomic_directory(target) as tmp:
@@ -197,6 +198,9 @@ def save_model_dir(
 
 def load_model_dir(path: Path, checksums: bool = True) -> ModelDir:
     """Read a model directory, refusing a corrupt one with a one-line error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.exists():
         raise AlbertError(f"model directory {path} not found")

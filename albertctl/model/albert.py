@@ -21,6 +21,13 @@ from torch.utils.checkpoint import checkpoint
 
 from albertctl.core.config import ModelConfig
 
+# The arithmetic lives in the torch-free cost module; re-exported for existing callers.
+from albertctl.model.cost import (  # noqa: F401
+    encoder_parameter_count,
+    memory_estimate,
+    training_flops_per_token,
+)
+
 ACTIVATIONS = {
     "gelu_new": lambda x: F.gelu(x, approximate="tanh"),  # the original's "gelu"
     "gelu": F.gelu,
@@ -361,65 +368,6 @@ def init_weights(module: nn.Module, config: ModelConfig) -> None:
 def count_parameters(module: nn.Module) -> int:
     """Unique parameters (shared ones counted once)."""
     return sum(p.numel() for p in module.parameters())
-
-
-def encoder_parameter_count(config: ModelConfig) -> int:
-    """Embeddings + encoder (with the E->H projection where the model has one: not when E = H,
-    unless `embedding_projection` is "always") + pooler, no heads. Built on the meta device,
-    so xxlarge costs nothing."""
-    with torch.device("meta"):
-        return count_parameters(AlbertModel(config))
-
-
-def training_flops_per_token(config: ModelConfig, seq_length: int, masked_fraction: float) -> float:
-    """Matmul FLOPs per token of one pretraining step (forward + backward = 3x forward), as
-    albertctl computes it.
-
-    Counts every applied layer (sharing saves parameters, not compute), attention scores, the
-    MLM head only at the masked share of tokens, and the last layer's sparse form: keys and
-    values for every token, everything else only at [CLS] and the masked positions.
-    """
-    c = config
-    h, e, t, f = c.hidden_size, c.embedding_size, seq_length, c.intermediate_size
-    applied = c.num_hidden_layers * c.inner_group_num
-    queries_side = 2 * (2 * h * h + 2 * h * f) + 2 * 2 * t * h  # Q, output, FFN; QK^T and AV
-    per_layer = 2 * (2 * h * h) + queries_side  # + K and V projections
-    kept = min(1.0, (1 + masked_fraction * t) / t)  # share of positions the last layer computes
-    projection = 2 * e * h if c.has_embedding_projection else 0
-    forward = projection + (applied - 1) * per_layer + 2 * (2 * h * h) + kept * queries_side
-    forward += masked_fraction * 2 * (h * e + e * c.vocab_size)
-    forward += 2 * (h * h + h * 2) / t  # pooler and SOP once per sequence
-    return 3.0 * forward
-
-
-def memory_estimate(
-    config: ModelConfig,
-    params: int,
-    micro_batch: int,
-    seq_length: int,
-    world_size: int,
-    precision: str,
-    zero_stage: int,
-    activation_checkpointing: bool,
-) -> dict[str, float]:
-    """Bytes per GPU: model states under ZeRO (Rajbhandari et al. 2020, K=12 for mixed
-    precision Adam/LAMB; fp32 keeps 4+4+8) and activations (Korthikanti et al. 2022)."""
-    half = precision in ("bf16", "fp16")
-    p_bytes, g_bytes, o_bytes = (2, 2, 12) if half else (4, 4, 8)
-    n = world_size
-    shard = {0: (1, 1, 1), 1: (1, 1, n), 2: (1, n, n), 3: (n, n, n)}[zero_stage]
-    states = params * (p_bytes / shard[0] + g_bytes / shard[1] + o_bytes / shard[2])
-    act_bytes = 2 if half else 4
-    h, t, b, a = config.hidden_size, seq_length, micro_batch, config.num_attention_heads
-    applied = config.num_hidden_layers * config.inner_group_num
-    # per layer, in units of 16-bit values: 34*b*t*h + 5*a*b*t^2 (with dropout masks)
-    per_layer = (17 * b * t * h + 2.5 * a * b * t * t) * act_bytes
-    if activation_checkpointing:
-        activations = applied * b * t * h * act_bytes + per_layer
-    else:
-        activations = applied * per_layer
-    activations += b * t * config.embedding_size * act_bytes * 4
-    return {"model_states": states, "activations": activations, "total": states + activations}
 
 
 def expected_init_std(config: ModelConfig) -> float:

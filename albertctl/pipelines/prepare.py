@@ -18,12 +18,10 @@ from __future__ import annotations
 import collections
 import itertools
 import json
-import multiprocessing
 import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +222,9 @@ def _process(
             if chunk is not None:
                 yield builder(chunk)
         return
+    import multiprocessing  # only with workers: a one-process run starts without them
+    from concurrent.futures import ProcessPoolExecutor
+
     chunk_iter = itertools.chain([first, second], chunk_iter)
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch/rich threads exist
     # an executor, not a Pool: a worker that dies raises BrokenProcessPool instead of hanging

@@ -1,19 +1,25 @@
-"""`albertctl profile show`: the resolved profile and what it costs to train."""
+"""`albertctl profile show`: the resolved profile and what it costs to train.
+
+Pure arithmetic from the config (model/cost.py), no torch: it answers instantly."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from albertctl.core.config import Profile
-from albertctl.model.albert import encoder_parameter_count, memory_estimate, training_flops_per_token
+from albertctl.model.cost import (
+    encoder_parameter_count,
+    memory_estimate,
+    pretraining_parameter_count,
+    training_flops_per_token,
+)
 
 
 def summary(profile: Profile, world_size: int) -> dict[str, Any]:
     """Parameter count, training FLOPs per token, and memory per GPU for ZeRO stages 0-3."""
     m, d, t = profile.model, profile.data, profile.train
     params = encoder_parameter_count(m)
-    with_heads = params + m.hidden_size * m.embedding_size + 3 * m.embedding_size + m.vocab_size
-    with_heads += m.hidden_size * 2 + 2  # MLM transform + LayerNorm + bias, SOP classifier
+    with_heads = pretraining_parameter_count(m)
     masked_fraction = (
         min(d.max_predictions_per_seq, round(d.max_seq_length * d.masked_lm_prob)) / d.max_seq_length
     )

@@ -25,11 +25,9 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from albertctl.core.config import (
     _build,
@@ -42,7 +40,11 @@ from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
 from albertctl.core.hub import quiet_hub_logs
 from albertctl.data.tokenizer import Tokenizer
-from albertctl.model.heads import BeamSpanOutput, HeadKind
+
+if TYPE_CHECKING:  # torch loads only where batches and losses are made (scoring a file needs none)
+    import torch
+
+    from albertctl.model.heads import BeamSpanOutput, HeadKind
 
 Label = int | float | tuple[int, int] | None
 
@@ -167,7 +169,7 @@ Metrics = Callable[[Sequence[Any], Sequence[Any]], dict[str, float]]  # (example
 Writer = Callable[
     [Path, str, Sequence[Any], Sequence[Any]], Path | list[Path]
 ]  # (out dir, split, examples, preds)
-Loss = Callable[[Any, torch.Tensor], torch.Tensor]  # (model output, labels) -> scalar
+Loss = Callable[[Any, "torch.Tensor"], "torch.Tensor"]  # (model output, labels) -> scalar
 
 
 @dataclass(frozen=True)
@@ -461,6 +463,8 @@ def collate(features: Sequence[Feature], pad_id: int) -> dict[str, torch.Tensor]
     Returns input_ids, token_type_ids, attention_mask: (B, T), or (B, C, T) for choice; and
     `labels` when every feature has one: (B,) long/float, or (B, 2) for spans.
     """
+    import torch
+
     width = max(f.length for f in features)
     choice = bool(features[0].input_ids) and isinstance(features[0].input_ids[0], list)
 
@@ -520,6 +524,8 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 
 def head_loss(head: HeadKind) -> Loss:
+    import torch.nn.functional as F
+
     def classify(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), labels)
 
@@ -546,6 +552,8 @@ def output_arrays(head: HeadKind, output: Any, attention_mask: torch.Tensor) -> 
     """A batch's model output -> one float32 array per feature: (num_labels,), (), (C,), or
     (2, T_i) start/end logits trimmed to the feature's real length; squad2-beam: one packed
     vector of its top-k beams."""
+    import torch
+
     if head == "span":
         start, end = output
         lengths = attention_mask.sum(-1).tolist()

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import f1_score, matthews_corrcoef
 
 from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import quote
@@ -237,6 +235,8 @@ def accuracy_metrics(examples: Sequence[PairExample], preds: Sequence[str]) -> d
 
 def f1_accuracy(examples: Sequence[PairExample], preds: Sequence[str]) -> dict[str, float]:
     """MRPC and QQP: F1 of the positive class "1", and accuracy."""
+    from sklearn.metrics import f1_score  # ~2 s to import: only when a GLUE metric runs
+
     golds = _golds(examples)
     f1 = f1_score(golds, list(preds), pos_label="1", labels=["0", "1"], zero_division=0.0)
     return {"f1": float(f1), "accuracy": accuracy(golds, preds)}
@@ -244,12 +244,16 @@ def f1_accuracy(examples: Sequence[PairExample], preds: Sequence[str]) -> dict[s
 
 def matthews(examples: Sequence[PairExample], preds: Sequence[str]) -> dict[str, float]:
     """CoLA: Matthews correlation (0 when every prediction is the same class)."""
+    from sklearn.metrics import matthews_corrcoef
+
     golds = _golds(examples)
     return {"mcc": float(matthews_corrcoef(golds, list(preds))), "accuracy": accuracy(golds, preds)}
 
 
 def pearson_spearman(examples: Sequence[PairExample], preds: Sequence[float]) -> dict[str, float]:
     """STS-B: Pearson and Spearman correlation of predicted and gold scores."""
+    from scipy.stats import pearsonr, spearmanr  # ~3 s to import: only when STS-B is scored
+
     golds = np.asarray(_golds(examples), dtype=np.float64)
     scores = np.asarray(preds, dtype=np.float64)
     if len(golds) < 2 or np.ptp(scores) == 0 or np.ptp(golds) == 0:

@@ -414,6 +414,7 @@ def unpack_beam(array: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 PUNCTUATION = frozenset(string.punctuation)
 
 
+@lru_cache(maxsize=1 << 16)  # scoring normalises each gold text and prediction ~5 times
 def normalize_answer(text: str) -> str:
     """Lower case, no punctuation, no articles (a, an, the), single spaces."""
     text = "".join(ch for ch in text.lower() if ch not in PUNCTUATION)
