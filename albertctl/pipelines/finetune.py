@@ -13,6 +13,7 @@ kind, labels and the task config it was trained with, so `eval` needs nothing el
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from albertctl.core import outputs
 from albertctl.core.config import Profile, TrainConfig, _build, with_overrides
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import MANIFEST, ModelDir, load_model_dir, save_model_dir
@@ -44,6 +46,7 @@ from albertctl.tasks.base import (
     sorted_batches,
     split_overrides,
 )
+from albertctl.training import checkpoint as ckpt
 from albertctl.training import loop
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -86,8 +89,9 @@ def run(
         return [finetune_task(get_task(task_name), model, out_dir, data, overrides, resume, progress)]
     tasks = [t for t in group if t.train_split is not None]  # AX: `eval ax --predict` with the MNLI model
     task_overrides, _ = split_overrides(overrides)
-    for task in tasks:  # every task's settings are checked before hours of training start
+    for task in tasks:  # every task's settings and run directory are checked before hours of training
         load_task_config(task, task_overrides)
+        ckpt.check_run_directory(Path(out_dir) / task.name, ("best",), [model, data])
     return [finetune_task(t, model, out_dir / t.name, data, overrides, resume, progress) for t in tasks]
 
 
@@ -112,6 +116,8 @@ def finetune_task(
     source = load_model_dir(model_path)
     profile = with_overrides(source.profile, profile_overrides)
     check_length(config, profile, source.path)
+    inputs = [model_path, data]
+    ckpt.check_run_directory(Path(out_dir), ("best",), inputs)  # before hours of work: one line
     tokenizer = load_tokenizer(source, profile)
 
     started = time.monotonic()
@@ -146,7 +152,8 @@ def finetune_task(
         resume=resume,
         identity={"task": task.name, "model": str(source.path)},
     )
-    result = loop.train(spec, train_config, profile.deepspeed, progress)
+    with ckpt.run_directory(Path(out_dir), ("best",), inputs, hold=dist.rank == 0):
+        result = loop.train(spec, train_config, profile.deepspeed, progress)
     metrics = dict(result.best if result.best is not None else result.eval_metrics)
     best_step = int(metrics.pop("step", result.global_step))
     return TaskResult(
@@ -401,22 +408,56 @@ def evaluate(
         raise AlbertError(
             f"task {task.name} has no labelled split: give --predict OUT to write its submission file"
         )
+    inputs = [model, source.path, data]
+    if predict_dir is not None:
+        if task.write_predictions is None:
+            raise AlbertError(f"task {task.name} has no submission format")
+        outputs.check_output(Path(predict_dir), None, "", inputs=inputs, flag="--predict")
     dev = {split: read_split(task, data, split) for split in task.dev_splits}
     features = {split: featurise_all(task, ex, tokenizer, config) for split, ex in dev.items()}
     result["metrics"] = dev_metrics(task, network, dev, features, config, tokenizer.pad_id)
     if predict_dir is not None:
+        predicted = []
         for split in task.test_splits:
             examples = read_split(task, data, split)
             feats = featurise_all(task, examples, tokenizer, config)
             preds = task.predict(
                 examples, feats, predict_outputs(task, network, feats, config, tokenizer.pad_id), config
             )
-            if task.write_predictions is None:
-                raise AlbertError(f"task {task.name} has no submission format")
-            result["predictions"].append(
-                str(task.write_predictions(Path(predict_dir), split, examples, preds))
-            )
+            predicted.append((split, examples, preds))
+        # every file is written, then each replaces only an earlier predictions file
+        with outputs.atomic_files(
+            Path(predict_dir),
+            "predictions",
+            is_predictions_file,
+            PREDICTIONS,
+            inputs=inputs,
+            flag="--predict",
+        ) as tmp:
+            names = [task.write_predictions(tmp, split, ex, preds).name for split, ex, preds in predicted]
+        result["predictions"] = [str(Path(predict_dir) / name) for name in names]
     return result
+
+
+PREDICTIONS = "a predictions file albertctl wrote"
+
+
+def is_predictions_file(path: Path) -> bool:
+    """A file `eval --predict` wrote: a GLUE submission (`index<TAB>prediction` header), a
+    SQuAD JSON object, or RACE JSON lines with a prediction."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            first = f.readline(1 << 16)
+            if path.suffix == ".tsv":
+                return first.rstrip("\n") == "index\tprediction"
+            if path.suffix == ".jsonl":
+                return "prediction" in json.loads(first)
+            if path.suffix == ".json":
+                f.seek(0)
+                return isinstance(json.load(f), dict)
+    except (OSError, ValueError, TypeError):
+        return False
+    return False
 
 
 def score_predictions(

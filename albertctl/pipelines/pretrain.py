@@ -34,6 +34,7 @@ from albertctl.data.tokenizer import Tokenizer
 from albertctl.model.albert import AlbertForPreTraining
 from albertctl.pipelines import evaluate
 from albertctl.pipelines import profile as profile_summary
+from albertctl.training import checkpoint as ckpt
 from albertctl.training import loop
 from albertctl.training.loop import Batch, LossOutput
 
@@ -82,7 +83,38 @@ def run(
     init_dir = load_model_dir(init) if init is not None else None
     if init_dir is not None:
         build_model(profile, init_dir)
+    inputs = [data, init]
+    ckpt.check_run_directory(out, ("model",), inputs)  # before DeepSpeed starts: one line, quickly
     dist = loop.init_distributed()
+    with ckpt.run_directory(out, ("model",), inputs, hold=dist.rank == 0):
+        result, final, data_dir = _train(profile, data, out, resume, init_dir, dist, progress, what)
+    report = {"global_step": result.global_step, **result.eval_metrics}
+    return {
+        "rank": dist.rank,
+        "stopped": result.stopped,
+        "global_step": result.global_step,
+        "seconds": result.seconds,
+        "train": result.last_metrics,
+        "eval": report if result.eval_metrics else {},
+        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+        "model_dir": str(final),
+        "run_dir": str(out),
+        "data_dir": str(data_dir),
+    }
+
+
+def _train(
+    profile: Profile,
+    data: Path | None,
+    out: Path,
+    resume: bool,
+    init_dir: Any | None,
+    dist: loop.Distributed,
+    progress: ProgressFn | None,
+    what: str,
+) -> tuple[loop.TrainResult, Path, Path]:
+    """The data, the model and the loop; then RUN_DIR/model from the last checkpoint."""
+    m = profile.model
     data_dir = data if data is not None else builtin_data(profile, dist, progress)
     manifest = evaluate.check_data_matches(data_dir, m.vocab_size, m.max_position_embeddings, what)
     train_ds, eval_ds = load_split(data_dir, "train"), load_split(data_dir, "eval")
@@ -142,19 +174,7 @@ def run(
             spm,
             head={"kind": "pretraining", "global_step": result.global_step},
         )
-    report = {"global_step": result.global_step, **result.eval_metrics}
-    return {
-        "rank": dist.rank,
-        "stopped": result.stopped,
-        "global_step": result.global_step,
-        "seconds": result.seconds,
-        "train": result.last_metrics,
-        "eval": report if result.eval_metrics else {},
-        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
-        "model_dir": str(final),
-        "run_dir": str(out),
-        "data_dir": str(data_dir),
-    }
+    return result, final, data_dir
 
 
 def build_model(profile: Profile, init: Any | None) -> AlbertForPreTraining:
