@@ -149,13 +149,15 @@ def check_output(
     inputs: Iterable[Path | str | None] = (),
     flag: str = "--out",
     directory: bool = True,
+    read_dirs: bool = False,
 ) -> None:
     """Refuse, with one line, an output albertctl may not write.
 
     `owned` None: `target` is a directory albertctl adds files to (a run directory, --predict);
     it may exist with anything in it but may not be an input. Otherwise `target` is replaced
     whole: it must be absent, an empty directory, or recognised by `owned`, and may not be or
-    contain an input or the working directory. `directory` False: the target is a file."""
+    contain an input or the working directory. `directory` False: the target is a file.
+    `read_dirs`: the command reads input directories whole, so the output may not lie in one."""
     target = Path(target)
     _check_parents(target, flag)
     if target.is_symlink():
@@ -174,6 +176,11 @@ def check_output(
             raise AlbertError(f"{flag} {target} is the input {given}; choose another {flag}")
         if owned is not None and real in source.parents:
             raise AlbertError(f"{flag} {target} contains the input {given}; choose another {flag}")
+        if read_dirs and source.is_dir() and source in real.parents:
+            raise AlbertError(
+                f"{flag} {target} is inside the input directory {given}, whose files are all read; "
+                f"choose another {flag}"
+            )
     if owned is not None and directory:
         cwd = Path.cwd().resolve()
         if real == cwd or real in cwd.parents:
@@ -221,9 +228,10 @@ _HELD: dict[str, int] = {}  # lock files this process holds (re-entrant within a
 
 
 @contextlib.contextmanager
-def lock(lock_file: Path, target: Path, flag: str = "--out") -> Iterator[None]:
+def lock(lock_file: Path, target: Path, flag: str = "--out", wait: bool = False) -> Iterator[None]:
     """An exclusive flock on `lock_file` for writing `target`; one line if another process
-    holds it. The file is removed on release (checked by inode, so no two holders ever)."""
+    holds it (`wait`: block until it is free). The file is removed on release (checked by
+    inode, so there are never two holders)."""
     key = str(Path(lock_file).absolute())
     if key in _HELD:
         _HELD[key] += 1
@@ -232,7 +240,7 @@ def lock(lock_file: Path, target: Path, flag: str = "--out") -> Iterator[None]:
         finally:
             _HELD[key] -= 1
         return
-    fd = _acquire(Path(lock_file), target, flag)
+    fd = _acquire(Path(lock_file), target, flag, wait)
     _HELD[key] = 1
     try:
         yield
@@ -243,14 +251,14 @@ def lock(lock_file: Path, target: Path, flag: str = "--out") -> Iterator[None]:
         os.close(fd)
 
 
-def _acquire(path: Path, target: Path, flag: str) -> int:
+def _acquire(path: Path, target: Path, flag: str, wait: bool) -> int:
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as err:
             raise write_error(target, err) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
             os.close(fd)
@@ -321,6 +329,7 @@ def atomic_directory(
     inputs: Iterable[Path | str | None] = (),
     validate: Validate | None = None,
     flag: str = "--out",
+    read_dirs: bool = False,
 ) -> Iterator[Path]:
     """Yield a temporary directory beside `target`; when the block succeeds and `validate`
     accepts it, it replaces `target` whole. `target` must pass `check_output` (checked under
@@ -328,18 +337,18 @@ def atomic_directory(
     `target` is as it was."""
     target = Path(target)
     inputs = list(inputs)
-    check_output(target, owned, what, inputs=inputs, flag=flag)
+    check_output(target, owned, what, inputs=inputs, flag=flag, read_dirs=read_dirs)
     real = target.resolve()
     made = make_dirs(real.parent, target.parent)
     try:
         with lock(real.parent / f".{real.name}.lock", target, flag), sigterm_interrupts():
-            check_output(target, owned, what, inputs=inputs, flag=flag)
+            check_output(target, owned, what, inputs=inputs, flag=flag, read_dirs=read_dirs)
             remove_stale(real.parent, real.name)
             tmp = _mkdtemp(real, target)
             try:
                 yield tmp
                 _finish(tmp, target, validate)
-                check_output(target, owned, what, inputs=inputs, flag=flag)
+                check_output(target, owned, what, inputs=inputs, flag=flag, read_dirs=read_dirs)
                 _swap(tmp, real, target)
             except BaseException as err:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -361,6 +370,7 @@ def atomic_files(
     inputs: Iterable[Path | str | None] = (),
     validate: Validate | None = None,
     flag: str = "--out",
+    read_dirs: bool = False,
 ) -> Iterator[Path]:
     """Yield a temporary directory; the files the block writes there (top level) are then
     validated and moved into `directory`, each replacing only a file `owned` recognises.
@@ -381,7 +391,15 @@ def atomic_files(
                 _finish(tmp, directory / stem, validate, directory)
                 names = sorted(p.name for p in tmp.iterdir() if p.is_file())
                 for name in names:
-                    check_output(directory / name, owned, what, inputs=inputs, flag=flag, directory=False)
+                    check_output(
+                        directory / name,
+                        owned,
+                        what,
+                        inputs=inputs,
+                        flag=flag,
+                        directory=False,
+                        read_dirs=read_dirs,
+                    )
                 for name in names:
                     os.replace(tmp / name, real / name)
                 fsync_dir(real)

@@ -76,14 +76,22 @@ def run(
         raise AlbertError(f"--num-proc must be at least 1, got {num_proc}")
     output = Path(output)
     sources = [*([] if isinstance(inputs, DatasetSource) else inputs or []), vocab]
-    outputs.check_output(output, owns_prepared_data, PREPARED, inputs=sources, flag="--output")
+    outputs.check_output(
+        output, owns_prepared_data, PREPARED, inputs=sources, flag="--output", read_dirs=True
+    )
     if vocab is not None:
         Tokenizer(vocab, data.do_lower_case)  # a clear error before any work if it lacks [CLS] etc.
     started = time.perf_counter()
     stats = ReadStats()
     total_bytes = input_bytes(inputs)
     with outputs.atomic_directory(
-        output, owns_prepared_data, PREPARED, inputs=sources, validate=validate, flag="--output"
+        output,
+        owns_prepared_data,
+        PREPARED,
+        inputs=sources,
+        validate=validate,
+        flag="--output",
+        read_dirs=True,
     ) as tmp:
         vocab_summary = None
         if vocab is None:

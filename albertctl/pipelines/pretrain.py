@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from albertctl.core import outputs
 from albertctl.core.config import Profile
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir, save_model_dir
@@ -223,18 +224,21 @@ def builtin_data(profile: Profile, dist: loop.Distributed, progress: ProgressFn 
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     target = cache_dir() / "pretrain-data" / f"sample-{profile.name}-{key}"
     if dist.rank == 0:
-        try:
-            read_manifest(target)
-        except AlbertError:
-            shutil.rmtree(target, ignore_errors=True)
-            if progress is not None:
-                progress(
-                    {
-                        "event": "warning",
-                        "message": f"preparing the built-in sample corpus into {target} (once)",
-                    }
-                )
-            prepare.run(profile, None, target, num_proc=min(2, os.cpu_count() or 1))
+        outputs.make_dirs(target.parent)
+        # another run preparing the same cache entry: wait for it rather than fail
+        with outputs.lock(target.parent / f".{target.name}.lock", target, wait=True):
+            try:
+                read_manifest(target)
+            except AlbertError:
+                shutil.rmtree(target, ignore_errors=True)  # our own cache entry, unreadable
+                if progress is not None:
+                    progress(
+                        {
+                            "event": "warning",
+                            "message": f"preparing the built-in sample corpus into {target} (once)",
+                        }
+                    )
+                prepare.run(profile, None, target, num_proc=min(2, os.cpu_count() or 1))
     loop.all_reduce_sum([0.0])  # a barrier: the other ranks wait for rank 0's data
     return target
 

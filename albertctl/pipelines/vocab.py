@@ -87,7 +87,13 @@ def run(
     sources = [] if isinstance(inputs, DatasetSource) else list(inputs or [])
     for f in files:  # before any work: one line if a file there is not a vocabulary
         outputs.check_output(
-            f, is_vocabulary_file, VOCABULARY, inputs=sources, flag="--output", directory=False
+            f,
+            is_vocabulary_file,
+            VOCABULARY,
+            inputs=sources,
+            flag="--output",
+            directory=False,
+            read_dirs=True,
         )
     # both files are written, loaded back, then moved: never half a vocabulary, never a broken one
     with outputs.atomic_files(
@@ -98,6 +104,7 @@ def run(
         inputs=sources,
         validate=validate,
         flag="--output",
+        read_dirs=True,
     ) as tmp:
         spm.set_random_generator_seed(seed)
         try:
