@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -116,8 +117,24 @@ def finetune_task(
     source = load_model_dir(model_path)
     profile = with_overrides(source.profile, profile_overrides)
     check_length(config, profile, source.path)
-    inputs = [model_path, data]
-    ckpt.check_run_directory(Path(out_dir), ("best",), inputs)  # before hours of work: one line
+    # checked and locked before hours of work (one line, quickly); rank 0 holds the lock
+    with ckpt.run_directory(
+        Path(out_dir), ("best",), [model_path, data], hold=os.environ.get("RANK", "0") == "0"
+    ):
+        return _finetune(task, config, source, profile, out_dir, data, resume, progress)
+
+
+def _finetune(
+    task: Task,
+    config: TaskConfig,
+    source: ModelDir,
+    profile: Profile,
+    out_dir: Path,
+    data: Path | None,
+    resume: bool,
+    progress: ProgressFn | None,
+) -> TaskResult:
+    """Read and featurise the data, then the loop, keeping `out_dir/best`."""
     tokenizer = load_tokenizer(source, profile)
 
     started = time.monotonic()
@@ -152,8 +169,7 @@ def finetune_task(
         resume=resume,
         identity={"task": task.name, "model": str(source.path)},
     )
-    with ckpt.run_directory(Path(out_dir), ("best",), inputs, hold=dist.rank == 0):
-        result = loop.train(spec, train_config, profile.deepspeed, progress)
+    result = loop.train(spec, train_config, profile.deepspeed, progress)
     metrics = dict(result.best if result.best is not None else result.eval_metrics)
     best_step = int(metrics.pop("step", result.global_step))
     return TaskResult(

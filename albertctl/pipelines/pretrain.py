@@ -84,10 +84,9 @@ def run(
     init_dir = load_model_dir(init) if init is not None else None
     if init_dir is not None:
         build_model(profile, init_dir)
-    inputs = [data, init]
-    ckpt.check_run_directory(out, ("model",), inputs)  # before DeepSpeed starts: one line, quickly
-    dist = loop.init_distributed()
-    with ckpt.run_directory(out, ("model",), inputs, hold=dist.rank == 0):
+    # checked and locked before DeepSpeed starts (one line, quickly); rank 0 holds the lock
+    with ckpt.run_directory(out, ("model",), [data, init], hold=os.environ.get("RANK", "0") == "0"):
+        dist = loop.init_distributed()
         result, final, data_dir = _train(profile, data, out, resume, init_dir, dist, progress, what)
     report = {"global_step": result.global_step, **result.eval_metrics}
     return {
