@@ -341,3 +341,24 @@ def test_two_prepare_processes_on_one_output(assets, tmp_path):
     _, stderr = first.communicate(timeout=600)
     assert first.returncode == 0, stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_write_errors_are_one_line_and_still_os_errors(tmp_path):
+    """safetensors reports a full disk as SafetensorError (not an OSError): its errno is kept,
+    so the training loop's `except OSError` cleanup and the CLI's one line both apply."""
+    from safetensors import SafetensorError
+
+    from albertctl.core.errors import AlbertError
+
+    err = outputs.write_error(
+        tmp_path / "w.safetensors", SafetensorError("Error while serializing: I/O error: (os error 28)")
+    )
+    assert isinstance(err, OSError) and isinstance(err, AlbertError)
+    assert (err.errno, str(err)) == (
+        28,
+        f"could not write {tmp_path / 'w.safetensors'}: no space left on device",
+    )
+    again = outputs.write_error(tmp_path / "out", err)  # raised deeper, reported for the output
+    assert (again.errno, str(again)) == (28, f"could not write {tmp_path / 'out'}: no space left on device")
+    ro = outputs.write_error("x", OSError(30, "Read-only file system", "x/.x.lock"))
+    assert (ro.errno, str(ro)) == (30, "could not write x: read-only file system")
