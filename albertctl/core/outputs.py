@@ -124,16 +124,21 @@ def manifest_owns(
     listed = manifest.get("files")
     if not isinstance(listed, dict):
         return False
-    return only_files(directory, {name, *map(str, listed)})
+    # a manifest does not list manifests (a checkpoint's model/ has its own)
+    return only_files(directory, set(map(str, listed)), also=name)
 
 
-def only_files(directory: Path, allowed: Iterable[str]) -> bool:
-    """Every file and link under `directory` has a relative (POSIX) path in `allowed`."""
+def only_files(directory: Path, allowed: Iterable[str], also: str | None = None) -> bool:
+    """Every file and link under `directory` has a relative (POSIX) path in `allowed`, or is a
+    file named `also`."""
     allowed = set(allowed)
     for root, dirs, files in os.walk(directory):
         here = Path(root)
         for entry in files + [d for d in dirs if (here / d).is_symlink()]:
-            if (here / entry).relative_to(directory).as_posix() not in allowed:
+            path = here / entry
+            if path.relative_to(directory).as_posix() not in allowed and not (
+                entry == also and path.is_file() and not path.is_symlink()
+            ):
                 return False
     return True
 

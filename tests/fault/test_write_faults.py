@@ -362,3 +362,16 @@ def test_write_errors_are_one_line_and_still_os_errors(tmp_path):
     assert (again.errno, str(again)) == (28, f"could not write {tmp_path / 'out'}: no space left on device")
     ro = outputs.write_error("x", OSError(30, "Read-only file system", "x/.x.lock"))
     assert (ro.errno, str(ro)) == (30, "could not write x: read-only file system")
+
+
+def test_pruning_keeps_a_directory_albertctl_did_not_write(tmp_path):
+    from albertctl.training import checkpoint as ckpt
+
+    root = tmp_path / "checkpoints"
+    (root / "step-00000001").mkdir(parents=True)
+    (root / "step-00000001" / "thesis.tex").write_text("mine\n")
+    (root / "step-00000002").mkdir()
+    (root / "step-00000002" / "manifest.json").write_text('{"kind": "training-checkpoint", "files": {}}')
+    ckpt.prune(root, keep_last=0)
+    assert sorted(p.name for p in root.iterdir()) == ["step-00000001"]
+    assert (root / "step-00000001" / "thesis.tex").read_text() == "mine\n"
