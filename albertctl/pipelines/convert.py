@@ -32,6 +32,7 @@ from albertctl.convert.tf import (
     read_config_json,
 )
 from albertctl.convert.tf_bundle import TensorBundle, find_checkpoint_prefix
+from albertctl.core import outputs
 from albertctl.core.config import Profile
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import check_model_dir_output, load_model_dir, save_model_dir
@@ -62,7 +63,8 @@ def run(
     if fine_tuned_on is not None and head is None and source_kind in ("tf", "tf-hub"):
         # [1, H] output weights are a regression or a multiple-choice head: the task says which
         head = fine_tuned_on.head if fine_tuned_on.head in ("regress", "choice") else None
-    with tempfile.TemporaryDirectory(prefix="albertctl-convert-") as work:
+    # SIGTERM while extracting or writing: the work directory and the temporary are removed
+    with outputs.sigterm_interrupts(), tempfile.TemporaryDirectory(prefix="albertctl-convert-") as work:
         if source_kind in ("tf", "tf-hub"):
             local = localise(source, Path(work), source_kind)
             profile, converted, spm_path, notes = read_tf(local, config, spm_model, head)
