@@ -859,4 +859,6 @@ def main() -> None:
         console.error("interrupted")
         raise SystemExit(130) from None
     if isinstance(code, int) and code:
+        if code == 130:  # Typer turns KeyboardInterrupt (Ctrl-C, or SIGTERM while writing) into 130, silently
+            console.error("interrupted")
         raise SystemExit(code)

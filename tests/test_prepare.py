@@ -420,7 +420,7 @@ def test_cli_bad_inputs_fail_cleanly(run_cli, tmp_path, corpus, spm_file):
         ),
         (
             ["prepare", str(tmp_path / "corpus.txt"), "--vocab", str(spm_file), "-o", str(tmp_path)],
-            f"{tmp_path} exists and is not prepared data; choose another --output or remove it",
+            f"--output {tmp_path} contains the input {tmp_path / 'corpus.txt'}; choose another --output",
         ),
     ]
     before = sorted(p.name for p in tmp_path.iterdir())

@@ -15,18 +15,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from albertctl.convert import names as N
 from albertctl.convert.tf import Converted, fresh_state, profile_from_fields, read_config_json
 from albertctl.core.config import Profile, profile_from_dict
 from albertctl.core.errors import AlbertError
-from albertctl.core.modeldir import atomic_directory
+from albertctl.core.outputs import (
+    atomic_directory,
+    check_output,
+    check_safetensors,
+    only_files,
+    save_safetensors,
+)
 from albertctl.core.safeload import quote, shorten
 
 SPM = "spiece.model"
@@ -85,14 +92,43 @@ def tokenizer_config(profile: Profile) -> dict[str, Any]:
     }
 
 
+HF_EXPORT = "a Hugging Face directory albertctl exported"
+EXPORT_FILES = ("config.json", "model.safetensors", SPM, "tokenizer_config.json")
+
+
+def owns_hf_export(path: Path) -> bool:
+    """An earlier export: config.json carries the "albertctl" section, and nothing else is there."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(config, dict)
+        and isinstance(config.get("albertctl"), dict)
+        and only_files(path, EXPORT_FILES)
+    )
+
+
+def check_hf_output(target: Path, inputs: Iterable[Path | str | None] = ()) -> None:
+    check_output(Path(target), owns_hf_export, HF_EXPORT, inputs=inputs)
+
+
+def validate_hf_dir(path: Path) -> None:
+    """The export loads back: config.json parses and the weights' header fits the file."""
+    read_config_json(path / "config.json")
+    check_safetensors(path / "model.safetensors")
+
+
 def write_hf_dir(
     target: Path,
     profile: Profile,
     state_dict: dict[str, torch.Tensor],
     spm_model: Path | None,
     head: dict[str, Any],
+    inputs: Iterable[Path | str | None] = (),
 ) -> Path:
-    """Export atomically; nothing is left under `target` if anything fails."""
+    """Export atomically, replacing only an earlier export (or an empty directory) that is not
+    one of `inputs`; nothing is left under `target` if anything fails."""
     config = hf_config(profile, head)
     tensors = {N.ours_to_hf(k): v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
     if not profile.model.has_embedding_projection:
@@ -101,8 +137,10 @@ def write_hf_dir(
         h = profile.model.hidden_size
         tensors[PROJECTION + "weight"] = torch.eye(h, dtype=tensors[N.ours_to_hf(EMBEDDINGS_KEY)].dtype)
         tensors[PROJECTION + "bias"] = torch.zeros(h, dtype=tensors[PROJECTION + "weight"].dtype)
-    with atomic_directory(Path(target)) as tmp:
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    with atomic_directory(
+        Path(target), owns_hf_export, HF_EXPORT, inputs=inputs, validate=validate_hf_dir
+    ) as tmp:
+        save_safetensors(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         if spm_model is not None:
             shutil.copyfile(spm_model, tmp / SPM)

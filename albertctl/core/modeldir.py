@@ -8,25 +8,30 @@ A model directory is what every command reads and writes:
       spiece.model        the SentencePiece model (absent only for a model without one)
       manifest.json       format, head description, and each file's size and sha256
 
-Directories are written to a temporary sibling and renamed into place, so a crash never
-leaves a half-written model behind under the final name.
+Directories are written through `core.outputs.atomic_directory`: to a temporary sibling,
+loaded back, and renamed into place, so a crash never leaves a half-written model behind under
+the final name, and only a model directory (or an empty one) is ever replaced.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from albertctl.core.config import Profile, profile_from_yaml_file
 from albertctl.core.errors import AlbertError
+from albertctl.core.outputs import (
+    atomic_directory,
+    check_output,
+    check_safetensors,
+    manifest_owns,
+    save_safetensors,
+)
 from albertctl.core.safeload import quote, read_json, shorten
 
 if TYPE_CHECKING:  # torch loads only where tensors are read or written (prepare needs none)
@@ -38,6 +43,7 @@ WEIGHTS = "model.safetensors"
 PROFILE = "profile.yaml"
 SPM = "spiece.model"
 MANIFEST = "manifest.json"
+MODEL_DIR = "an albertctl model directory"
 
 
 @dataclass
@@ -55,46 +61,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a temporary directory beside `target`; on success it replaces `target` whole.
-    On any exception the temporary directory is removed and `target` is left as it was."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield tmp
-        _fsync_tree(tmp)
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _fsync_tree(root: Path) -> None:
-    for path in root.rglob("*"):
-        if path.is_file():
-            with path.open("rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def write_manifest(directory: Path, extra: dict[str, Any]) -> None:
@@ -175,22 +141,44 @@ def check_finite(state_dict: dict[str, torch.Tensor], what: str) -> None:
             )
 
 
+def owns_model_dir(path: Path) -> bool:
+    """A model directory albertctl wrote: its manifest, and no file the manifest does not list."""
+    return manifest_owns(path, lambda m: m.get("format") == FORMAT and "kind" not in m, MANIFEST)
+
+
+def check_model_dir_output(
+    target: Path, inputs: Iterable[Path | str | None] = (), flag: str = "--out"
+) -> None:
+    """Before hours of work: may `save_model_dir(target)` replace what is there? (one line if not)"""
+    check_output(target, owns_model_dir, MODEL_DIR, inputs=inputs, flag=flag)
+
+
+def validate_model_dir(path: Path) -> None:
+    """A written model directory loads back: sizes match the manifest, the profile parses and
+    the weights' header fits the file."""
+    verify_manifest(path, checksums=False)
+    profile_from_yaml_file(path / PROFILE)
+    check_safetensors(path / WEIGHTS)
+
+
 def save_model_dir(
     target: Path,
     profile: Profile,
     state_dict: dict[str, torch.Tensor],
     spm_model: Path | None,
     head: dict[str, Any] | None = None,
+    inputs: Iterable[Path | str | None] = (),
 ) -> Path:
-    """Write a model directory atomically. Shared tensors are stored once per key, contiguous.
+    """Write a model directory atomically, replacing only an earlier model directory (or an
+    empty one) that is not one of `inputs`. Shared tensors are stored once per key, contiguous.
     Weights holding NaN or inf are refused before anything is written."""
-    from safetensors.torch import save_file
-
     target = Path(target)
     check_finite(state_dict, str(target))
-    with atomic_directory(target) as tmp:
+    with atomic_directory(
+        target, owns_model_dir, MODEL_DIR, inputs=inputs, validate=validate_model_dir
+    ) as tmp:
         tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        save_safetensors(tensors, tmp / WEIGHTS, metadata={"format": FORMAT})
         (tmp / PROFILE).write_text(profile.to_yaml(), encoding="utf-8")
         if spm_model is not None:
             shutil.copyfile(spm_model, tmp / SPM)

@@ -33,9 +33,10 @@ from albertctl.convert.tf import (
     read_config_json,
 )
 from albertctl.convert.tf_bundle import TensorBundle, find_checkpoint_prefix
+from albertctl.core import outputs
 from albertctl.core.config import Profile
 from albertctl.core.errors import AlbertError
-from albertctl.core.modeldir import load_model_dir, save_model_dir
+from albertctl.core.modeldir import check_model_dir_output, load_model_dir, save_model_dir
 from albertctl.core.safeload import quote, shorten
 from albertctl.tasks.base import Task, get_task, load_task_config
 
@@ -55,11 +56,17 @@ def run(
     task: str | None = None,
 ) -> dict[str, Any]:
     check_arguments(source_kind, to, head, out)
+    inputs = [source, config, spm_model]
+    if to == "hf":  # before reading anything: may the output be replaced?
+        hf_io.check_hf_output(out, inputs)
+    else:
+        check_model_dir_output(out, inputs)
     fine_tuned_on = resolve_task(task, source_kind)
     if fine_tuned_on is not None and head is None and source_kind in ("tf", "tf-hub"):
         # [1, H] output weights are a regression or a multiple-choice head: the task says which
         head = fine_tuned_on.head if fine_tuned_on.head in ("regress", "choice") else None
-    with tempfile.TemporaryDirectory(prefix="albertctl-convert-") as work:
+    # SIGTERM while extracting or writing: the work directory and the temporary are removed
+    with outputs.sigterm_interrupts(), tempfile.TemporaryDirectory(prefix="albertctl-convert-") as work:
         if source_kind in ("tf", "tf-hub"):
             local = localise(source, Path(work), source_kind)
             profile, converted, spm_path, notes = read_tf(local, config, spm_model, head)
@@ -82,9 +89,9 @@ def run(
         check_spm(spm_path, profile)
         check_state(converted.state_dict, profile, converted.head, str(source))
         if to == "hf":
-            hf_io.write_hf_dir(out, profile, converted.state_dict, spm_path, converted.head)
+            hf_io.write_hf_dir(out, profile, converted.state_dict, spm_path, converted.head, inputs)
         else:
-            save_model_dir(out, profile, converted.state_dict, spm_path, head=converted.head)
+            save_model_dir(out, profile, converted.state_dict, spm_path, converted.head, inputs)
     counts = {s: sum(r["status"] == s for r in converted.rows) for s in ("loaded", "skipped", "missing")}
     return {
         "from": source_kind,
@@ -112,8 +119,6 @@ def check_arguments(source_kind: str, to: str, head: str | None, out: Path) -> N
         raise AlbertError(f"--head {head!r}: expected one of {', '.join(HEADS)}")
     if head is not None and source_kind not in ("tf", "tf-hub"):
         raise AlbertError("--head applies to TF checkpoints only (other sources record their head)")
-    if Path(out).exists() and not Path(out).is_dir():
-        raise AlbertError(f"--out {out}: exists and is not a directory")
 
 
 def resolve_task(name: str | None, source_kind: str) -> Task | None:

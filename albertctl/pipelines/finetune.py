@@ -13,6 +13,8 @@ kind, labels and the task config it was trained with, so `eval` needs nothing el
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from albertctl.core import outputs
 from albertctl.core.config import Profile, TrainConfig, _build, with_overrides
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import MANIFEST, ModelDir, load_model_dir, save_model_dir
@@ -45,6 +48,7 @@ from albertctl.tasks.base import (
     sorted_batches,
     split_overrides,
 )
+from albertctl.training import checkpoint as ckpt
 from albertctl.training import loop, trackers
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -95,8 +99,9 @@ def run(
     bind_task(group[0], {}, own, None)  # column options do not apply to a group
     tasks = [t for t in group if t.train_split is not None]  # AX: `eval ax --predict` with the MNLI model
     task_overrides, _ = split_overrides(overrides)
-    for task in tasks:  # every task's settings are checked before hours of training start
+    for task in tasks:  # every task's settings and run directory are checked before hours of training
         load_task_config(task, task_overrides)
+        ckpt.check_run_directory(Path(out_dir) / task.name, ("best",), [model, data])
     return [
         finetune_task(t, model, out_dir / t.name, data, overrides, resume, progress, own, used) for t in tasks
     ]
@@ -125,11 +130,30 @@ def finetune_task(
     validation = own.pop("validation", None)
     task = bind_task(task, {"train": data, "dev": validation}, own, None)  # your own files: read now
     task = task.with_config(config)  # squad2: the beam or the simple span head
-    best_metric = task.best_metric(config)
     source = load_model_dir(model_path)
     profile = with_overrides(source.profile, profile_overrides)
     check_length(config, profile, source.path)
+    # checked and locked before hours of work (one line, quickly); rank 0 holds the lock
+    with ckpt.run_directory(
+        Path(out_dir), ("best",), [model_path, data], hold=os.environ.get("RANK", "0") == "0"
+    ):
+        return _finetune(task, config, source, profile, out_dir, data, resume, progress, report_to)
+
+
+def _finetune(
+    task: Task,
+    config: TaskConfig,
+    source: ModelDir,
+    profile: Profile,
+    out_dir: Path,
+    data: Path | None,
+    resume: bool,
+    progress: ProgressFn | None,
+    report_to: tuple[str, ...],
+) -> TaskResult:
+    """Read and featurise the data, then the loop, keeping `out_dir/best`."""
     tokenizer = load_tokenizer(source, profile)
+    best_metric = task.best_metric(config)
 
     started = time.monotonic()
     train_examples = read_split(task, data, task.train_split)
@@ -449,6 +473,11 @@ def evaluate(
         raise AlbertError(
             f"task {task.name} has no labelled split: give --predict OUT to write its submission file"
         )
+    inputs = [model, source.path, data]
+    if predict_dir is not None:
+        if task.write_predictions is None:
+            raise AlbertError(f"task {task.name} has no submission format")
+        outputs.check_output(Path(predict_dir), None, "", inputs=inputs, flag="--predict")
     dev = {split: read_split(task, data, split) for split in task.dev_splits}
     features = {split: featurise_all(task, ex, tokenizer, config) for split, ex in dev.items()}
     kept: dict[str, list[Any]] = {}
@@ -456,19 +485,53 @@ def evaluate(
     if task.report is not None and kept:
         result["report"] = {split: task.report(dev[split], preds) for split, preds in kept.items()}
     if predict_dir is not None:
+        predicted = []
         for split in task.test_splits:
             examples = read_split(task, data, split)
             feats = featurise_all(task, examples, tokenizer, config)
             preds = task.predict(
                 examples, feats, predict_outputs(task, network, feats, config, tokenizer.pad_id), config
             )
-            if task.write_predictions is None:
-                raise AlbertError(f"task {task.name} has no submission format")
-            written = task.write_predictions(Path(predict_dir), split, examples, preds)
-            result["predictions"].extend(
-                str(p) for p in (written if isinstance(written, list) else [written])
-            )
+            predicted.append((split, examples, preds))
+        # every file is written, then each replaces only an earlier predictions file
+        with outputs.atomic_files(
+            Path(predict_dir),
+            "predictions",
+            is_predictions_file,
+            PREDICTIONS,
+            inputs=inputs,
+            flag="--predict",
+        ) as tmp:
+            names = []
+            for split, ex, preds in predicted:
+                written = task.write_predictions(tmp, split, ex, preds)  # one file, or several (own data)
+                names += [p.name for p in (written if isinstance(written, list) else [written])]
+        result["predictions"] = [str(Path(predict_dir) / name) for name in names]
     return result
+
+
+PREDICTIONS = "a predictions file albertctl wrote"
+
+
+def is_predictions_file(path: Path) -> bool:
+    """A file `eval --predict` wrote: a GLUE submission (`index<TAB>prediction` header), a
+    SQuAD JSON object, RACE or own-data JSON lines with a prediction, or own-data CSV (a `row`
+    and a `prediction` column)."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            first = f.readline(1 << 16)
+            if path.suffix == ".tsv":
+                return first.rstrip("\n") == "index\tprediction"
+            if path.suffix == ".jsonl":
+                return "prediction" in json.loads(first)
+            if path.suffix == ".csv":
+                return {"row", "prediction"} <= set(first.rstrip("\n").split(","))
+            if path.suffix == ".json":
+                f.seek(0)
+                return isinstance(json.load(f), dict)
+    except (OSError, ValueError, TypeError):
+        return False
+    return False
 
 
 def stored_task_config(source: ModelDir, overrides: Sequence[str]) -> TaskConfig:

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from albertctl import __version__
+from albertctl.core import outputs
 from albertctl.core.config import DataConfig, Profile
 from albertctl.core.errors import AlbertError
-from albertctl.core.modeldir import atomic_directory, sha256_file
+from albertctl.core.modeldir import sha256_file
 from albertctl.data.corpus import DatasetSource, ReadStats, input_bytes, iter_documents
 from albertctl.data.pretraining import (
     FORMAT,
@@ -42,6 +43,7 @@ from albertctl.data.pretraining import (
     ShardWriter,
     build_chunk,
     init_worker,
+    load_split,
     num_to_mask,
     read_manifest,
 )
@@ -71,13 +73,24 @@ def run(
     if num_proc < 1:
         raise AlbertError(f"--num-proc must be at least 1, got {num_proc}")
     output = Path(output)
-    _check_replaceable(output)
+    sources = [*([] if isinstance(inputs, DatasetSource) else inputs or []), vocab]
+    outputs.check_output(
+        output, owns_prepared_data, PREPARED, inputs=sources, flag="--output", read_dirs=True
+    )
     if vocab is not None:
         Tokenizer(vocab, data.do_lower_case)  # a clear error before any work if it lacks [CLS] etc.
     started = time.perf_counter()
     stats = ReadStats()
     total_bytes = input_bytes(inputs)
-    with atomic_directory(output) as tmp:
+    with outputs.atomic_directory(
+        output,
+        owns_prepared_data,
+        PREPARED,
+        inputs=sources,
+        validate=validate,
+        flag="--output",
+        read_dirs=True,
+    ) as tmp:
         vocab_summary = None
         if vocab is None:
             from albertctl.pipelines import vocab as vocab_pipeline
@@ -174,18 +187,25 @@ def run(
     return result
 
 
-def _check_replaceable(output: Path) -> None:
-    """The output directory is replaced whole: refuse anything but an earlier prepare's output
-    or an empty directory, so a mistyped --output never deletes someone's files."""
-    if output.is_file():
-        raise AlbertError(f"{output} is a file; --output must name a directory")
-    if output.is_dir() and any(output.iterdir()):
-        try:
-            read_manifest(output)
-        except AlbertError:
-            raise AlbertError(
-                f"{output} exists and is not prepared data; choose another --output or remove it"
-            ) from None
+PREPARED = "prepared data"
+
+
+def owns_prepared_data(path: Path) -> bool:
+    """An earlier `prepare` output: its manifest, and no file the manifest does not list."""
+    return outputs.manifest_owns(path, lambda m: m.get("format") == FORMAT, MANIFEST)
+
+
+def validate(path: Path) -> None:
+    """The written directory loads back: the manifest, every file it lists, the vocabulary
+    and both splits with the row counts the manifest records."""
+    manifest = read_manifest(path)
+    for name, meta in manifest["files"].items():
+        f = path / name
+        if not f.is_file() or f.stat().st_size != meta["bytes"]:
+            raise AlbertError(f"{f}: missing or not the size {MANIFEST} records")
+    Tokenizer(path / SPM, True)
+    for split in SPLITS:
+        load_split(path, split)
 
 
 def chunks(

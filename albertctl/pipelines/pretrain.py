@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from albertctl.core import outputs
 from albertctl.core.config import Profile
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir, save_model_dir
@@ -34,6 +35,7 @@ from albertctl.data.tokenizer import Tokenizer
 from albertctl.model.albert import AlbertForPreTraining
 from albertctl.pipelines import evaluate
 from albertctl.pipelines import profile as profile_summary
+from albertctl.training import checkpoint as ckpt
 from albertctl.training import loop, trackers
 from albertctl.training.loop import Batch, LossOutput
 
@@ -85,7 +87,40 @@ def run(
     init_dir = load_model_dir(init) if init is not None else None
     if init_dir is not None:
         build_model(profile, init_dir)
-    dist = loop.init_distributed()
+    # checked and locked before DeepSpeed starts (one line, quickly); rank 0 holds the lock
+    with ckpt.run_directory(out, ("model",), [data, init], hold=os.environ.get("RANK", "0") == "0"):
+        dist = loop.init_distributed()
+        result, final, data_dir = _train(
+            profile, data, out, resume, init_dir, dist, progress, what, trackers_used
+        )
+    report = {"global_step": result.global_step, **result.eval_metrics}
+    return {
+        "rank": dist.rank,
+        "stopped": result.stopped,
+        "global_step": result.global_step,
+        "seconds": result.seconds,
+        "train": result.last_metrics,
+        "eval": report if result.eval_metrics else {},
+        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+        "model_dir": str(final),
+        "run_dir": str(out),
+        "data_dir": str(data_dir),
+    }
+
+
+def _train(
+    profile: Profile,
+    data: Path | None,
+    out: Path,
+    resume: bool,
+    init_dir: Any | None,
+    dist: loop.Distributed,
+    progress: ProgressFn | None,
+    what: str,
+    trackers_used: tuple[str, ...] = (),
+) -> tuple[loop.TrainResult, Path, Path]:
+    """The data, the model and the loop; then RUN_DIR/model from the last checkpoint."""
+    m = profile.model
     data_dir = data if data is not None else builtin_data(profile, dist, progress)
     manifest = evaluate.check_data_matches(data_dir, m.vocab_size, m.max_position_embeddings, what)
     train_ds, eval_ds = load_split(data_dir, "train"), load_split(data_dir, "eval")
@@ -146,19 +181,7 @@ def run(
             spm,
             head={"kind": "pretraining", "global_step": result.global_step},
         )
-    report = {"global_step": result.global_step, **result.eval_metrics}
-    return {
-        "rank": dist.rank,
-        "stopped": result.stopped,
-        "global_step": result.global_step,
-        "seconds": result.seconds,
-        "train": result.last_metrics,
-        "eval": report if result.eval_metrics else {},
-        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
-        "model_dir": str(final),
-        "run_dir": str(out),
-        "data_dir": str(data_dir),
-    }
+    return result, final, data_dir
 
 
 def build_model(profile: Profile, init: Any | None) -> AlbertForPreTraining:
@@ -207,18 +230,23 @@ def builtin_data(profile: Profile, dist: loop.Distributed, progress: ProgressFn 
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     target = cache_dir() / "pretrain-data" / f"sample-{profile.name}-{key}"
     if dist.rank == 0:
-        try:
-            read_manifest(target)
-        except AlbertError:
-            shutil.rmtree(target, ignore_errors=True)
-            on_prepare = None
-            if progress is not None:
-                progress({"event": "info", "message": f"preparing the sample corpus into {target} (once)"})
+        outputs.make_dirs(target.parent)
+        # another run preparing the same cache entry: wait for it rather than fail
+        with outputs.lock(target.parent / f".{target.name}.lock", target, wait=True):
+            try:
+                read_manifest(target)
+            except AlbertError:
+                shutil.rmtree(target, ignore_errors=True)  # our own cache entry, unreadable
+                on_prepare = None
+                if progress is not None:
+                    progress(
+                        {"event": "info", "message": f"preparing the sample corpus into {target} (once)"}
+                    )
 
-                def on_prepare(p: dict[str, Any]) -> None:
-                    progress({"event": "prepare", **p})
+                    def on_prepare(p: dict[str, Any]) -> None:
+                        progress({"event": "prepare", **p})
 
-            prepare.run(profile, None, target, num_proc=min(2, os.cpu_count() or 1), progress=on_prepare)
+                prepare.run(profile, None, target, num_proc=min(2, os.cpu_count() or 1), progress=on_prepare)
     loop.all_reduce_sum([0.0])  # a barrier: the other ranks wait for rank 0's data
     return target
 

@@ -12,15 +12,14 @@ lower-cased, quotes unified), so the pieces are the ones the tokenizer will ask 
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import sentencepiece as spm
 
+from albertctl.core import outputs
 from albertctl.core.config import Profile
 from albertctl.core.errors import AlbertError
 from albertctl.data.corpus import DatasetSource, ReadStats, iter_documents
@@ -63,7 +62,16 @@ def run(
     counts = {"sentences": 0, "too_long_sentences": 0}
     sample: list[str] = []
 
+    interrupted = []  # SentencePiece turns an exception in the iterator into a RuntimeError
+
     def sentences() -> Iterator[str]:
+        try:
+            yield from _sentences()
+        except KeyboardInterrupt:  # SIGTERM or Ctrl-C while reading
+            interrupted.append(True)
+            raise
+
+    def _sentences() -> Iterator[str]:
         for doc in iter_documents(inputs, stats):
             for sentence in doc:
                 text = normalize_text(sentence, profile.data.do_lower_case)
@@ -77,28 +85,75 @@ def run(
                     sample.append(text)
                 yield text
 
-    made = [d for d in (output.parent, *output.parent.parents) if not d.exists()]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with tempfile.TemporaryDirectory(prefix=f".{output.name}.tmp-", dir=output.parent) as tmp:
-            prefix = Path(tmp) / output.name
-            spm.set_random_generator_seed(seed)
-            try:
-                spm.SentencePieceTrainer.Train(
-                    sentence_iterator=sentences(), model_prefix=str(prefix), minloglevel=2, **flags
-                )
-            except RuntimeError as err:
-                how = "--vocab-size" if vocab_size else "--set model.vocab_size="
-                raise AlbertError(_explain(err, counts["sentences"], inputs, how)) from None
-            for ext in (".model", ".vocab"):  # both written, then moved: never half a vocabulary
-                os.replace(Path(f"{prefix}{ext}"), output.parent / f"{output.name}{ext}")
-    except BaseException:
-        for d in made:  # directories this call created stay only on success
-            if d.exists() and not any(d.iterdir()):
-                d.rmdir()
-        raise
+    files = [output.parent / f"{output.name}{ext}" for ext in (".model", ".vocab")]
+    sources = [] if isinstance(inputs, DatasetSource) else list(inputs or [])
+    for f in files:  # before any work: one line if a file there is not a vocabulary
+        outputs.check_output(
+            f,
+            is_vocabulary_file,
+            VOCABULARY,
+            inputs=sources,
+            flag="--output",
+            directory=False,
+            read_dirs=True,
+        )
+    # both files are written, loaded back, then moved: never half a vocabulary, never a broken one
+    with outputs.atomic_files(
+        output.parent,
+        output.name,
+        is_vocabulary_file,
+        VOCABULARY,
+        inputs=sources,
+        validate=validate,
+        flag="--output",
+        read_dirs=True,
+    ) as tmp:
+        spm.set_random_generator_seed(seed)
+        try:
+            spm.SentencePieceTrainer.Train(
+                sentence_iterator=sentences(), model_prefix=str(tmp / output.name), minloglevel=2, **flags
+            )
+        except RuntimeError as err:
+            if interrupted:
+                raise KeyboardInterrupt from None
+            how = "--vocab-size" if vocab_size else "--set model.vocab_size="
+            raise AlbertError(_explain(err, counts["sentences"], inputs, how)) from None
     model_file = output.parent / f"{output.name}.model"
     return summarize(model_file, profile, flags, stats, counts, sample)
+
+
+VOCABULARY = "a SentencePiece vocabulary file"
+
+
+def is_vocabulary_file(path: Path) -> bool:
+    """A `.model` SentencePiece loads, or a `.vocab` of `piece<TAB>score` lines."""
+    if path.suffix == ".model":
+        try:
+            spm.SentencePieceProcessor(model_file=str(path))
+        except (OSError, RuntimeError):
+            return False
+        return True
+    try:
+        with path.open(encoding="utf-8") as f:
+            lines = [f.readline(1 << 16) for _ in range(3)]
+        for line in filter(None, lines):
+            float(line.rstrip("\n").rsplit("\t", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return False
+    return path.suffix == ".vocab"
+
+
+def validate(directory: Path) -> None:
+    """Both files load: the model in SentencePiece, the .vocab with one line per piece."""
+    [model] = directory.glob("*.model")
+    try:
+        pieces = spm.SentencePieceProcessor(model_file=str(model)).get_piece_size()
+    except (OSError, RuntimeError) as err:
+        raise AlbertError(f"{model}: not a SentencePiece model ({str(err).splitlines()[0]})") from None
+    vocab = model.with_suffix(".vocab")
+    lines = vocab.read_text(encoding="utf-8").splitlines() if vocab.is_file() else []
+    if len(lines) != pieces or not all("\t" in line for line in lines):
+        raise AlbertError(f"{vocab}: {len(lines)} lines for {pieces} pieces")
 
 
 def build_flags(vocab_size: int, options: dict[str, Any], num_threads: int) -> dict[str, Any]:

@@ -21,23 +21,27 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
+from albertctl.core import outputs
 from albertctl.core.errors import AlbertError
-from albertctl.core.modeldir import _fsync_dir, _fsync_tree, verify_manifest, write_manifest
+from albertctl.core.modeldir import MANIFEST, owns_model_dir, verify_manifest, write_manifest
+from albertctl.core.outputs import fsync_dir, fsync_tree, manifest_owns, save_safetensors
 from albertctl.core.safeload import dump_yaml, parse_yaml, quote
 
 STATE = "state.yaml"
 MODEL = "model"
+KIND = "training-checkpoint"
+METRICS = "metrics.jsonl"
 NAME = re.compile(r"^step-(\d+)$")
 
 
@@ -156,9 +160,9 @@ def write_shard(directory: Path, rank: int, trainer_state: dict[str, Any]) -> No
     """One rank's optimiser and RNG tensors in safetensors; their structure in the metadata."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten(trainer_state, "s", tensors)
-    save_file(
+    save_safetensors(  # a full disk raises an OSError (WriteError), as every other write here
         tensors,
-        str(directory / shard_name(rank)),
+        directory / shard_name(rank),
         metadata={"format": "albertctl-trainer", "structure": dump_yaml(skeleton)},
     )
 
@@ -238,13 +242,15 @@ def begin(root: Path, step: int) -> Path:
 def finish(root: Path, tmp: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
     """Rank 0, after every rank wrote its shard: state.yaml, manifest, rename, prune."""
     (tmp / STATE).write_text(dump_yaml(state), encoding="utf-8")
-    write_manifest(tmp, {"kind": "training-checkpoint", "step": step})
-    _fsync_tree(tmp)
+    write_manifest(tmp, {"kind": KIND, "step": step})
+    fsync_tree(tmp)
     target = root / checkpoint_name(step)
-    if target.exists():
+    if target.exists():  # a broken checkpoint of this step that --resume skipped
+        if not owns_checkpoint(target):
+            raise AlbertError(f"{target} exists and is not an albertctl checkpoint; move it out of {root}")
         shutil.rmtree(target)
     os.replace(tmp, target)
-    _fsync_dir(root)
+    fsync_dir(root)
     prune(root, keep_last)
     return target
 
@@ -261,8 +267,14 @@ def disk_error(err: OSError, step: int, root: Path) -> AlbertError:
 
 
 def prune(root: Path, keep_last: int) -> None:
+    """Remove all but the newest `keep_last` checkpoints; never a directory albertctl did not write."""
     for name in latest_names(root)[keep_last:]:
-        shutil.rmtree(root / name, ignore_errors=True)
+        if owns_checkpoint(root / name):
+            shutil.rmtree(root / name, ignore_errors=True)
+
+
+def owns_checkpoint(path: Path) -> bool:
+    return manifest_owns(path, lambda m: m.get("kind") == KIND, MANIFEST)
 
 
 def latest_names(root: Path) -> list[str]:
@@ -338,3 +350,62 @@ def check_compatible(path: Path, state: dict[str, Any], expected: dict[str, Any]
 def with_suppressed(fn: Callable[[], Any]) -> None:
     with contextlib.suppress(Exception):
         fn()
+
+
+# ----------------------------------------------------------------------------- the run directory
+
+
+@contextlib.contextmanager
+def run_directory(
+    out: Path, replaced: Sequence[str] = (), inputs: Iterable[Path | str | None] = (), hold: bool = True
+) -> Iterator[None]:
+    """Check and lock a run directory for the whole run (`hold`: rank 0).
+
+    The run adds checkpoints/, metrics.jsonl and tensorboard/ to `out` and replaces the model
+    directories named in `replaced` (pretrain: model, finetune: best); those must be absent,
+    empty or albertctl model directories, and no input may be `out` or lie in what is replaced.
+    A second process on the same `out` gets one line. Stale `.step-N.tmp` of a killed run are
+    removed. A run that fails leaves no directory it created behind, if it wrote nothing."""
+    out = Path(out)
+    inputs = list(inputs)
+    check_run_directory(out, replaced, inputs)
+    if not hold:
+        yield
+        return
+    made = outputs.make_dirs(out)
+    try:
+        with outputs.lock(out / outputs.RUN_LOCK, out):
+            check_run_directory(out, replaced, inputs)
+            root = out / "checkpoints"
+            if root.is_dir():
+                for tmp in root.glob(".step-*.tmp"):
+                    shutil.rmtree(tmp, ignore_errors=True)
+            yield
+    except OSError as err:  # metrics.jsonl, tensorboard/ or model/ on a full or read-only disk
+        outputs.remove_empty(made)
+        if isinstance(err, outputs.WriteError):
+            raise
+        raise outputs.write_error(out, err) from None
+    except BaseException:
+        outputs.remove_empty(made)
+        raise
+
+
+def check_run_directory(out: Path, replaced: Sequence[str], inputs: Iterable[Path | str | None]) -> None:
+    """The one-line refusals of `run_directory`, without locking (quick, before any work)."""
+    inputs = list(inputs)
+    outputs.check_output(out, None, "", inputs=inputs)
+    for name in replaced:
+        outputs.check_output(out / name, owns_model_dir, "an albertctl model directory", inputs=inputs)
+    metrics = out / METRICS
+    if metrics.is_file() and not _is_metrics_log(metrics):
+        raise AlbertError(f"{metrics} exists and is not an albertctl metrics log; choose another --out")
+
+
+def _is_metrics_log(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8") as f:
+            first = f.readline(1 << 16)
+        return first == "" or isinstance(json.loads(first).get("event"), str)
+    except (OSError, ValueError, AttributeError):
+        return False
