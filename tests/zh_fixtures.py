@@ -32,3 +32,12 @@ def write_vocab(path: Path, pieces: list[str] | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(pieces or vocab_pieces()) + "\n", encoding="utf-8")
     return path
+
+
+def vocab_of_size(n: int) -> list[str]:
+    """`vocab_pieces()` cut or padded (with ##-pieces of spare CJK characters) to n entries."""
+    pieces = vocab_pieces()
+    spare = (f"##{chr(0x4E00 + i)}" for i in range(n))
+    while len(pieces) < n:
+        pieces.append(next(spare))
+    return pieces[:n]
