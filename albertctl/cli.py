@@ -342,12 +342,25 @@ def _inputs(inputs: list[str] | None, dataset: str | None, split: str, text_colu
 def vocab(
     inputs: InputsArg = None,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output prefix: writes PREFIX.model and PREFIX.vocab")
-    ] = Path("spiece"),
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output prefix: writes PREFIX.model and PREFIX.vocab (default spiece), or PREFIX.txt "
+            "with --kind wordpiece (default vocab)",
+        ),
+    ] = None,
     vocab_size: Annotated[
         int | None,
         typer.Option("--vocab-size", min=8, help="Pieces (default: the profile's model.vocab_size)"),
     ] = None,
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="sentencepiece (ALBERT's English models) or wordpiece (BERT's vocab.txt, the Chinese models)",
+        ),
+    ] = "sentencepiece",
     spm_options: Annotated[
         list[str] | None,
         typer.Option(
@@ -365,7 +378,8 @@ def vocab(
     dataset_config: DatasetConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a SentencePiece unigram vocabulary with ALBERT's settings and print a summary."""
+    """Train a SentencePiece unigram vocabulary with ALBERT's settings (or, --kind wordpiece, a
+    BERT WordPiece vocab.txt) and print a summary."""
     from albertctl.core.config import parse_override
     from albertctl.pipelines import vocab as pipeline
 
@@ -381,6 +395,7 @@ def vocab(
         options,
         seed,
         num_proc,
+        kind,
     )
     if as_json:
         console.print_json(result)
@@ -397,7 +412,11 @@ def vocab(
                 "input": ", ".join(result["inputs"]),
                 "input bytes": result["input_bytes"],
                 "sentences": result["sentences"],
-                "character_coverage (trainer)": str(result["flags"]["character_coverage"]),
+                **(
+                    {"character_coverage (trainer)": str(result["flags"]["character_coverage"])}
+                    if "character_coverage" in result["flags"]
+                    else {"kind": "wordpiece"}
+                ),
                 f"token coverage (first {result['sample_sentences']} sentences)": result["token_coverage"],
                 "tokens per word": result["tokens_per_word"],
             },

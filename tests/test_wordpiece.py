@@ -3,12 +3,16 @@ transcription of it), offsets into the original text, pairs, and one-line errors
 
 from __future__ import annotations
 
-import pytest
-from zh_fixtures import write_vocab
+import json
 
+import pytest
+from zh_fixtures import COMMON, LATIN, chinese_documents, write_documents, write_vocab
+
+from albertctl.core.config import load_profile
 from albertctl.core.errors import AlbertError
 from albertctl.data.tokenizer import Tokenizer, load_tokenizer
 from albertctl.data.wordpiece import WordPieceTokenizer
+from albertctl.pipelines import vocab as vocab_pipeline
 
 legacy = pytest.importorskip("transformers.models.bert.tokenization_bert_legacy")
 
@@ -98,3 +102,69 @@ def test_bad_vocabularies(tmp_path):
         f"{plain}: WordPiece vocabulary lacks [CLS], [SEP], [MASK] "
         "(expected BERT's special tokens; albertctl vocab --kind wordpiece writes them)"
     )
+
+
+# ---- vocab --kind wordpiece ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wp-train")
+    corpus = write_documents(root / "zh.txt", chinese_documents(120))
+    result = vocab_pipeline.run(
+        load_profile("tiny"), [corpus], root / "out" / "zh", vocab_size=200, kind="wordpiece"
+    )
+    return corpus, result
+
+
+def test_trained_vocabulary_layout_and_parity(trained):
+    corpus, result = trained
+    path = corpus.parent / "out" / "zh.txt"
+    assert result["model"] == result["vocab"] == str(path)
+    pieces = path.read_text(encoding="utf-8").splitlines()
+    assert (
+        pieces[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and len(pieces) == result["vocab_size"]
+    )
+    assert result["special_ids"] == {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
+    assert "##" + LATIN[0][-1] in pieces and all(c in pieces for c in COMMON[:120])
+    assert result["token_coverage"] == 1.0 and result["sentences"] > 400
+    ref = legacy.BertTokenizerLegacy(str(path), do_lower_case=True)
+    tok = load_tokenizer(path)
+    lines = [x for x in corpus.read_text(encoding="utf-8").splitlines() if x][:100]
+    assert tok.encode_many(lines) == [ref.convert_tokens_to_ids(ref.tokenize(x)) for x in lines]
+
+
+def test_trained_vocabulary_is_deterministic(trained, tmp_path):
+    corpus, result = trained
+    again = vocab_pipeline.run(
+        load_profile("tiny"), [corpus], tmp_path / "zh.txt", vocab_size=200, kind="wordpiece"
+    )
+    assert (tmp_path / "zh.txt").read_bytes() == (corpus.parent / "out" / "zh.txt").read_bytes()
+    assert again["example_pieces"] == result["example_pieces"]
+
+
+def test_vocab_cli_kind(run_cli, trained, tmp_path):
+    corpus, _ = trained
+    ok = run_cli(["vocab", str(corpus), "--kind", "wordpiece", "--vocab-size", "150", "--json"], cwd=tmp_path)
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["model"] == "vocab.txt" and (tmp_path / "vocab.txt").is_file()
+    bad = run_cli(["vocab", str(corpus), "--kind", "bpe", "-o", "x"], cwd=tmp_path)
+    assert (bad.exit_code, bad.stderr.strip()) == (
+        2,
+        "error: --kind 'bpe': expected one of sentencepiece, wordpiece",
+    )
+    bad = run_cli(
+        ["vocab", str(corpus), "--kind", "wordpiece", "--spm", "character_coverage=1.0"], cwd=tmp_path
+    )
+    assert (bad.exit_code, bad.stderr.strip()) == (
+        2,
+        "error: --spm sets SentencePiece trainer flags; it does not apply to --kind wordpiece",
+    )
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    bad = run_cli(["vocab", str(empty), "--kind", "wordpiece", "-o", "e"], cwd=tmp_path)
+    assert (bad.exit_code, bad.stderr.strip()) == (
+        2,
+        f"error: no text to train a vocabulary on in {empty} (empty input)",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt", "vocab.txt"]
