@@ -437,7 +437,10 @@ def prepare(
     ] = Path("data"),
     vocab_file: Annotated[
         Path | None,
-        typer.Option("--vocab", help="SentencePiece model (default: train one on the same input)"),
+        typer.Option(
+            "--vocab",
+            help="SentencePiece model, or a WordPiece vocab.txt (default: train a SentencePiece model on the same input)",
+        ),
     ] = None,
     num_proc: Annotated[
         int, typer.Option("--num-proc", min=1, help="Worker processes; the output does not depend on it")
@@ -802,7 +805,11 @@ def convert(
         Path | None, typer.Option("--config", help="albert_config.json (default: beside the checkpoint)")
     ] = None,
     spm_file: Annotated[
-        Path | None, typer.Option("--spm", help="SentencePiece model (default: the *.model beside it)")
+        Path | None,
+        typer.Option(
+            "--spm",
+            help="SentencePiece model or WordPiece vocab.txt (default: the *.model, else the vocab*.txt, beside it)",
+        ),
     ] = None,
     head: Annotated[
         str | None,

@@ -24,7 +24,7 @@ from albertctl.pipelines import finetune, prepare, vocab
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("zh")
-    corpus = write_documents(root / "zh.txt", chinese_documents(150))
+    corpus = write_documents(root / "zh.txt", chinese_documents(300))
     summary = vocab.run(load_profile("tiny"), [corpus], root / "vocab", vocab_size=200, kind="wordpiece")
     vocab_file = root / "vocab.txt"
     profile = load_profile("tiny", [*MICRO, f"model.vocab_size={summary['vocab_size']}"])
@@ -70,20 +70,41 @@ def test_prepare_masks_whole_words_by_the_bert_rule(world):
     assert continued > 20 and han > 1000  # both kinds of words were masked, many times
 
 
-def test_pretrain_and_eval_on_the_chinese_model(world, run_cli, tmp_path):
-    data = tmp_path / "data"
-    prepare.run(world["profile"], [world["corpus"]], data, world["vocab"])
-    sets = [f"--set={s}" for s in (*MICRO, f"model.vocab_size={world['profile'].model.vocab_size}")]
-    steps = ["--set=train.train_steps=3", "--set=train.log_every=1", "--set=train.save_every=3"]
+# Measured with these settings (2 shared CPU cores): held-out masked_lm_accuracy 0.21 against
+# 0.07 for the most frequent token after 160 steps (~1 min); 0.46 against 0.07 at step 250 of a
+# longer run. A masked character is guessable from its document's topic, seen in the context.
+PRETRAIN = [
+    "model.embedding_size=32",
+    "model.hidden_size=64",
+    "model.intermediate_size=128",
+    "model.num_attention_heads=2",
+    "data.held_out_fraction=0.1",
+    "data.pair_copies=2",
+    "train.train_steps=160",
+    "train.warmup_steps=10",
+    "train.learning_rate=0.01",
+    "train.poly_power=0",  # constant after warm-up: the run is too short to decay
+    "train.save_every=160",
+    "train.log_every=40",
+]
+
+
+def test_pretrain_beats_the_most_frequent_token_and_eval_agrees(world, run_cli, tmp_path):
+    sets = [
+        f"--set={s}" for s in (*MICRO, f"model.vocab_size={world['profile'].model.vocab_size}", *PRETRAIN)
+    ]
+    data = [str(world["corpus"]), "--vocab", str(world["vocab"])]
+    prep = run_cli(["prepare", *data, "--profile", "tiny", *sets, "-o", "data", "--json"], cwd=tmp_path)
+    assert prep.exit_code == 0, prep.stderr[-3000:]
     run = run_cli(
-        ["pretrain", "--profile", "tiny", *sets, *steps, "--data", str(data), "--out", "run", "--json"],
-        cwd=tmp_path,
+        ["pretrain", "--profile", "tiny", *sets, "--data", "data", "--out", "run", "--json"], cwd=tmp_path
     )
     assert run.exit_code == 0, run.stderr[-3000:]
     report = json.loads(run.stdout)["eval"]
-    assert report["global_step"] == 3 and 0 < report["most_frequent_token_accuracy"] < 1
+    assert report["global_step"] == 160
+    assert report["masked_lm_accuracy"] > 2 * report["most_frequent_token_accuracy"] > 0, report
     assert (tmp_path / "run" / "model" / "vocab.txt").read_bytes() == world["vocab"].read_bytes()
-    ev = run_cli(["eval", "--model", "run/model", "--data", str(data), "--json"], cwd=tmp_path)
+    ev = run_cli(["eval", "--model", "run/model", "--data", "data", "--json"], cwd=tmp_path)
     assert ev.exit_code == 0, ev.stderr[-3000:]
     assert json.loads(ev.stdout)["masked_lm_accuracy"] == pytest.approx(report["masked_lm_accuracy"])
 
@@ -142,7 +163,7 @@ def test_finetune_cmrc_format_qa_is_scored_with_the_cmrc_metric(world, tmp_path)
     rng = random.Random(1)
     train, dev = cmrc_file(tmp_path / "train.json", 64, rng), cmrc_file(tmp_path / "dev.json", 24, rng)
     [r] = finetune.run(
-        "qa", world["model"], tmp_path / "run", train, learn(20, 5e-3, 48), own={"validation": str(dev)}
+        "qa", world["model"], tmp_path / "run", train, learn(30, 5e-3, 48), own={"validation": str(dev)}
     )
     assert r.main_metric == "f1" and r.metrics["exact"] > 50 and r.metrics["f1"] > 60, r
     out = finetune.evaluate("qa", tmp_path / "run", dev, tmp_path / "pred")
