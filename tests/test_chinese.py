@@ -19,6 +19,8 @@ from albertctl.data.pretraining import load_split
 from albertctl.data.tokenizer import load_tokenizer
 from albertctl.model.albert import AlbertForPreTraining
 from albertctl.pipelines import finetune, prepare, vocab
+from albertctl.tasks import glue
+from albertctl.tasks.base import TaskConfig, featurise_all, read_split
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,20 @@ def test_model_dir_carries_vocab_txt(world):
     assert md.spm_model == world["model"] / "vocab.txt"
     assert md.spm_model.read_bytes() == world["vocab"].read_bytes()
     assert not (world["model"] / "spiece.model").exists()
+
+
+def test_glue_tsv_with_chinese_text_featurises_through_wordpiece(world, tmp_path):
+    a, b = TOPICS[0] + TOPICS[1], TOPICS[2] + "。"  # characters the vocabulary knows
+    rows = ["sentence\tlabel", f"{a}， really！\t1", f"{b}\t0"]
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "dev.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    tok = load_tokenizer(world["vocab"])
+    examples = read_split(glue.SST2, tmp_path, "dev")
+    assert [e.text_a for e in examples] == [f"{a}， really！", b]
+    feats = featurise_all(glue.SST2, examples, tok, TaskConfig(train_steps=1, max_seq_length=16))
+    assert [f.input_ids for f in feats] == [tok.encode_pair(e.text_a, None, 16)[0] for e in examples]
+    assert [f.label for f in feats] == [1, 0]
+    assert [tok.id_to_piece(i) for i in feats[1].input_ids] == ["[CLS]", *TOPICS[2], "。", "[SEP]"]
 
 
 def test_prepare_masks_whole_words_by_the_bert_rule(world):
