@@ -161,15 +161,13 @@ def run_wordpiece(
     ]
     made = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{target.name}.tmp-{os.getpid()}"
     try:
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.tmp-", delete=False
-        ) as f:
-            f.write("\n".join(pieces) + "\n")
-        os.replace(f.name, target)
+        partial.write_text("\n".join(pieces) + "\n", encoding="utf-8")
+        os.replace(partial, target)
     except BaseException:
-        Path(f.name).unlink(missing_ok=True)
-        for d in made:
+        partial.unlink(missing_ok=True)
+        for d in made:  # directories this call created stay only on success
             if d.exists() and not any(d.iterdir()):
                 d.rmdir()
         raise
