@@ -343,12 +343,25 @@ def _inputs(inputs: list[str] | None, dataset: str | None, split: str, text_colu
 def vocab(
     inputs: InputsArg = None,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output prefix: writes PREFIX.model and PREFIX.vocab")
-    ] = Path("spiece"),
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output prefix: writes PREFIX.model and PREFIX.vocab (default spiece), or PREFIX.txt "
+            "with --kind wordpiece (default vocab)",
+        ),
+    ] = None,
     vocab_size: Annotated[
         int | None,
         typer.Option("--vocab-size", min=8, help="Pieces (default: the profile's model.vocab_size)"),
     ] = None,
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="sentencepiece (ALBERT's English models) or wordpiece (BERT's vocab.txt, the Chinese models)",
+        ),
+    ] = "sentencepiece",
     spm_options: Annotated[
         list[str] | None,
         typer.Option(
@@ -366,7 +379,8 @@ def vocab(
     dataset_config: DatasetConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a SentencePiece unigram vocabulary with ALBERT's settings and print a summary."""
+    """Train a SentencePiece unigram vocabulary with ALBERT's settings (or, --kind wordpiece, a
+    BERT WordPiece vocab.txt) and print a summary."""
     from albertctl.core.config import parse_override
     from albertctl.pipelines import vocab as pipeline
 
@@ -382,6 +396,7 @@ def vocab(
         options,
         seed,
         num_proc,
+        kind,
     )
     if as_json:
         console.print_json(result)
@@ -398,7 +413,11 @@ def vocab(
                 "input": ", ".join(result["inputs"]),
                 "input bytes": result["input_bytes"],
                 "sentences": result["sentences"],
-                "character_coverage (trainer)": str(result["flags"]["character_coverage"]),
+                **(
+                    {"character_coverage (trainer)": str(result["flags"]["character_coverage"])}
+                    if "character_coverage" in result["flags"]
+                    else {"kind": "wordpiece"}
+                ),
                 f"token coverage (first {result['sample_sentences']} sentences)": result["token_coverage"],
                 "tokens per word": result["tokens_per_word"],
             },
@@ -419,7 +438,10 @@ def prepare(
     ] = Path("data"),
     vocab_file: Annotated[
         Path | None,
-        typer.Option("--vocab", help="SentencePiece model (default: train one on the same input)"),
+        typer.Option(
+            "--vocab",
+            help="SentencePiece model, or a WordPiece vocab.txt (default: train a SentencePiece model on the same input)",
+        ),
     ] = None,
     num_proc: Annotated[
         int, typer.Option("--num-proc", min=1, help="Worker processes; the output does not depend on it")
@@ -784,7 +806,11 @@ def convert(
         Path | None, typer.Option("--config", help="albert_config.json (default: beside the checkpoint)")
     ] = None,
     spm_file: Annotated[
-        Path | None, typer.Option("--spm", help="SentencePiece model (default: the *.model beside it)")
+        Path | None,
+        typer.Option(
+            "--spm",
+            help="SentencePiece model or WordPiece vocab.txt (default: the *.model, else the vocab*.txt, beside it)",
+        ),
     ] = None,
     head: Annotated[
         str | None,

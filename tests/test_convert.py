@@ -323,7 +323,10 @@ BAD = [
         r"config expects \[8, 32\] \(hidden_size in the config is 32 but the checkpoint has 16\)$",
     ),
     ("wrong groups", r"^num_hidden_groups in the config is 2 but the checkpoint has 1 "),
-    ("missing spm", r"src: no SentencePiece model \(\*\.model\) beside the checkpoint; pass --spm FILE$"),
+    (
+        "missing spm",
+        r"src: no SentencePiece model \(\*\.model\) or WordPiece vocabulary \(vocab\*\.txt\) beside the checkpoint; pass --spm FILE$",
+    ),
     ("broken tarball", r"model\.tar\.gz: unreadable archive "),
 ]
 

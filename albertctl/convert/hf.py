@@ -1,7 +1,9 @@
 """Hugging Face directories in and out: config.json, model.safetensors, spiece.model.
 
 Out: a directory `transformers.AlbertForPreTraining.from_pretrained` and
-`AlbertTokenizer.from_pretrained` load as-is. The tied decoder (`predictions.decoder.*`) is
+`AlbertTokenizer.from_pretrained` load as-is. A model with a WordPiece vocabulary (the Chinese
+ones) gets vocab.txt and `BertTokenizer` in tokenizer_config.json instead, as the Chinese
+ALBERT checkpoints on the HF hub have it. The tied decoder (`predictions.decoder.*`) is
 not written: transformers ties it to the word embeddings and `predictions.bias` on load. The
 full albertctl profile and head ride along in config.json under "albertctl", so that
 albertctl -> hf -> albertctl gives back the same directory contents.
@@ -35,8 +37,10 @@ from albertctl.core.outputs import (
     save_safetensors,
 )
 from albertctl.core.safeload import quote, shorten
+from albertctl.data.wordpiece import WordPieceTokenizer
 
 SPM = "spiece.model"
+VOCAB = "vocab.txt"  # a WordPiece vocabulary, read by transformers' BertTokenizer
 PROJECTION = "albert.encoder.embedding_hidden_mapping_in."
 EMBEDDINGS_KEY = "albert.embeddings.word_embeddings.weight"
 
@@ -76,6 +80,7 @@ def hf_config(profile: Profile, head: dict[str, Any]) -> dict[str, Any]:
 
 
 def tokenizer_config(profile: Profile) -> dict[str, Any]:
+    """AlbertTokenizer over spiece.model."""
     return {
         "tokenizer_class": "AlbertTokenizer",
         "do_lower_case": profile.data.do_lower_case,
@@ -93,7 +98,7 @@ def tokenizer_config(profile: Profile) -> dict[str, Any]:
 
 
 HF_EXPORT = "a Hugging Face directory albertctl exported"
-EXPORT_FILES = ("config.json", "model.safetensors", SPM, "tokenizer_config.json")
+EXPORT_FILES = ("config.json", "model.safetensors", SPM, VOCAB, "tokenizer_config.json")
 
 
 def owns_hf_export(path: Path) -> bool:
@@ -119,6 +124,23 @@ def validate_hf_dir(path: Path) -> None:
     check_safetensors(path / "model.safetensors")
 
 
+def wordpiece_tokenizer_config(profile: Profile) -> dict[str, Any]:
+    """BertTokenizer over vocab.txt: FullTokenizer's steps (CJK characters split, accents
+    stripped exactly when lower-casing)."""
+    return {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": profile.data.do_lower_case,
+        "tokenize_chinese_chars": True,
+        "strip_accents": None,
+        "model_max_length": profile.model.max_position_embeddings,
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+    }
+
+
 def write_hf_dir(
     target: Path,
     profile: Profile,
@@ -130,6 +152,10 @@ def write_hf_dir(
     """Export atomically, replacing only an earlier export (or an empty directory) that is not
     one of `inputs`; nothing is left under `target` if anything fails."""
     config = hf_config(profile, head)
+    wordpiece = spm_model is not None and Path(spm_model).suffix == ".txt"
+    if wordpiece:  # BERT's layout puts [PAD] [CLS] [SEP] elsewhere than SentencePiece's 0, 2, 3
+        tok = WordPieceTokenizer(spm_model)
+        config.update(pad_token_id=tok.pad_id, bos_token_id=tok.cls_id, eos_token_id=tok.sep_id)
     tensors = {N.ours_to_hf(k): v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
     if not profile.model.has_embedding_projection:
         # transformers always has the E -> H layer; with E = H an identity and a zero bias
@@ -143,9 +169,10 @@ def write_hf_dir(
         save_safetensors(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         if spm_model is not None:
-            shutil.copyfile(spm_model, tmp / SPM)
+            shutil.copyfile(spm_model, tmp / (VOCAB if wordpiece else SPM))
+            tok_config = wordpiece_tokenizer_config(profile) if wordpiece else tokenizer_config(profile)
             (tmp / "tokenizer_config.json").write_text(
-                json.dumps(tokenizer_config(profile), indent=2) + "\n", encoding="utf-8"
+                json.dumps(tok_config, indent=2) + "\n", encoding="utf-8"
             )
     return Path(target)
 
@@ -220,7 +247,8 @@ def _is_identity(weights: dict[str, torch.Tensor]) -> bool:
 
 
 def read_hf_dir(path: Path) -> tuple[Profile, Converted, Path | None]:
-    """A transformers ALBERT directory as (profile, converted weights, spiece.model or None)."""
+    """A transformers ALBERT directory as (profile, converted weights, spiece.model, vocab.txt
+    or None)."""
     path = Path(path)
     if not path.is_dir():
         raise AlbertError(f"{path}: expected a Hugging Face model directory (config.json + weights)")
@@ -299,5 +327,5 @@ def read_hf_dir(path: Path) -> tuple[Profile, Converted, Path | None]:
                 "note": "initialised (seed 0)",
             }
         )
-    spm = path / SPM
-    return profile, Converted(state, head, rows), spm if spm.is_file() else None
+    vocab = next((path / name for name in (SPM, VOCAB) if (path / name).is_file()), None)
+    return profile, Converted(state, head, rows), vocab

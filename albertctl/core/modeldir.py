@@ -5,7 +5,8 @@ A model directory is what every command reads and writes:
     DIR/
       profile.yaml        the resolved profile (model, data, train, deepspeed sections)
       model.safetensors   the weights, under albertctl's module names
-      spiece.model        the SentencePiece model (absent only for a model without one)
+      spiece.model        the SentencePiece model (absent only for a model without one),
+      vocab.txt           or instead a WordPiece vocabulary (the Chinese models)
       manifest.json       format, head description, and each file's size and sha256
 
 Directories are written through `core.outputs.atomic_directory`: to a temporary sibling,
@@ -42,6 +43,7 @@ FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 PROFILE = "profile.yaml"
 SPM = "spiece.model"
+VOCAB = "vocab.txt"  # a WordPiece vocabulary takes this name in place of spiece.model
 MANIFEST = "manifest.json"
 MODEL_DIR = "an albertctl model directory"
 
@@ -51,7 +53,7 @@ class ModelDir:
     path: Path
     profile: Profile
     state_dict: dict[str, torch.Tensor]
-    spm_model: Path | None
+    spm_model: Path | None  # the vocabulary file: spiece.model, or vocab.txt for WordPiece
     head: dict[str, Any] = field(default_factory=lambda: {"kind": "pretraining"})
 
 
@@ -181,9 +183,14 @@ def save_model_dir(
         save_safetensors(tensors, tmp / WEIGHTS, metadata={"format": FORMAT})
         (tmp / PROFILE).write_text(profile.to_yaml(), encoding="utf-8")
         if spm_model is not None:
-            shutil.copyfile(spm_model, tmp / SPM)
+            shutil.copyfile(spm_model, tmp / vocab_name(spm_model))
         write_manifest(tmp, {"head": head or {"kind": "pretraining"}})
     return target
+
+
+def vocab_name(vocab_file: Path | str) -> str:
+    """The name a vocabulary file takes in a model directory: WordPiece `*.txt` -> vocab.txt."""
+    return VOCAB if Path(vocab_file).suffix == ".txt" else SPM
 
 
 def load_model_dir(path: Path, checksums: bool = True) -> ModelDir:
@@ -202,7 +209,7 @@ def load_model_dir(path: Path, checksums: bool = True) -> ModelDir:
         state = load_file(str(path / WEIGHTS))
     except (SafetensorError, OSError) as err:
         raise AlbertError(f"{path / WEIGHTS}: unreadable safetensors file ({err})") from None
-    spm = path / SPM
+    spm = path / SPM if (path / SPM).is_file() or not (path / VOCAB).is_file() else path / VOCAB
     return ModelDir(
         path, profile, state, spm if spm.is_file() else None, manifest.get("head", {"kind": "pretraining"})
     )

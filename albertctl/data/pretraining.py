@@ -7,7 +7,7 @@ Prepared data directory (written by `albertctl prepare`, read by `load_split`):
 
     DIR/
       manifest.json        format, recipe (data section, seed), vocab, counts, statistics, files
-      spiece.model         the SentencePiece model the ids refer to
+      spiece.model         the SentencePiece model the ids refer to (or vocab.txt: WordPiece)
       train/shard-00000.arrow ...   Arrow stream files (`datasets.Dataset.from_file` reads them)
       eval/shard-00000.arrow ...    `data.held_out_fraction` of the documents, never in train
 
@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 from albertctl.core.config import DataConfig
 from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import read_json
-from albertctl.data.tokenizer import Tokenizer
+from albertctl.data.tokenizer import Tokenizer, load_tokenizer
 
 if TYPE_CHECKING:  # torch and datasets are imported where used: worker processes start faster
     import datasets
@@ -251,13 +251,18 @@ def is_start_piece(piece: str) -> bool:
 class MaskingVocab:
     """What masking needs from the vocabulary; small and picklable for worker processes."""
 
-    word_start: bytes  # per id: 1 when the piece starts a word (`is_start_piece`)
+    word_start: (
+        bytes  # per id: 1 when the piece starts a word (SentencePiece: `is_start_piece`; WordPiece: no "##")
+    )
     mask_id: int
     replacement_ids: tuple[int, ...]  # ids a "random token" is drawn from (no special ids)
 
     @classmethod
     def from_tokenizer(cls, tokenizer: Tokenizer) -> MaskingVocab:
-        starts = bytes(is_start_piece(tokenizer.id_to_piece(i)) for i in range(tokenizer.vocab_size))
+        if tokenizer.kind == "wordpiece":  # BERT's rule: a "##" piece continues the word before it
+            starts = bytes(tokenizer.is_word_start(i) for i in range(tokenizer.vocab_size))
+        else:  # the original's `_is_start_piece_sp`
+            starts = bytes(is_start_piece(tokenizer.id_to_piece(i)) for i in range(tokenizer.vocab_size))
         replacement = tuple(i for i in range(tokenizer.vocab_size) if i not in tokenizer.special_ids)
         return cls(starts, tokenizer.mask_id, replacement)
 
@@ -423,7 +428,7 @@ class InstanceBuilder:
     """
 
     def __init__(self, vocab_file: Path, data: DataConfig, seed: int, stats_every: int = 8) -> None:
-        self.tokenizer = Tokenizer(vocab_file, data.do_lower_case)
+        self.tokenizer = load_tokenizer(vocab_file, data.do_lower_case)
         self.vocab = MaskingVocab.from_tokenizer(self.tokenizer)
         self.data = data
         self.seed = seed
@@ -628,6 +633,11 @@ def read_manifest(data_dir: Path) -> dict[str, Any]:
             "(run albertctl prepare again)"
         )
     return manifest
+
+
+def vocab_file(data_dir: Path, manifest: dict[str, Any]) -> Path:
+    """The vocabulary a prepared data directory's ids refer to, as its manifest names it."""
+    return Path(data_dir) / str(manifest.get("vocab", {}).get("file", SPM))
 
 
 def load_split(data_dir: Path, split: str) -> datasets.Dataset:

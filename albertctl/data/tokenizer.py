@@ -92,6 +92,8 @@ def splits_at_digit_comma(piece: str) -> bool:
 class Tokenizer:
     """SentencePiece model + ALBERT conventions. Special ids come from the model file."""
 
+    kind = "sentencepiece"
+
     def __init__(self, model_file: Path | str, do_lower_case: bool = True) -> None:
         path = Path(model_file)
         if path.is_dir():
@@ -237,6 +239,16 @@ class Tokenizer:
         else:
             a, b = truncate_longest_first(a, b, budget)
         return self.build_inputs(a, b)
+
+
+def load_tokenizer(vocab_file: Path | str, do_lower_case: bool = True) -> Tokenizer:
+    """The tokenizer for a vocabulary file: a BERT WordPiece `vocab.txt` (any `*.txt`, as the
+    Chinese models' vocab_chinese.txt) or a SentencePiece model (anything else)."""
+    if Path(vocab_file).suffix == ".txt":
+        from albertctl.data.wordpiece import WordPieceTokenizer
+
+        return WordPieceTokenizer(vocab_file, do_lower_case)
+    return Tokenizer(vocab_file, do_lower_case)
 
 
 def truncate_longest_first(a: list[int], b: list[int], budget: int) -> tuple[list[int], list[int]]:

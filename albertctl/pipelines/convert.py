@@ -5,7 +5,8 @@
 A TF source may be a checkpoint prefix, a directory holding one (a released model or a
 TF-Hub module: variables/variables.*, assets/), a `.tar.gz` of either, or (tf-hub) a handle
 URL, downloaded. The config is `--config`, else albert_config.json beside the checkpoint or in
-assets/; the SentencePiece model is `--spm`, else the one `*.model` found there. The output
+assets/; the SentencePiece model is `--spm`, else the one `*.model` found there, else the one
+WordPiece vocabulary `vocab*.txt` (the Chinese models' vocab_chinese.txt). The output
 directory is written atomically: on any error nothing is left under `--out`.
 """
 
@@ -38,6 +39,7 @@ from albertctl.core.config import Profile
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import check_model_dir_output, load_model_dir, save_model_dir
 from albertctl.core.safeload import quote, shorten
+from albertctl.data.wordpiece import WordPieceTokenizer
 from albertctl.tasks.base import Task, get_task, load_task_config
 
 SOURCES = ("tf", "tf-hub", "hf", "albertctl")
@@ -83,7 +85,9 @@ def run(
             profile, converted = model.profile, Converted(model.state_dict, model.head, rows)
             spm_path, notes = spm_model or model.spm_model, []
         if spm_path is None:
-            raise AlbertError(f"{source}: no SentencePiece model found; pass --spm FILE")
+            raise AlbertError(
+                f"{source}: no SentencePiece model or WordPiece vocab.txt found; pass --spm FILE"
+            )
         if fine_tuned_on is not None:
             converted.head.update(task_head(fine_tuned_on, converted.head))
         check_spm(spm_path, profile)
@@ -305,13 +309,16 @@ def read_tf(
     notes.append(f"config from {label}; data/train sections from the built-in {base} profile")
     if spm_model is None:
         found = sorted(p for d in search if d.is_dir() for p in d.glob("*.model"))
+        if not found:  # the Chinese models: BERT's WordPiece vocabulary instead
+            found = sorted(p for d in search if d.is_dir() for p in d.glob("vocab*.txt"))
         if len(found) > 1:
             raise AlbertError(
-                f"{home}: several SentencePiece models ({', '.join(p.name for p in found)}); pass --spm FILE"
+                f"{home}: several vocabularies ({', '.join(p.name for p in found)}); pass --spm FILE"
             )
         if not found:
             raise AlbertError(
-                f"{home}: no SentencePiece model (*.model) beside the checkpoint; pass --spm FILE"
+                f"{home}: no SentencePiece model (*.model) or WordPiece vocabulary (vocab*.txt) "
+                "beside the checkpoint; pass --spm FILE"
             )
         spm_model = found[0]
     converted = convert_bundle(bundle, profile, head)
@@ -320,13 +327,19 @@ def read_tf(
 
 def check_spm(path: Path, profile: Profile) -> None:
     path = Path(path)
-    if not path.is_file():
-        raise AlbertError(f"{path}: SentencePiece model not found")
-    try:
-        size = spm.SentencePieceProcessor(model_file=str(path)).get_piece_size()
-    except (RuntimeError, OSError) as err:
-        raise AlbertError(f"{path}: not a SentencePiece model ({str(err).splitlines()[0]})") from None
+    if path.suffix == ".txt":  # WordPiece: one-line errors for a file that is not such a vocabulary
+        size, what = WordPieceTokenizer(path).vocab_size, "WordPiece vocabulary"
+    else:
+        if not path.is_file():
+            raise AlbertError(f"{path}: SentencePiece model not found")
+        try:
+            size, what = (
+                spm.SentencePieceProcessor(model_file=str(path)).get_piece_size(),
+                "SentencePiece model",
+            )
+        except (RuntimeError, OSError) as err:
+            raise AlbertError(f"{path}: not a SentencePiece model ({str(err).splitlines()[0]})") from None
     if size != profile.model.vocab_size:
         raise AlbertError(
-            f"{path}: SentencePiece model has {size} pieces but vocab_size in the config is {profile.model.vocab_size}"
+            f"{path}: {what} has {size} pieces but vocab_size in the config is {profile.model.vocab_size}"
         )

@@ -22,8 +22,8 @@ from albertctl.core.config import parse_override, with_overrides
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir
 from albertctl.core.safeload import BadJson, decode_json, parse_yaml
-from albertctl.data.pretraining import PretrainingCollator, load_split, read_manifest
-from albertctl.data.tokenizer import Tokenizer
+from albertctl.data.pretraining import PretrainingCollator, load_split, read_manifest, vocab_file
+from albertctl.data.tokenizer import load_tokenizer
 from albertctl.model.albert import AlbertForPreTraining, PretrainingLoss, pretraining_loss
 
 REPORT_KEYS = (
@@ -185,7 +185,7 @@ def run_pretraining(
             f"{model_dir}: a fine-tuned {md.head.get('kind')} model; evaluate it with albertctl eval TASK"
         )
     cfg = md.profile.model
-    check_data_matches(data_dir, cfg.vocab_size, cfg.max_position_embeddings, f"model {model_dir}")
+    manifest = check_data_matches(data_dir, cfg.vocab_size, cfg.max_position_embeddings, f"model {model_dir}")
     model = AlbertForPreTraining(cfg)
     missing, unexpected = model.load_state_dict(md.state_dict, strict=False)
     if missing or unexpected:
@@ -195,7 +195,7 @@ def run_pretraining(
             f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {name})"
         )
     recipe = with_overrides(md.profile, overrides).data
-    tokenizer = Tokenizer(data_dir / "spiece.model", recipe.do_lower_case)
+    tokenizer = load_tokenizer(vocab_file(data_dir, manifest), recipe.do_lower_case)
     collator = PretrainingCollator(tokenizer, recipe, md.profile.train.seed)
     report = pretraining_metrics(
         model, load_split(data_dir, "eval"), collator, batch_size, max_examples=max_examples

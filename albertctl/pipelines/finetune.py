@@ -30,6 +30,7 @@ from albertctl.core import outputs
 from albertctl.core.config import Profile, TrainConfig, _build, with_overrides
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import MANIFEST, ModelDir, load_model_dir, save_model_dir
+from albertctl.data import tokenizer as tokenizers
 from albertctl.data.tokenizer import Tokenizer
 from albertctl.model.heads import AlbertForTask
 from albertctl.tasks.base import (
@@ -218,10 +219,10 @@ def check_length(config: TaskConfig, profile: Profile, where: Path) -> None:
 
 
 def load_tokenizer(source: ModelDir, profile: Profile) -> Tokenizer:
-    """The model dir's spiece.model; its size must equal the model's vocabulary."""
+    """The model dir's spiece.model (or WordPiece vocab.txt); its size must equal the model's vocabulary."""
     if source.spm_model is None:
         raise AlbertError(f"{source.path}: no spiece.model beside the weights (needed to tokenize task data)")
-    tokenizer = Tokenizer(source.spm_model, do_lower_case=profile.data.do_lower_case)
+    tokenizer = tokenizers.load_tokenizer(source.spm_model, do_lower_case=profile.data.do_lower_case)
     weights = source.state_dict.get(EMBEDDINGS_KEY)
     rows = int(weights.shape[0]) if weights is not None else profile.model.vocab_size
     if tokenizer.vocab_size != rows or rows != profile.model.vocab_size:

@@ -29,7 +29,7 @@ from albertctl import __version__
 from albertctl.core import outputs
 from albertctl.core.config import DataConfig, Profile
 from albertctl.core.errors import AlbertError
-from albertctl.core.modeldir import sha256_file
+from albertctl.core.modeldir import sha256_file, vocab_name
 from albertctl.data.corpus import DatasetSource, ReadStats, input_bytes, iter_documents
 from albertctl.data.pretraining import (
     FORMAT,
@@ -47,7 +47,7 @@ from albertctl.data.pretraining import (
     num_to_mask,
     read_manifest,
 )
-from albertctl.data.tokenizer import Tokenizer
+from albertctl.data.tokenizer import Tokenizer, load_tokenizer
 
 CHUNK_DOCUMENTS = 256  # documents per chunk handed to a worker ...
 CHUNK_BYTES = 2 << 20  # ... or fewer once they hold this much text
@@ -78,10 +78,11 @@ def run(
         output, owns_prepared_data, PREPARED, inputs=sources, flag="--output", read_dirs=True
     )
     if vocab is not None:
-        Tokenizer(vocab, data.do_lower_case)  # a clear error before any work if it lacks [CLS] etc.
+        load_tokenizer(vocab, data.do_lower_case)  # a clear error before any work if it lacks [CLS] etc.
     started = time.perf_counter()
     stats = ReadStats()
     total_bytes = input_bytes(inputs)
+    vocab_file = vocab_name(vocab) if vocab is not None else SPM  # vocab.txt for WordPiece
     with outputs.atomic_directory(
         output,
         owns_prepared_data,
@@ -100,14 +101,18 @@ def run(
             )
             (tmp / "spiece.vocab").unlink()
         else:
-            shutil.copyfile(vocab, tmp / SPM)
-        tokenizer = Tokenizer(tmp / SPM, data.do_lower_case)
+            shutil.copyfile(vocab, tmp / vocab_file)
+        tokenizer = load_tokenizer(tmp / vocab_file, data.do_lower_case)
         static = data.masking == "static"
         writers = {split: ShardWriter(tmp, split, static, shard_bytes) for split in SPLITS}
         counts: Counter = Counter()
         documents = 0
         for result in _process(
-            chunks(iter_documents(inputs, stats), stats, chunk_documents), tmp / SPM, data, seed, num_proc
+            chunks(iter_documents(inputs, stats), stats, chunk_documents),
+            tmp / vocab_file,
+            data,
+            seed,
+            num_proc,
         ):
             for split in SPLITS:
                 writers[split].write(result.batches[split])
@@ -143,9 +148,9 @@ def run(
             "seed": seed,
             "data": profile.to_dict()["data"],
             "vocab": {
-                "file": SPM,
+                "file": vocab_file,
                 "vocab_size": tokenizer.vocab_size,
-                "sha256": sha256_file(tmp / SPM),
+                "sha256": sha256_file(tmp / vocab_file),
                 "trained_here": vocab_summary is not None,
             },
             "inputs": stats.sources,

@@ -30,8 +30,8 @@ from albertctl.core.config import Profile
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir, save_model_dir
 from albertctl.data.corpus import cache_dir
-from albertctl.data.pretraining import SPM, PretrainingCollator, load_split, read_manifest
-from albertctl.data.tokenizer import Tokenizer
+from albertctl.data.pretraining import PretrainingCollator, load_split, read_manifest, vocab_file
+from albertctl.data.tokenizer import load_tokenizer
 from albertctl.model.albert import AlbertForPreTraining
 from albertctl.pipelines import evaluate
 from albertctl.pipelines import profile as profile_summary
@@ -124,9 +124,9 @@ def _train(
     data_dir = data if data is not None else builtin_data(profile, dist, progress)
     manifest = evaluate.check_data_matches(data_dir, m.vocab_size, m.max_position_embeddings, what)
     train_ds, eval_ds = load_split(data_dir, "train"), load_split(data_dir, "eval")
-    tokenizer = Tokenizer(data_dir / SPM, profile.data.do_lower_case)
+    spm = vocab_file(data_dir, manifest)
+    tokenizer = load_tokenizer(spm, profile.data.do_lower_case)
     collator = PretrainingCollator(tokenizer, profile.data, profile.train.seed)
-    spm = data_dir / SPM
 
     model = build_model(profile, init_dir)
     batches = loop.IndexedBatches(

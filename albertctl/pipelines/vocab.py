@@ -8,6 +8,12 @@ Any of them can be changed through `options` (CLI: `--spm key=value`).
 
 The training text goes through the tokenizer's normalisation first (accents stripped,
 lower-cased, quotes unified), so the pieces are the ones the tokenizer will ask for.
+
+`kind="wordpiece"` trains a BERT WordPiece `vocab.txt` instead, as the Chinese models use:
+`tokenizers`' WordPieceTrainer behind BERT's normaliser and pre-tokenizer (the ones
+`data.wordpiece` tokenizes with), the special tokens [PAD] [UNK] [CLS] [SEP] [MASK] first
+(ids 0-4: BERT's order, without its 99 [unusedN] slots), then the learnt pieces by length:
+single characters, their `##` forms, then longer pieces.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from albertctl.core import outputs
 from albertctl.core.config import Profile
 from albertctl.core.errors import AlbertError
 from albertctl.data.corpus import DatasetSource, ReadStats, iter_documents
-from albertctl.data.tokenizer import Tokenizer, normalize_text
+from albertctl.data.tokenizer import Tokenizer, load_tokenizer, normalize_text
+from albertctl.data.wordpiece import SPECIAL_TOKENS as WORDPIECE_SPECIALS
+from albertctl.data.wordpiece import bert_pipeline
 
 ALBERT_SPM_FLAGS: dict[str, Any] = {
     "model_type": "unigram",
@@ -40,20 +48,29 @@ ALBERT_SPM_FLAGS: dict[str, Any] = {
     "max_sentence_length": 4192,  # bytes; SentencePiece skips longer sentences (we count them)
 }
 SAMPLE_SENTENCES = 2000  # held back (in memory) to measure coverage after training
+KINDS = ("sentencepiece", "wordpiece")
 
 
 def run(
     profile: Profile,
     inputs: list[str | Path] | DatasetSource | None = None,
-    output: Path | str = "spiece",
+    output: Path | str | None = None,
     vocab_size: int | None = None,
     options: dict[str, Any] | None = None,
     seed: int | None = None,
     num_threads: int = 1,
+    kind: str = "sentencepiece",
 ) -> dict[str, Any]:
-    """Train `<output>.model` and `<output>.vocab` from files/globs, a dataset, or (no input)
-    the built-in sample corpus. Returns the summary the CLI prints."""
-    output = Path(output)
+    """Train `<output>.model` and `<output>.vocab` (SentencePiece; output default `spiece`) or
+    `<output>.txt` (WordPiece; default `vocab`) from files/globs, a dataset, or (no input) the
+    built-in sample corpus. Returns the summary the CLI prints."""
+    if kind not in KINDS:
+        raise AlbertError(f"--kind {kind!r}: expected one of {', '.join(KINDS)}")
+    if kind == "wordpiece":
+        if options:
+            raise AlbertError("--spm sets SentencePiece trainer flags; it does not apply to --kind wordpiece")
+        return run_wordpiece(profile, inputs, "vocab" if output is None else output, vocab_size)
+    output = Path("spiece" if output is None else output)
     if output.suffix == ".model":
         output = output.with_suffix("")
     flags = build_flags(vocab_size or profile.model.vocab_size, options or {}, num_threads)
@@ -156,6 +173,85 @@ def validate(directory: Path) -> None:
         raise AlbertError(f"{vocab}: {len(lines)} lines for {pieces} pieces")
 
 
+def run_wordpiece(
+    profile: Profile,
+    inputs: list[str | Path] | DatasetSource | None,
+    output: Path | str,
+    vocab_size: int | None = None,
+) -> dict[str, Any]:
+    """Train a WordPiece `<output>.txt`; written whole or not at all."""
+    from tokenizers import trainers
+
+    output = Path(output)
+    target = output if output.suffix == ".txt" else output.parent / f"{output.name}.txt"
+    size = vocab_size or profile.model.vocab_size
+    stats = ReadStats()
+    counts = {"sentences": 0, "too_long_sentences": 0}
+    sample: list[str] = []
+
+    def sentences() -> Iterator[str]:
+        for doc in iter_documents(inputs, stats):
+            for sentence in doc:
+                if not sentence.strip():
+                    continue
+                counts["sentences"] += 1
+                if len(sample) < SAMPLE_SENTENCES:
+                    sample.append(sentence)
+                yield sentence
+
+    tk = bert_pipeline(None, profile.data.do_lower_case)  # BERT's normaliser and pre-tokenizer
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=size, special_tokens=list(WORDPIECE_SPECIALS), continuing_subword_prefix="##",
+        show_progress=False,
+    )  # fmt: skip
+    tk.train_from_iterator(sentences(), trainer)
+    if counts["sentences"] == 0:
+        raise AlbertError(_explain(RuntimeError(), 0, inputs))
+    # The trainer orders equally frequent characters by hash (a different file each run);
+    # greedy longest-match does not depend on ids, so they are put in a fixed order instead:
+    # specials, then by length, single characters before their ## forms, then code points.
+    learned = set(tk.get_vocab()) - set(WORDPIECE_SPECIALS)
+    pieces = [
+        *WORDPIECE_SPECIALS,
+        *sorted(learned, key=lambda p: (len(p.removeprefix("##")), p.startswith("##"), p)),
+    ]
+    sources = [] if isinstance(inputs, DatasetSource) else list(inputs or [])
+    # replaces only an earlier WordPiece vocabulary (checked before and after writing), never an input
+    outputs.check_output(
+        target, is_wordpiece_file, WORDPIECE, inputs=sources, flag="--output", directory=False, read_dirs=True
+    )
+    with outputs.atomic_files(
+        target.parent,
+        target.stem,
+        is_wordpiece_file,
+        WORDPIECE,
+        inputs=sources,
+        flag="--output",
+        read_dirs=True,
+    ) as tmp:
+        (tmp / target.name).write_text("\n".join(pieces) + "\n", encoding="utf-8")
+    flags = {
+        "kind": "wordpiece",
+        "vocab_size": size,
+        "special_tokens": list(WORDPIECE_SPECIALS),
+        "lowercase": profile.data.do_lower_case,
+    }
+    return summarize(target, profile, flags, stats, counts, sample)
+
+
+WORDPIECE = "a WordPiece vocabulary file"
+
+
+def is_wordpiece_file(path: Path) -> bool:
+    """A vocab.txt `vocab --kind wordpiece` wrote: one piece per line, starting with its specials."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            head = [f.readline(1 << 16).rstrip("\n") for _ in WORDPIECE_SPECIALS]
+    except (OSError, ValueError):
+        return False
+    return path.suffix == ".txt" and head == list(WORDPIECE_SPECIALS)
+
+
 def build_flags(vocab_size: int, options: dict[str, Any], num_threads: int) -> dict[str, Any]:
     flags = {**ALBERT_SPM_FLAGS, "vocab_size": vocab_size, "num_threads": max(1, num_threads)}
     for key, value in options.items():
@@ -191,6 +287,13 @@ def _explain(err: RuntimeError, sentences: int, inputs: Any, how: str = "--vocab
     return f"SentencePiece training failed on {where}: {text}"
 
 
+def _encode_sample(tok: Tokenizer, texts: list[str]) -> list[list[int]]:
+    """Ids of sample sentences: SentencePiece's are normalised already, WordPiece's raw."""
+    if tok.kind == "wordpiece":
+        return tok.encode_many(texts)
+    return tok.sp.encode(texts, out_type=int, num_threads=1) if texts else []
+
+
 def summarize(
     model_file: Path,
     profile: Profile,
@@ -200,8 +303,8 @@ def summarize(
     sample: list[str],
 ) -> dict[str, Any]:
     """Vocabulary size, special ids, coverage of the held-back sample, a tokenised sentence."""
-    tok = Tokenizer(model_file, profile.data.do_lower_case)
-    encoded = tok.sp.encode(sample, out_type=int, num_threads=1) if sample else []
+    tok = load_tokenizer(model_file, profile.data.do_lower_case)
+    encoded = _encode_sample(tok, sample)
     total = sum(len(ids) for ids in encoded)
     unk = sum(ids.count(tok.unk_id) for ids in encoded)
     words = sum(len(s.split()) for s in sample)
@@ -223,11 +326,11 @@ def summarize(
         )
     return {
         "model": str(model_file),
-        "vocab": str(model_file.with_suffix(".vocab")),
+        "vocab": str(model_file if tok.kind == "wordpiece" else model_file.with_suffix(".vocab")),
         "vocab_size": tok.vocab_size,
         "special_ids": {
-            "<pad>": tok.pad_id,
-            "<unk>": tok.unk_id,
+            ("[PAD]" if tok.kind == "wordpiece" else "<pad>"): tok.pad_id,
+            ("[UNK]" if tok.kind == "wordpiece" else "<unk>"): tok.unk_id,
             "[CLS]": tok.cls_id,
             "[SEP]": tok.sep_id,
             "[MASK]": tok.mask_id,
@@ -241,9 +344,7 @@ def summarize(
         "token_coverage": 1.0 - unk / total if total else 0.0,  # share of sample tokens that are not <unk>
         "tokens_per_word": total / words if words else 0.0,
         "example": example,
-        "example_pieces": [tok.id_to_piece(i) for i in tok.sp.encode(example, out_type=int)]
-        if example
-        else [],
+        "example_pieces": [tok.id_to_piece(i) for i in _encode_sample(tok, [example])[0]] if example else [],
         "flags": {k: v for k, v in flags.items() if k != "num_threads"},
         "warnings": warnings,
     }

@@ -82,6 +82,9 @@ class TaskConfig:
     # answerability classifier); "simple" = start/end logits with the [CLS] null score
     span_head: Literal["simple", "beam"] = "simple"
     null_threshold: float = 0.0  # v2: predict no answer when the null odds exceed this
+    # answer scoring: squad (official SQuAD script), cmrc (the CMRC 2018 script, for Chinese),
+    # auto = cmrc when the gold answers hold Chinese characters, else squad
+    metric: Literal["auto", "squad", "cmrc"] = "auto"
     # multiple choice (RACE)
     max_qa_length: int = 128  # question + option tokens; the article is truncated, never these
     # the dev metric that picks the best checkpoint; "" = the task's main metric. Metrics whose

@@ -26,6 +26,11 @@ answerability logit (min over windows); the question is predicted unanswerable w
 Metrics follow the official evaluate-v2.0.py (percentages): exact, f1 (best over the golds,
 after lower-casing and dropping punctuation, articles and extra whitespace); squad2 adds
 HasAns_/NoAns_ splits and best_exact / best_f1 with the null-score threshold that gives them.
+Chinese data (CMRC 2018 uses the SQuAD v1 format) is scored as the official CMRC 2018 script
+does (`task.metric`: cmrc, or auto when the gold answers hold Chinese characters): text is cut
+into segments (each Chinese character one, a run of letters/digits one, every other symbol
+one), its punctuation list dropped; F1 comes from the longest common run of segments, EM
+compares the texts without that punctuation.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class SquadPrediction:
     null_odds: float | None = None  # v2: higher = more likely unanswerable; None for v1
     threshold: float = 0.0  # null_odds above it -> "" (task.null_threshold)
     nbest: list[dict[str, Any]] = field(default_factory=list)
+    metric: str = "auto"  # how the answer is scored (task.metric)
 
 
 @dataclass
@@ -392,7 +398,7 @@ def decode(
         text = best_text
         if null_odds is not None and null_odds > config.null_threshold:
             text = ""
-        preds.append(SquadPrediction(text, best_text, null_odds, config.null_threshold, nbest))
+        preds.append(SquadPrediction(text, best_text, null_odds, config.null_threshold, nbest, config.metric))
     return preds
 
 
@@ -437,6 +443,75 @@ def f1_score(gold: str, pred: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+# The CMRC 2018 script (cmrc2018_evaluate.py). Its punctuation list, as it spells it; its
+# "……" entry is two characters and never matches one, so it is not here.
+CMRC_PUNCTUATION = frozenset("-:_*^/\\~`+=，。：？！“”；’《》·、「」（）－～『』")
+CMRC_HAN = re.compile(r"[\u4e00-\u9fa5]")  # the script's range of Chinese characters
+# Between Chinese characters the script runs nltk.word_tokenize; we take a run of letters and
+# digits as one segment and any other symbol as one (the same on words and integers; nltk keeps
+# "3.14" and "u.s." whole, and splits English contractions, which we do not).
+_CMRC_RUN = re.compile(r"\w+|[^\w\s]")
+
+
+def cmrc_segments(text: str) -> list[str]:
+    """Lower-cased segments without the script's punctuation: 北京ALBERT-2 -> 北 京 albert2."""
+    out: list[str] = []
+    run: list[str] = []
+    for ch in text.lower().strip():
+        if ch in CMRC_PUNCTUATION:  # dropped before segmenting: "a-b" is one run "ab"
+            continue
+        if CMRC_HAN.match(ch):
+            out.extend(_CMRC_RUN.findall("".join(run)))
+            run = []
+            out.append(ch)
+        else:
+            run.append(ch)
+    out.extend(_CMRC_RUN.findall("".join(run)))
+    return out
+
+
+def cmrc_exact(gold: str, pred: str) -> int:
+    """1 when the lower-cased texts are equal once the script's punctuation is removed."""
+
+    def strip(text: str) -> str:
+        return "".join(ch for ch in text.lower().strip() if ch not in CMRC_PUNCTUATION)
+
+    return int(strip(gold) == strip(pred))
+
+
+def cmrc_f1(gold: str, pred: str) -> float:
+    """F1 of the longest common contiguous run of segments (not SQuAD's bag of tokens)."""
+    g, p = cmrc_segments(gold), cmrc_segments(pred)
+    if not g or not p:  # a no-answer on either side scores 1 only if both are (as f1_score)
+        return float(g == p)
+    longest, prev = 0, [0] * (len(p) + 1)
+    for a in g:
+        row = [0] * (len(p) + 1)
+        for j, b in enumerate(p):
+            if a == b:
+                row[j + 1] = prev[j] + 1
+                longest = max(longest, row[j + 1])
+        prev = row
+    if longest == 0:
+        return 0.0
+    precision, recall = longest / len(p), longest / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+SCORERS = {  # metric -> (what makes a gold answer non-empty, exact, f1)
+    "squad": (normalize_answer, exact_score, f1_score),
+    "cmrc": (cmrc_segments, cmrc_exact, cmrc_f1),
+}
+
+
+def resolve_metric(metric: str, golds: dict[str, list[str]]) -> str:
+    """`task.metric`; auto is cmrc when any gold answer holds a Chinese character."""
+    if metric != "auto":
+        return metric
+    chinese = any(CMRC_HAN.search(a) for answers in golds.values() for a in answers)
+    return "cmrc" if chinese else "squad"
+
+
 def best_threshold(
     preds: dict[str, str], scores: dict[str, float], na_probs: dict[str, float], has_ans: dict[str, bool]
 ) -> tuple[float, float]:
@@ -460,24 +535,27 @@ def squad_scores(
     na_probs: dict[str, float] | None = None,
     na_prob_thresh: float = 1.0,
     version: int = 2,
+    metric: str = "squad",
 ) -> dict[str, float]:
     """exact, f1 (percent) of `preds` against each question's gold answer texts; v2 adds
     HasAns_/NoAns_ splits and, when `na_probs` is given, best_exact/best_f1 with their
     thresholds (as the official script, which sweeps only with an na-prob file; a question
-    missing from `na_probs` counts 0). A question with no prediction scores 0."""
+    missing from `na_probs` counts 0). A question with no prediction scores 0. `metric`:
+    squad, cmrc, or auto (`resolve_metric`)."""
     if not golds:
         raise AlbertError("no questions to score")
+    non_empty, exact_of, f1_of = SCORERS[resolve_metric(metric, golds)]
     sweep = na_probs is not None
     na_probs = na_probs or {}
     has_ans = {q: bool(g) for q, g in golds.items()}
     exact, f1, probs, given = {}, {}, {}, {}
     for qid, answers in golds.items():
-        texts = [a for a in answers if normalize_answer(a)] or [""]
+        texts = [a for a in answers if non_empty(a)] or [""]
         pred = preds.get(qid, "")
         given[qid] = pred
         probs[qid] = float(na_probs.get(qid, 0.0))
-        exact[qid] = float(max(exact_score(a, pred) for a in texts))
-        f1[qid] = max(f1_score(a, pred) for a in texts)
+        exact[qid] = float(max(exact_of(a, pred) for a in texts))
+        f1[qid] = max(f1_of(a, pred) for a in texts)
         if qid not in preds:
             exact[qid] = f1[qid] = 0.0
     applied_exact = {q: float(not has_ans[q]) if probs[q] > na_prob_thresh else s for q, s in exact.items()}
@@ -515,15 +593,17 @@ def prediction_metrics(
     """A model's scores: v1 exact/f1 of its answers; v2 scores its best spans with the null
     odds as na_probs at the threshold it decided with, and the dev-tuned best thresholds."""
     golds = gold_texts(examples)
+    metric = preds[0].metric if preds else "auto"
     if version == 1:
-        return squad_scores(golds, {e.qid: p.text for e, p in zip(examples, preds, strict=True)}, version=1)
+        texts = {e.qid: p.text for e, p in zip(examples, preds, strict=True)}
+        return squad_scores(golds, texts, version=1, metric=metric)
     texts = {e.qid: p.best_text for e, p in zip(examples, preds, strict=True)}
     odds = {
         e.qid: float(p.null_odds if p.null_odds is not None else -math.inf)
         for e, p in zip(examples, preds, strict=True)
     }
     threshold = preds[0].threshold if preds else 0.0
-    return squad_scores(golds, texts, odds, threshold, version=2)
+    return squad_scores(golds, texts, odds, threshold, version=2, metric=metric)
 
 
 def read_json_map(path: Path, what: str) -> dict[str, Any]:
@@ -538,7 +618,11 @@ def read_json_map(path: Path, what: str) -> dict[str, Any]:
 
 
 def score_files(
-    version: int, examples: Sequence[SquadExample], predictions: Path, na_probs: Path | None = None
+    version: int,
+    examples: Sequence[SquadExample],
+    predictions: Path,
+    na_probs: Path | None = None,
+    metric: str = "auto",
 ) -> dict[str, float]:
     """Score an official-format predictions file ({id: text}) and optional na-prob file."""
     preds = read_json_map(predictions, "answer text")
@@ -554,7 +638,7 @@ def score_files(
     missing = [e.qid for e in examples if e.qid not in preds]
     if missing:
         warn(f"{predictions}: no prediction for {len(missing)} of {len(examples)} question(s) (scored 0)")
-    return squad_scores(gold_texts(examples), preds, probs, 1.0, version)
+    return squad_scores(gold_texts(examples), preds, probs, 1.0, version, metric)
 
 
 def write_predictions(
