@@ -4,6 +4,10 @@ it and ends where the uninterrupted run ends."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pretrain_synthetic as S
@@ -62,3 +66,53 @@ def test_universal_checkpoints_may_change_world_size_and_stage_but_old_ones_may_
         ckpt.check_compatible(
             tmp_path, {"identity": {**saved, "profile": "base"}, "optimizer_format": "universal"}, identity
         )
+
+
+def _launch(runs: list[dict]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONPATH": str(Path(__file__).parents[1])}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT", "MASTER_ADDR"):
+        env.pop(key, None)
+    launcher = Path(sys.executable).parent / "deepspeed"
+    port = ["--master_port", str(loop._free_port())]
+    script = str(Path(__file__).parent / "launch_synthetic.py")
+    args = [str(launcher), "--num_gpus", "2", *port, script, *(json.dumps(r) for r in runs)]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.launcher
+@pytest.mark.skipif(not (Path(sys.executable).parent / "deepspeed").exists(), reason="no deepspeed launcher")
+def test_checkpoints_move_between_two_ranks_zero2_and_one_rank(tmp_path):
+    """Global batch 8 throughout: 2 ranks x micro-batch 4 under ZeRO-2, or 1 rank x 4 x 2
+    accumulation. Checkpoint at step 3 of 6; each resumed run ends where the 1-rank run ends."""
+    train = {"global_batch_size": 8, "micro_batch_size": 4, "train_steps": 6, "save_every": 3}
+    one = S.profile(NO_DROPOUT, **train)
+    single = tmp_path / "single"
+    loop.train(S.spec(one, single), one.train, one.deepspeed)  # ZeRO 0, 1 rank
+    z2 = {"train": train, "deepspeed": {"zero_stage": 2}, "model": NO_DROPOUT}
+    proc = _launch(
+        [
+            {**z2, "out": str(tmp_path / "two")},
+            {
+                **z2,
+                "out": str(tmp_path / "from-one"),
+                "resume_from": str(single / "checkpoints/step-00000003"),
+            },
+        ]
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "finished " + str(tmp_path / "from-one") + " 6" in proc.stdout
+    two_ranks_state = (tmp_path / "two/checkpoints/step-00000003" / ckpt.STATE).read_text()
+    assert "world_size: 2" in two_ranks_state and "zero_stage: 2" in two_ranks_state
+    z1 = one.replace(deepspeed={"zero_stage": 1})
+    from_two = tmp_path / "from-two"
+    loop.train(
+        S.spec(z1, from_two, resume_from=tmp_path / "two/checkpoints/step-00000003"), z1.train, z1.deepspeed
+    )
+    want = S.load_weights(single, 6)
+    for name in ("two", "from-one", "from-two"):
+        got = S.load_weights(tmp_path / name, 6)
+        assert got.keys() == want.keys()
+        for k in want:
+            torch.testing.assert_close(
+                got[k], want[k], rtol=0, atol=1e-5, msg=lambda m, k=k, name=name: f"{name} {k}: {m}"
+            )
