@@ -39,6 +39,13 @@ SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="Override a profile value: section.key=value (repeatable)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
+ResumeFromOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--resume-from",
+        help="Continue from this checkpoint (RUN/checkpoints/step-N), on any number of GPUs or ZeRO stage",
+    ),
+]
 ReportToOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -240,6 +247,7 @@ def finetune(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out")
     ] = False,
+    resume_from: ResumeFromOpt = None,
     validation: ValidationOpt = None,
     text_column: TextColumnsOpt = None,
     label_column: LabelColumnOpt = None,
@@ -273,6 +281,7 @@ def finetune(
                 labels=labels,
             ),
             report_to or [],
+            resume_from,
         )
     if as_json:
         body = {"results": [r.to_dict() for r in results]}
@@ -547,6 +556,7 @@ def pretrain(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the latest good checkpoint in --out")
     ] = False,
+    resume_from: ResumeFromOpt = None,
     init: Annotated[
         Path | None, typer.Option("--init", help="Start from this model directory (converted or earlier)")
     ] = None,
@@ -610,7 +620,14 @@ def pretrain(
     bar, on_event = _pretrain_progress()
     with bar, contextlib.redirect_stdout(sys.stderr):  # DeepSpeed's chatter stays off stdout
         result = pipeline.run(
-            prof, data, out or pipeline.default_out(prof), resume, init, on_event, report_to or []
+            prof,
+            data,
+            out or pipeline.default_out(prof),
+            resume,
+            init,
+            on_event,
+            report_to or [],
+            resume_from,
         )
     if result["rank"] != 0:
         return

@@ -82,16 +82,23 @@ def run(
     progress: ProgressFn | None = None,
     own: dict[str, Any] | None = None,
     report_to: Sequence[str] = (),
+    resume_from: Path | None = None,
 ) -> list[TaskResult]:
     """Fine-tune on one task, or on every task of a group (`glue`), in sequence. `own`: the
     options of a task over your own files (validation, text_column, ...; see tasks/custom.py);
-    `report_to`: experiment trackers for the metrics (training.trackers; default: auto)."""
+    `report_to`: experiment trackers for the metrics (training.trackers; default: auto);
+    `resume_from`: continue from this checkpoint directory (one task; any world size and ZeRO stage)."""
     used = trackers.parse_report_to(report_to)
     group = groups().get(task_name.strip().lower())
     if group is None:
+        task = get_task(task_name)
         return [
-            finetune_task(get_task(task_name), model, out_dir, data, overrides, resume, progress, own, used)
+            finetune_task(task, model, out_dir, data, overrides, resume, progress, own, used, resume_from)
         ]
+    if resume_from is not None:
+        raise AlbertError(
+            f"--resume-from names one checkpoint: fine-tune one task of {task_name} with it, not the group"
+        )
     bind_task(group[0], {}, own, None)  # column options do not apply to a group
     tasks = [t for t in group if t.train_split is not None]  # AX: `eval ax --predict` with the MNLI model
     task_overrides, _ = split_overrides(overrides)
@@ -112,6 +119,7 @@ def finetune_task(
     progress: ProgressFn | None = None,
     own: dict[str, Any] | None = None,
     report_to: tuple[str, ...] = (),
+    resume_from: Path | None = None,
 ) -> TaskResult:
     if task.train_split is None:
         source = get_task(task.model_from).name if task.model_from else "another task"
@@ -162,6 +170,7 @@ def finetune_task(
         best_mode="min" if lower_is_better(best_metric) else "max",
         show_metrics=("accuracy",) if task.head in ("classify", "choice") else (),
         resume=resume,
+        resume_from=resume_from,
         report_to=report_to,
         identity={"task": task.name, "model": str(source.path)},
     )

@@ -72,10 +72,12 @@ def run(
     init: Path | None = None,
     progress: ProgressFn | None = None,
     report_to: Sequence[str] = (),
+    resume_from: Path | None = None,
 ) -> dict[str, Any]:
     """Pretrain; returns the training summary and the held-out eval report (rank 0's).
-    `report_to`: experiment trackers for the metrics (training.trackers; default: auto)."""
-    if init is not None and resume:
+    `report_to`: experiment trackers for the metrics (training.trackers; default: auto).
+    `resume_from`: continue from this checkpoint directory (any world size and ZeRO stage)."""
+    if init is not None and (resume or resume_from is not None):
         raise AlbertError("--init and --resume exclude each other: --resume continues the run in --out")
     trackers_used = trackers.parse_report_to(report_to)
     what = f"profile '{profile.name}'"
@@ -128,6 +130,7 @@ def run(
         step_totals=(MASKED_COUNT_KEY,),
         show_metrics=("masked_lm_accuracy", "sentence_order_accuracy"),
         resume=resume,
+        resume_from=resume_from,
         report_to=trackers_used,
         identity={
             "profile": profile.name,

@@ -411,6 +411,8 @@ def train(
     # Decide where we start before building anything heavy: a user error should be quick.
     resume_from: Path | None = None
     state: dict[str, Any] = {}
+    if spec.resume and spec.resume_from is not None:
+        raise AlbertError("--resume and --resume-from exclude each other: --resume takes the latest in --out")
     if spec.resume_from is not None:
         resume_from = ckpt.check_checkpoint(Path(spec.resume_from))
     elif spec.resume:
