@@ -116,3 +116,18 @@ def test_checkpoints_move_between_two_ranks_zero2_and_one_rank(tmp_path):
             torch.testing.assert_close(
                 got[k], want[k], rtol=0, atol=1e-5, msg=lambda m, k=k, name=name: f"{name} {k}: {m}"
             )
+
+
+def test_a_checkpoint_of_the_old_format_resumes_on_its_own_layout_only(tmp_path, monkeypatch):
+    """Before the universal format a shard held the DeepSpeed optimiser's own state dict."""
+    with monkeypatch.context() as m:
+        m.setattr(ckpt, "UNIVERSAL", "optimizer")  # the old key; state.yaml then says no "universal"
+        m.setattr(ckpt, "universal_state", lambda ds_optimizer, *rest: ckpt.optimizer_state(ds_optimizer, 1))
+        old = run(tmp_path, "old", 1)
+    middle = old / "checkpoints" / ckpt.checkpoint_name(3)
+    assert "optimizer_format: universal" not in (middle / ckpt.STATE).read_text()
+    resumed = run(tmp_path, "resumed", 1, resume_from=middle)
+    a, b = S.load_weights(old, 6), S.load_weights(resumed, 6)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(AlbertError, match="written before per-parameter .* resume it with those"):
+        run(tmp_path, "elsewhere", 2, resume_from=middle)
