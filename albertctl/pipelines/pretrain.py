@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -227,7 +226,7 @@ def builtin_data(profile: Profile, dist: loop.Distributed, progress: ProgressFn 
 
 
 # ---------------------------------------------------------------------------------------------
-# --dry-run and the launcher
+# --dry-run (the launcher: pipelines/launch.py)
 
 
 def plan(profile: Profile, world_size: int) -> dict[str, Any]:
@@ -256,48 +255,6 @@ def plan(profile: Profile, world_size: int) -> dict[str, Any]:
         "memory_model_states_bytes": memory["model_states"],
         "memory_activations_bytes": memory["activations"],
     }
-
-
-def launcher_command(
-    argv: list[str], num_gpus: int | None, num_nodes: int | None, hostfile: Path | None
-) -> list[str]:
-    """`deepspeed [--num_gpus N] [--num_nodes M] [--hostfile H] --module albertctl ARGV` with our
-    launcher options removed from ARGV (every rank then runs `albertctl pretrain ...`)."""
-    launcher = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
-    if not Path(launcher).exists():
-        raise AlbertError("--num-gpus/--num-nodes/--hostfile need DeepSpeed's launcher (`deepspeed`) on PATH")
-    if hostfile is not None and not hostfile.is_file():
-        raise AlbertError(f"--hostfile {hostfile} not found")
-    cmd = [launcher]
-    if num_gpus is not None:
-        cmd += ["--num_gpus", str(num_gpus)]
-    if num_nodes is not None:
-        cmd += ["--num_nodes", str(num_nodes)]
-    if hostfile is not None:
-        cmd += ["--hostfile", str(hostfile)]
-    cmd += ["--master_port", str(_free_port()), "--no_local_rank", "--module", "albertctl"]
-    return cmd + strip_launcher_options(argv)
-
-
-def strip_launcher_options(argv: list[str]) -> list[str]:
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in ("--num-gpus", "--num-nodes", "--hostfile"):
-            skip = "=" not in arg
-            continue
-        out.append(arg)
-    return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def default_out(profile: Profile) -> Path:
