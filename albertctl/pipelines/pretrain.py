@@ -33,7 +33,7 @@ from albertctl.data.tokenizer import Tokenizer
 from albertctl.model.albert import AlbertForPreTraining
 from albertctl.pipelines import evaluate
 from albertctl.pipelines import profile as profile_summary
-from albertctl.training import loop, trackers
+from albertctl.training import checkpoint, loop, trackers
 from albertctl.training.loop import Batch, LossOutput
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -78,6 +78,8 @@ def run(
     `resume_from`: continue from this checkpoint directory (any world size and ZeRO stage)."""
     if init is not None and (resume or resume_from is not None):
         raise AlbertError("--init and --resume exclude each other: --resume continues the run in --out")
+    if resume_from is not None:  # before the data is prepared
+        checkpoint.check_checkpoint(resume_from)
     trackers_used = trackers.parse_report_to(report_to)
     what = f"profile '{profile.name}'"
     m = profile.model
