@@ -285,6 +285,7 @@ def finetune(
     from albertctl.pipelines import launch
 
     if launch.wanted(num_gpus, num_nodes, hostfile):
+        pipeline.check_world_size(task, overrides or [], launch.world_size(num_gpus, num_nodes))
         raise typer.Exit(launch.relaunch(sys.argv[1:], num_gpus, num_nodes, hostfile))
     bar, on_event = _loop_progress(f"finetune {task}")
     with bar, contextlib.redirect_stdout(sys.stderr):  # libraries' chatter (DeepSpeed) stays off stdout

@@ -271,3 +271,16 @@ def test_resume_from_a_named_checkpoint_into_a_new_run(world, tmp_path):
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-00000005"]
     with pytest.raises(AlbertError, match="--resume-from names one checkpoint: fine-tune one task of glue"):
         finetune.run("glue", world["model"], tmp_path / "c", world["glue"], QUICK, resume_from=named)
+
+
+def test_micro_batch_per_rank_splits_the_global_batch():
+    from albertctl.tasks.base import TaskConfig
+
+    assert finetune.rank_micro_batch(TaskConfig(train_steps=1, batch_size=32), 1) == 32
+    assert finetune.rank_micro_batch(TaskConfig(train_steps=1, batch_size=32), 4) == 8  # no accumulation
+    assert finetune.rank_micro_batch(TaskConfig(train_steps=1, batch_size=32, micro_batch_size=4), 4) == 4
+    finetune.check_world_size("rte", ["task.batch_size=32"], 4)
+    with pytest.raises(
+        AlbertError, match=r"^rte: task.batch_size \(32\) must be a multiple of .* \(32 x 3 = 96\)$"
+    ):
+        finetune.check_world_size("rte", ["task.batch_size=32"], 3)

@@ -148,7 +148,9 @@ def finetune_task(
     network = build_model(task, profile, source, config.seed)
     head = head_info(task, config)
     total = config.total_steps(len(train_features))
-    train_config = to_train_config(config, profile.train, total)
+    dist = loop.init_distributed()  # this rank's share of the batches (one process: rank 0 of 1)
+    micro = rank_micro_batch(config, dist.world_size)
+    train_config = to_train_config(config, profile.train, total, micro)
 
     def evaluate(module: nn.Module, step: int) -> dict[str, float]:
         return dev_metrics(task, module, dev, dev_features, config, tokenizer.pad_id)
@@ -156,11 +158,10 @@ def finetune_task(
     def save(state_dict: dict[str, torch.Tensor], target: Path) -> None:
         save_model_dir(target, profile, state_dict, source.spm_model, head=head)
 
-    dist = loop.init_distributed()  # this rank's share of the batches (one process: rank 0 of 1)
     spec = loop.RunSpec(
         model=network,
         batches=GroupedBatches(
-            train_features, config.micro_batch, tokenizer.pad_id, config.seed, dist.rank, dist.world_size
+            train_features, micro, tokenizer.pad_id, config.seed, dist.rank, dist.world_size
         ),
         loss=task_loss(task),
         save_model=save,
@@ -275,9 +276,37 @@ def bind_task(
     return task
 
 
-def to_train_config(config: TaskConfig, base: TrainConfig, total_steps: int) -> TrainConfig:
+def rank_micro_batch(config: TaskConfig, world_size: int) -> int:
+    """Sequences per forward pass on each rank: task.micro_batch_size, or, when it is 0 (no
+    accumulation), the global task.batch_size split evenly over the ranks."""
+    if config.micro_batch_size == 0 and config.batch_size % world_size == 0:
+        return config.batch_size // world_size
+    return config.micro_batch
+
+
+def check_world_size(task_name: str, overrides: Sequence[str], world_size: int) -> None:
+    """Before the launcher starts processes: each trained task's global batch must split into
+    micro-batches over `world_size` ranks (one line naming the task settings otherwise)."""
+    task_overrides, _ = split_overrides(overrides)
+    group = groups().get(task_name.strip().lower()) or [get_task(task_name)]
+    for task in group:
+        if task.train_split is None:
+            continue
+        config = load_task_config(task, task_overrides)
+        micro = rank_micro_batch(config, world_size)
+        if config.batch_size % (micro * world_size):
+            raise AlbertError(
+                f"{task.name}: task.batch_size ({config.batch_size}) must be a multiple of "
+                f"task.micro_batch_size x ranks ({micro} x {world_size} = {micro * world_size})"
+            )
+
+
+def to_train_config(
+    config: TaskConfig, base: TrainConfig, total_steps: int, micro_batch: int | None = None
+) -> TrainConfig:
     """The loop's TrainConfig for a task: the task's optimisation settings over the profile's
-    bookkeeping. Checkpoints at every evaluation, so resume never loses more than that."""
+    bookkeeping (`micro_batch`: per rank, default task's). Checkpoints at every evaluation, so
+    resume never loses more than that."""
     eval_every = config.eval_every if 0 < config.eval_every < total_steps else 0
     return dataclasses.replace(
         base,
@@ -287,7 +316,7 @@ def to_train_config(config: TaskConfig, base: TrainConfig, total_steps: int) -> 
         train_steps=total_steps,
         poly_power=1.0,  # linear decay to zero, as the original fine-tuning
         global_batch_size=config.batch_size,
-        micro_batch_size=config.micro_batch,
+        micro_batch_size=micro_batch or config.micro_batch,
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         precision=config.precision,
