@@ -39,6 +39,32 @@ SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="Override a profile value: section.key=value (repeatable)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
+ResumeFromOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--resume-from",
+        help="Continue from this checkpoint (RUN/checkpoints/step-N), on any number of GPUs or ZeRO stage",
+    ),
+]
+NumGpusOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--num-gpus",
+        min=1,
+        help="Processes per node, through DeepSpeed's launcher",
+        rich_help_panel="Distributed",
+    ),
+]
+NumNodesOpt = Annotated[
+    int | None,
+    typer.Option("--num-nodes", min=1, help="Nodes (with --hostfile)", rich_help_panel="Distributed"),
+]
+HostfileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--hostfile", help="DeepSpeed hostfile: 'host slots=N' per line", rich_help_panel="Distributed"
+    ),
+]
 ReportToOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -240,6 +266,7 @@ def finetune(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the latest checkpoint in --out")
     ] = False,
+    resume_from: ResumeFromOpt = None,
     validation: ValidationOpt = None,
     text_column: TextColumnsOpt = None,
     label_column: LabelColumnOpt = None,
@@ -248,11 +275,18 @@ def finetune(
     option_columns: OptionColumnsOpt = None,
     labels: LabelsOpt = None,
     report_to: ReportToOpt = None,
+    num_gpus: NumGpusOpt = None,
+    num_nodes: NumNodesOpt = None,
+    hostfile: HostfileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune a model on one task (or every GLUE task) and print dev metrics of the best checkpoint."""
     from albertctl.pipelines import finetune as pipeline
+    from albertctl.pipelines import launch
 
+    if launch.wanted(num_gpus, num_nodes, hostfile):
+        pipeline.check_world_size(task, overrides or [], launch.world_size(num_gpus, num_nodes))
+        raise typer.Exit(launch.relaunch(sys.argv[1:], num_gpus, num_nodes, hostfile))
     bar, on_event = _loop_progress(f"finetune {task}")
     with bar, contextlib.redirect_stdout(sys.stderr):  # libraries' chatter (DeepSpeed) stays off stdout
         results = pipeline.run(
@@ -273,7 +307,10 @@ def finetune(
                 labels=labels,
             ),
             report_to or [],
+            resume_from,
         )
+    if launch.rank() != 0:
+        return
     if as_json:
         body = {"results": [r.to_dict() for r in results]}
         if len(results) > 1:
@@ -569,28 +606,13 @@ def pretrain(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the latest good checkpoint in --out")
     ] = False,
+    resume_from: ResumeFromOpt = None,
     init: Annotated[
         Path | None, typer.Option("--init", help="Start from this model directory (converted or earlier)")
     ] = None,
-    num_gpus: Annotated[
-        int | None,
-        typer.Option(
-            "--num-gpus",
-            min=1,
-            help="Processes per node, through DeepSpeed's launcher",
-            rich_help_panel="Distributed",
-        ),
-    ] = None,
-    num_nodes: Annotated[
-        int | None,
-        typer.Option("--num-nodes", min=1, help="Nodes (with --hostfile)", rich_help_panel="Distributed"),
-    ] = None,
-    hostfile: Annotated[
-        Path | None,
-        typer.Option(
-            "--hostfile", help="DeepSpeed hostfile: 'host slots=N' per line", rich_help_panel="Distributed"
-        ),
-    ] = None,
+    num_gpus: NumGpusOpt = None,
+    num_nodes: NumNodesOpt = None,
+    hostfile: HostfileOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan (batches, steps, parameters, memory) and exit")
     ] = False,
@@ -598,15 +620,12 @@ def pretrain(
     as_json: JsonOpt = False,
 ) -> None:
     """Pretrain ALBERT (MLM + SOP) with DeepSpeed, then print the eval report on held-out data."""
-    import os
-    import subprocess
-
+    from albertctl.pipelines import launch
     from albertctl.pipelines import pretrain as pipeline
     from albertctl.pipelines.evaluate import original_report
 
     prof = load_profile(profile, overrides or [])
-    launched = os.environ.get("ALBERTCTL_LAUNCHED") == "1"
-    world = int(os.environ.get("WORLD_SIZE", "1")) if launched else (num_gpus or 1) * (num_nodes or 1)
+    world = launch.world_size(num_gpus, num_nodes)
     if dry_run:
         plan = pipeline.plan(prof, world)
         if as_json:
@@ -617,22 +636,20 @@ def pretrain(
                 console.key_value_table(f"pretraining plan ({prof.name}, dry run)", shown, exact=True)
             )
         return
-    if not launched and ((num_gpus or 1) > 1 or num_nodes or hostfile):
+    if launch.wanted(num_gpus, num_nodes, hostfile):
         pipeline.plan(prof, world)  # batch arithmetic errors before starting processes
-        cmd = pipeline.launcher_command(sys.argv[1:], num_gpus, num_nodes, hostfile)
-        env = {**os.environ, "ALBERTCTL_LAUNCHED": "1"}
-        try:
-            import torch
-
-            if not torch.cuda.is_available():
-                env.setdefault("DS_ACCELERATOR", "cpu")
-        except ImportError:
-            pass
-        raise typer.Exit(subprocess.call(cmd, env=env))
+        raise typer.Exit(launch.relaunch(sys.argv[1:], num_gpus, num_nodes, hostfile))
     bar, on_event = _pretrain_progress()
     with bar, contextlib.redirect_stdout(sys.stderr):  # DeepSpeed's chatter stays off stdout
         result = pipeline.run(
-            prof, data, out or pipeline.default_out(prof), resume, init, on_event, report_to or []
+            prof,
+            data,
+            out or pipeline.default_out(prof),
+            resume,
+            init,
+            on_event,
+            report_to or [],
+            resume_from,
         )
     if result["rank"] != 0:
         return

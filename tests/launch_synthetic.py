@@ -23,7 +23,12 @@ def main() -> None:
         run = json.loads(arg)
         p = S.profile(run.get("model"), **run.get("train", {})).replace(deepspeed=run.get("deepspeed", {}))
         spec = S.spec(
-            p, Path(run["out"]), rank=dist.rank, world_size=dist.world_size, resume=run.get("resume", False)
+            p,
+            Path(run["out"]),
+            rank=dist.rank,
+            world_size=dist.world_size,
+            resume=run.get("resume", False),
+            resume_from=Path(run["resume_from"]) if "resume_from" in run else None,
         )
         result = loop.train(spec, p.train, p.deepspeed)
         if dist.rank == 0:

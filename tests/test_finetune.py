@@ -250,3 +250,37 @@ def test_rerun_needs_resume(world, tmp_path):
         "wnli", world["model"], out, world["glue"], [*QUICK, "task.train_steps=5"], resume=True
     )
     assert again.steps == 5 and "accuracy" in again.metrics
+
+
+def test_resume_from_a_named_checkpoint_into_a_new_run(world, tmp_path):
+    finetune.run("wnli", world["model"], tmp_path / "a", world["glue"], QUICK)  # keeps step 3 only
+    named = tmp_path / "a" / "checkpoints" / "step-00000003"
+    longer = [*QUICK, "task.train_steps=5"]
+    [elsewhere] = finetune.run(
+        "wnli", world["model"], tmp_path / "b", world["glue"], longer, resume_from=named
+    )
+    [in_place] = finetune.run("wnli", world["model"], tmp_path / "a", world["glue"], longer, resume=True)
+    assert elsewhere.steps == in_place.steps == 5
+    assert elsewhere.metrics == in_place.metrics
+
+    def losses(out):
+        events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return {e["step"]: e["loss"] for e in events if e["event"] == "train"}
+
+    assert losses(tmp_path / "b") == {s: x for s, x in losses(tmp_path / "a").items() if s > 3}
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-00000005"]
+    with pytest.raises(AlbertError, match="--resume-from names one checkpoint: fine-tune one task of glue"):
+        finetune.run("glue", world["model"], tmp_path / "c", world["glue"], QUICK, resume_from=named)
+
+
+def test_micro_batch_per_rank_splits_the_global_batch():
+    from albertctl.tasks.base import TaskConfig
+
+    assert finetune.rank_micro_batch(TaskConfig(train_steps=1, batch_size=32), 1) == 32
+    assert finetune.rank_micro_batch(TaskConfig(train_steps=1, batch_size=32), 4) == 8  # no accumulation
+    assert finetune.rank_micro_batch(TaskConfig(train_steps=1, batch_size=32, micro_batch_size=4), 4) == 4
+    finetune.check_world_size("rte", ["task.batch_size=32"], 4)
+    with pytest.raises(
+        AlbertError, match=r"^rte: task.batch_size \(32\) must be a multiple of .* \(32 x 3 = 96\)$"
+    ):
+        finetune.check_world_size("rte", ["task.batch_size=32"], 3)

@@ -203,6 +203,23 @@ def test_pretrain_builtin_default_then_eval_plot_and_resume(run_cli, tmp_path, c
     assert more.exit_code == 0, more.stderr[-3000:]
     assert json.loads(more.stdout)["global_step"] == 3
 
+    # A named checkpoint into a new run directory, under another ZeRO stage.
+    named = ["pretrain", *QUICK, "--set", "train.train_steps=3", "--set", "deepspeed.zero_stage=2"]
+    moved = run_cli(
+        [*named, "--out", "moved", "--resume-from", "run/checkpoints/step-00000002", "--json"],
+        cwd=tmp_path,
+        env=env,
+    )
+    assert moved.exit_code == 0, moved.stderr[-3000:]
+    assert json.loads(moved.stdout)["global_step"] == 3
+    assert sorted(p.name for p in (tmp_path / "moved/checkpoints").iterdir()) == ["step-00000003"]
+    not_one = run_cli([*named, "--out", "moved2", "--resume-from", "run"], cwd=tmp_path, env=env)
+    assert not_one.exit_code == 2
+    assert not_one.stderr.strip().splitlines()[-1] == (
+        "error: run is a run directory, not a checkpoint: pass one of run/checkpoints/step-N, "
+        "or --resume --out run for its latest"
+    )
+
     init = run_cli(
         [
             "pretrain",

@@ -87,16 +87,23 @@ def run(
     progress: ProgressFn | None = None,
     own: dict[str, Any] | None = None,
     report_to: Sequence[str] = (),
+    resume_from: Path | None = None,
 ) -> list[TaskResult]:
     """Fine-tune on one task, or on every task of a group (`glue`), in sequence. `own`: the
     options of a task over your own files (validation, text_column, ...; see tasks/custom.py);
-    `report_to`: experiment trackers for the metrics (training.trackers; default: auto)."""
+    `report_to`: experiment trackers for the metrics (training.trackers; default: auto);
+    `resume_from`: continue from this checkpoint directory (one task; any world size and ZeRO stage)."""
     used = trackers.parse_report_to(report_to)
     group = groups().get(task_name.strip().lower())
     if group is None:
+        task = get_task(task_name)
         return [
-            finetune_task(get_task(task_name), model, out_dir, data, overrides, resume, progress, own, used)
+            finetune_task(task, model, out_dir, data, overrides, resume, progress, own, used, resume_from)
         ]
+    if resume_from is not None:
+        raise AlbertError(
+            f"--resume-from names one checkpoint: fine-tune one task of {task_name} with it, not the group"
+        )
     bind_task(group[0], {}, own, None)  # column options do not apply to a group
     tasks = [t for t in group if t.train_split is not None]  # AX: `eval ax --predict` with the MNLI model
     task_overrides, _ = split_overrides(overrides)
@@ -118,6 +125,7 @@ def finetune_task(
     progress: ProgressFn | None = None,
     own: dict[str, Any] | None = None,
     report_to: tuple[str, ...] = (),
+    resume_from: Path | None = None,
 ) -> TaskResult:
     if task.train_split is None:
         source = get_task(task.model_from).name if task.model_from else "another task"
@@ -138,7 +146,9 @@ def finetune_task(
     with ckpt.run_directory(
         Path(out_dir), ("best",), [model_path, data], hold=os.environ.get("RANK", "0") == "0"
     ):
-        return _finetune(task, config, source, profile, out_dir, data, resume, progress, report_to)
+        return _finetune(
+            task, config, source, profile, out_dir, data, resume, progress, report_to, resume_from
+        )
 
 
 def _finetune(
@@ -151,6 +161,7 @@ def _finetune(
     resume: bool,
     progress: ProgressFn | None,
     report_to: tuple[str, ...],
+    resume_from: Path | None = None,
 ) -> TaskResult:
     """Read and featurise the data, then the loop, keeping `out_dir/best`."""
     tokenizer = load_tokenizer(source, profile)
@@ -165,7 +176,9 @@ def _finetune(
     network = build_model(task, profile, source, config.seed)
     head = head_info(task, config)
     total = config.total_steps(len(train_features))
-    train_config = to_train_config(config, profile.train, total)
+    dist = loop.init_distributed()  # this rank's share of the batches (one process: rank 0 of 1)
+    micro = rank_micro_batch(config, dist.world_size)
+    train_config = to_train_config(config, profile.train, total, micro)
 
     def evaluate(module: nn.Module, step: int) -> dict[str, float]:
         return dev_metrics(task, module, dev, dev_features, config, tokenizer.pad_id)
@@ -173,11 +186,10 @@ def _finetune(
     def save(state_dict: dict[str, torch.Tensor], target: Path) -> None:
         save_model_dir(target, profile, state_dict, source.spm_model, head=head)
 
-    dist = loop.init_distributed()  # this rank's share of the batches (one process: rank 0 of 1)
     spec = loop.RunSpec(
         model=network,
         batches=GroupedBatches(
-            train_features, config.micro_batch, tokenizer.pad_id, config.seed, dist.rank, dist.world_size
+            train_features, micro, tokenizer.pad_id, config.seed, dist.rank, dist.world_size
         ),
         loss=task_loss(task),
         save_model=save,
@@ -187,6 +199,7 @@ def _finetune(
         best_mode="min" if lower_is_better(best_metric) else "max",
         show_metrics=("accuracy",) if task.head in ("classify", "choice") else (),
         resume=resume,
+        resume_from=resume_from,
         report_to=report_to,
         identity={"task": task.name, "model": str(source.path)},
     )
@@ -291,9 +304,37 @@ def bind_task(
     return task
 
 
-def to_train_config(config: TaskConfig, base: TrainConfig, total_steps: int) -> TrainConfig:
+def rank_micro_batch(config: TaskConfig, world_size: int) -> int:
+    """Sequences per forward pass on each rank: task.micro_batch_size, or, when it is 0 (no
+    accumulation), the global task.batch_size split evenly over the ranks."""
+    if config.micro_batch_size == 0 and config.batch_size % world_size == 0:
+        return config.batch_size // world_size
+    return config.micro_batch
+
+
+def check_world_size(task_name: str, overrides: Sequence[str], world_size: int) -> None:
+    """Before the launcher starts processes: each trained task's global batch must split into
+    micro-batches over `world_size` ranks (one line naming the task settings otherwise)."""
+    task_overrides, _ = split_overrides(overrides)
+    group = groups().get(task_name.strip().lower()) or [get_task(task_name)]
+    for task in group:
+        if task.train_split is None:
+            continue
+        config = load_task_config(task, task_overrides)
+        micro = rank_micro_batch(config, world_size)
+        if config.batch_size % (micro * world_size):
+            raise AlbertError(
+                f"{task.name}: task.batch_size ({config.batch_size}) must be a multiple of "
+                f"task.micro_batch_size x ranks ({micro} x {world_size} = {micro * world_size})"
+            )
+
+
+def to_train_config(
+    config: TaskConfig, base: TrainConfig, total_steps: int, micro_batch: int | None = None
+) -> TrainConfig:
     """The loop's TrainConfig for a task: the task's optimisation settings over the profile's
-    bookkeeping. Checkpoints at every evaluation, so resume never loses more than that."""
+    bookkeeping (`micro_batch`: per rank, default task's). Checkpoints at every evaluation, so
+    resume never loses more than that."""
     eval_every = config.eval_every if 0 < config.eval_every < total_steps else 0
     return dataclasses.replace(
         base,
@@ -303,7 +344,7 @@ def to_train_config(config: TaskConfig, base: TrainConfig, total_steps: int) -> 
         train_steps=total_steps,
         poly_power=1.0,  # linear decay to zero, as the original fine-tuning
         global_batch_size=config.batch_size,
-        micro_batch_size=config.micro_batch,
+        micro_batch_size=micro_batch or config.micro_batch,
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         precision=config.precision,

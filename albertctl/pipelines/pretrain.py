@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -74,11 +73,15 @@ def run(
     init: Path | None = None,
     progress: ProgressFn | None = None,
     report_to: Sequence[str] = (),
+    resume_from: Path | None = None,
 ) -> dict[str, Any]:
     """Pretrain; returns the training summary and the held-out eval report (rank 0's).
-    `report_to`: experiment trackers for the metrics (training.trackers; default: auto)."""
-    if init is not None and resume:
+    `report_to`: experiment trackers for the metrics (training.trackers; default: auto).
+    `resume_from`: continue from this checkpoint directory (any world size and ZeRO stage)."""
+    if init is not None and (resume or resume_from is not None):
         raise AlbertError("--init and --resume exclude each other: --resume continues the run in --out")
+    if resume_from is not None:  # before the data is prepared
+        ckpt.check_checkpoint(resume_from)
     trackers_used = trackers.parse_report_to(report_to)
     what = f"profile '{profile.name}'"
     m = profile.model
@@ -91,7 +94,7 @@ def run(
     with ckpt.run_directory(out, ("model",), [data, init], hold=os.environ.get("RANK", "0") == "0"):
         dist = loop.init_distributed()
         result, final, data_dir = _train(
-            profile, data, out, resume, init_dir, dist, progress, what, trackers_used
+            profile, data, out, resume, init_dir, dist, progress, what, trackers_used, resume_from
         )
     report = {"global_step": result.global_step, **result.eval_metrics}
     return {
@@ -118,6 +121,7 @@ def _train(
     progress: ProgressFn | None,
     what: str,
     trackers_used: tuple[str, ...] = (),
+    resume_from: Path | None = None,
 ) -> tuple[loop.TrainResult, Path, Path]:
     """The data, the model and the loop; then RUN_DIR/model from the last checkpoint."""
     m = profile.model
@@ -163,6 +167,7 @@ def _train(
         step_totals=(MASKED_COUNT_KEY,),
         show_metrics=("masked_lm_accuracy", "sentence_order_accuracy"),
         resume=resume,
+        resume_from=resume_from,
         report_to=trackers_used,
         identity={
             "profile": profile.name,
@@ -252,7 +257,7 @@ def builtin_data(profile: Profile, dist: loop.Distributed, progress: ProgressFn 
 
 
 # ---------------------------------------------------------------------------------------------
-# --dry-run and the launcher
+# --dry-run (the launcher: pipelines/launch.py)
 
 
 def plan(profile: Profile, world_size: int) -> dict[str, Any]:
@@ -281,48 +286,6 @@ def plan(profile: Profile, world_size: int) -> dict[str, Any]:
         "memory_model_states_bytes": memory["model_states"],
         "memory_activations_bytes": memory["activations"],
     }
-
-
-def launcher_command(
-    argv: list[str], num_gpus: int | None, num_nodes: int | None, hostfile: Path | None
-) -> list[str]:
-    """`deepspeed [--num_gpus N] [--num_nodes M] [--hostfile H] --module albertctl ARGV` with our
-    launcher options removed from ARGV (every rank then runs `albertctl pretrain ...`)."""
-    launcher = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
-    if not Path(launcher).exists():
-        raise AlbertError("--num-gpus/--num-nodes/--hostfile need DeepSpeed's launcher (`deepspeed`) on PATH")
-    if hostfile is not None and not hostfile.is_file():
-        raise AlbertError(f"--hostfile {hostfile} not found")
-    cmd = [launcher]
-    if num_gpus is not None:
-        cmd += ["--num_gpus", str(num_gpus)]
-    if num_nodes is not None:
-        cmd += ["--num_nodes", str(num_nodes)]
-    if hostfile is not None:
-        cmd += ["--hostfile", str(hostfile)]
-    cmd += ["--master_port", str(_free_port()), "--no_local_rank", "--module", "albertctl"]
-    return cmd + strip_launcher_options(argv)
-
-
-def strip_launcher_options(argv: list[str]) -> list[str]:
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in ("--num-gpus", "--num-nodes", "--hostfile"):
-            skip = "=" not in arg
-            continue
-        out.append(arg)
-    return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def default_out(profile: Profile) -> Path:

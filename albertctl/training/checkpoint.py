@@ -7,10 +7,14 @@
       state.yaml                      step, data position, schedule, identity, best eval
       manifest.json                   every file's size and sha256 (core.modeldir format)
 
-Nothing is pickled, which is why DeepSpeed's own `save_checkpoint` is not used. Under ZeRO 1-3
-each rank saves its own partition of the fp32 master weights and optimiser moments; resuming
-needs the same world size and ZeRO stage (checked). Without ZeRO the optimiser state is whole
-and rank 0 saves it.
+Nothing is pickled, which is why DeepSpeed's own `save_checkpoint` is not used. The optimiser
+state is stored per parameter, by name ("universal", as DeepSpeed's universal checkpoints): each
+rank saves the stretch of every parameter it holds (fp32 master weights, moments) with that
+stretch's offset in the parameter, so a checkpoint written under ZeRO-k on N ranks resumes on M
+ranks under any stage (`universal_state` / `load_universal_state`). Without ZeRO every rank holds
+whole parameters and rank 0 saves them. Checkpoints written before the universal format hold each
+rank's flat DeepSpeed buffers instead (`optimizer_state`); they resume on the same world size
+and ZeRO stage only (checked).
 
 A checkpoint is written to `.step-N.tmp` and renamed when complete, so a crash or a full disk
 never leaves a partial `step-N`; `--resume` also skips, with a warning, any checkpoint whose
@@ -22,10 +26,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,8 @@ MODEL = "model"
 KIND = "training-checkpoint"
 METRICS = "metrics.jsonl"
 NAME = re.compile(r"^step-(\d+)$")
+SHARD = re.compile(r"^trainer-rank(\d{5})\.safetensors$")
+UNIVERSAL = "universal"  # state.yaml's optimizer_format, and the shards' key for that state
 
 
 def checkpoint_name(step: int) -> str:
@@ -140,6 +148,197 @@ def load_optimizer_state(ds_optimizer: Any, zero_stage: int, state: dict[str, An
     )
 
 
+# The universal optimiser state, per parameter name. A DeepSpeed wrapper hands the client
+# optimiser fp32 flat tensors ("masters"): one per parameter group, whole or this rank's
+# partition; `optim.flat_layouts` says which stretch of a master is which parameter. Across
+# ranks a parameter's stretches come in rank order (ZeRO 1/2 split the group's buffer in rank
+# order, ZeRO-3 each parameter), so a stretch's offset in its parameter is the length the lower
+# ranks hold. Without a wrapper the masters are the parameters themselves.
+
+
+@dataclass(frozen=True)
+class _Piece:
+    name: str  # the parameter's name in the module
+    shape: tuple[int, ...]  # the parameter's full shape
+    offset: int  # first element of the (flattened) parameter held here
+    length: int
+    master: torch.Tensor  # the fp32 tensor the client optimiser steps (its state is keyed by it)
+    start: int  # where the stretch begins in `master` (flattened)
+
+
+def _masters(ds_optimizer: Any) -> list[tuple[torch.Tensor, list[torch.Tensor]]] | None:
+    """(fp32 flat master, the parameters laid out in it) per group, in `flat_layouts`'s order;
+    None when the client optimiser steps the parameters themselves."""
+    d = ds_optimizer
+    for flats, params in (
+        ("fp32_partitioned_groups_flat", "fp16_groups"),  # ZeRO-3
+        ("single_partition_of_fp32_groups", "round_robin_bit16_groups"),  # ZeRO 1/2
+        ("fp32_groups_flat_partition", "bf16_groups"),  # BF16_Optimizer
+        ("fp32_groups_flat", "fp16_groups"),  # FP16_Optimizer
+    ):
+        if hasattr(d, flats):
+            return list(zip(getattr(d, flats), getattr(d, params), strict=True))
+    return None
+
+
+def _inner(ds_optimizer: Any) -> torch.optim.Optimizer:
+    inner = getattr(ds_optimizer, "optimizer", None)
+    return ds_optimizer if inner is None else inner
+
+
+def _pieces(
+    ds_optimizer: Any,
+    module: torch.nn.Module,
+    layouts: Mapping[int, Any],
+    rank: int,
+    world_size: int,
+    reduce: Callable[[list[float]], list[float]],
+) -> tuple[list[_Piece], bool]:
+    """The stretches of parameters this rank holds, and whether they are partitioned over the
+    ranks (False: every rank holds every parameter whole). Collective when partitioned."""
+    names = {id(p): n for n, p in module.named_parameters()}
+    masters = _masters(ds_optimizer)
+    if masters is None:
+        out = []
+        for group in _inner(ds_optimizer).param_groups:
+            for p in group["params"]:
+                out.append(_Piece(names[id(p)], tuple(p.shape), 0, p.numel(), p, 0))
+        return out, False
+    partitioned = any(layouts[id(flat)].group is not None for flat, _ in masters)
+    held = []  # (group, parameter number, its slice) for every slice of this rank
+    for i, (flat, _) in enumerate(masters):
+        held += [(i, j, (start, length)) for start, length, j in layouts[id(flat)].slices]
+    sizes = [len(params) for _, params in masters]
+    first = [sum(sizes[:i]) for i in range(len(sizes))]
+    before = [0] * sum(sizes)
+    if partitioned:  # every rank's lengths, to place each stretch in its parameter
+        table = [0.0] * (world_size * sum(sizes))
+        for i, j, (_, length) in held:
+            table[rank * sum(sizes) + first[i] + j] = float(length)
+        table = reduce(table)
+        for r in range(rank):
+            for k in range(sum(sizes)):
+                before[k] += int(table[r * sum(sizes) + k])
+    out = []
+    for i, j, (start, length) in held:
+        flat, params = masters[i]
+        p = params[j]
+        shape = tuple(getattr(p, "ds_shape", p.shape))
+        out.append(_Piece(names[id(p)], shape, before[first[i] + j], length, flat, start))
+    return out, partitioned
+
+
+def universal_state(
+    ds_optimizer: Any,
+    module: torch.nn.Module,
+    layouts: Mapping[int, Any],
+    rank: int,
+    world_size: int,
+    reduce: Callable[[list[float]], list[float]],
+) -> dict[str, Any] | None:
+    """This rank's part of the universal optimiser state: per parameter name its offset, full
+    shape and the stretches of the fp32 master weights and of every per-element optimiser
+    state (moments); the scalar state (step) once. None on ranks with nothing to add (without
+    ZeRO only rank 0 saves). Collective under ZeRO: every rank must call it."""
+    pieces, partitioned = _pieces(ds_optimizer, module, layouts, rank, world_size, reduce)
+    if not partitioned and rank != 0:
+        return None
+    state = _inner(ds_optimizer).state
+    params: dict[str, Any] = {}
+    scalars: dict[str, Any] = {}
+    for piece in pieces:
+        entry: dict[str, Any] = {"offset": piece.offset, "shape": list(piece.shape)}
+        entry["fp32"] = _stretch(piece.master, piece)
+        for key, value in state.get(piece.master, {}).items():
+            if isinstance(value, torch.Tensor) and value.numel() == piece.master.numel() and value.dim():
+                entry[key] = _stretch(value, piece)
+            else:
+                scalars.setdefault(key, value)
+        params[piece.name] = entry
+    return {"params": params, "scalars": scalars}
+
+
+def _stretch(tensor: torch.Tensor, piece: _Piece) -> torch.Tensor:
+    return tensor.detach().reshape(-1).narrow(0, piece.start, piece.length).float()
+
+
+@torch.no_grad()
+def load_universal_state(
+    ds_optimizer: Any,
+    zero_stage: int,
+    module: torch.nn.Module,
+    layouts: Mapping[int, Any],
+    rank: int,
+    world_size: int,
+    reduce: Callable[[list[float]], list[float]],
+    saved: list[dict[str, Any]],
+    where: str,
+) -> None:
+    """Fill this rank's masters and optimiser state from the universal states of every rank of
+    a checkpoint (`saved`, any world size and ZeRO stage). AlbertError (naming `where`) when a
+    parameter of this model is missing, has another shape or is not covered."""
+    whole: dict[str, dict[str, torch.Tensor]] = {}
+    covered: dict[str, int] = {}
+    shapes: dict[str, list[int]] = {}
+    scalars: dict[str, Any] = {}
+    for part in saved:
+        scalars = {**part.get("scalars", {}), **scalars}
+        for name, entry in part["params"].items():
+            shape = [int(x) for x in entry["shape"]]
+            if shapes.setdefault(name, shape) != shape:
+                raise AlbertError(f"{where}: the ranks disagree on the shape of {name}")
+            numel = math.prod(shape)
+            fields = whole.setdefault(name, {})
+            offset = int(entry["offset"])
+            for key, value in entry.items():
+                if isinstance(value, torch.Tensor):
+                    if offset < 0 or offset + value.numel() > numel:
+                        raise AlbertError(f"{where}: a stretch of {name} lies outside its shape {shape}")
+                    fields.setdefault(key, torch.zeros(numel)).narrow(0, offset, value.numel()).copy_(value)
+            covered[name] = covered.get(name, 0) + entry["fp32"].numel()
+    pieces, _ = _pieces(ds_optimizer, module, layouts, rank, world_size, reduce)
+    state = _inner(ds_optimizer).state
+    for piece in pieces:
+        if piece.name not in whole:
+            raise AlbertError(f"{where}: the optimiser state lacks parameter {piece.name}")
+        if shapes[piece.name] != list(piece.shape):
+            raise AlbertError(
+                f"{where}: {piece.name} has shape {tuple(shapes[piece.name])}, this model {piece.shape}"
+            )
+        if covered[piece.name] != math.prod(piece.shape):
+            raise AlbertError(f"{where}: the optimiser state covers only part of {piece.name}")
+        fields = whole[piece.name]
+        own = state[piece.master]
+        for key, value in fields.items():
+            if key == "fp32":
+                target = piece.master
+            else:
+                if key not in own:
+                    own[key] = torch.zeros_like(piece.master, dtype=torch.float32)
+                target = own[key]
+            target.view(-1).narrow(0, piece.start, piece.length).copy_(
+                value.narrow(0, piece.offset, piece.length)
+            )
+        if len(fields) > 1:
+            for key, value in scalars.items():
+                own[key] = value.clone() if isinstance(value, torch.Tensor) else value
+    if zero_stage == 3:  # DeepSpeed's own path copies the fp32 partitions into the parameters
+        ds_optimizer._set_fp32_optimizer_param_groups()
+        inner_state = ds_optimizer.optimizer.state_dict()
+        ds_optimizer._clear_fp32_optimizer_param_groups()
+        ds_optimizer._rigid_load_state_dict(
+            {
+                "loss_scaler": ds_optimizer.loss_scaler,
+                "dynamic_loss_scale": ds_optimizer.dynamic_loss_scale,
+                "overflow": False,
+                "optimizer_state_dict": inner_state,
+                "fp32_flat_groups": [flat.clone() for flat, _ in _masters(ds_optimizer) or []],
+            }
+        )
+    elif hasattr(ds_optimizer, "update_lp_params"):
+        ds_optimizer.update_lp_params()
+
+
 def rng_state() -> dict[str, torch.Tensor]:
     out = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -197,7 +396,7 @@ def check_shard(path: Path) -> Any:
         rng = top.get("rng", {}).get("dict", [])
         if not any(k == "torch" for k, _ in rng):
             problem = "no RNG state"
-        elif "optimizer" in top and "dict" not in top["optimizer"]:
+        elif any(k in top and "dict" not in top[k] for k in ("optimizer", "universal")):
             problem = "the optimiser state is not a mapping"
     if problem is not None:
         raise AlbertError(f"{path}: corrupt trainer shard structure ({problem})")
@@ -289,25 +488,48 @@ def latest_names(root: Path) -> list[str]:
 
 
 def find_latest_good(root: Path, warn: Callable[[str], None]) -> Path | None:
-    """The newest checkpoint whose manifest verifies, whose state.yaml is sound and whose
-    trainer shards hold their structure; broken newer ones are reported via `warn`."""
+    """The newest checkpoint that passes `check_checkpoint`; broken newer ones are reported
+    via `warn`."""
     for name in latest_names(root):
         path = root / name
         try:
-            verify_manifest(path)
-            state = read_state(path)
-            if state["step"] != int(NAME.match(name).group(1)):  # type: ignore[union-attr]
-                raise AlbertError(f"{path / STATE}: step {state['step']} does not match the directory name")
-            shards = sorted(path.glob("trainer-rank*.safetensors"))
-            if not shards:
-                raise AlbertError(f"{path}: no trainer shard")
-            for shard in shards:
-                check_shard(shard)
+            check_checkpoint(path)
         except AlbertError as err:
             warn(f"skipping checkpoint {path}: {err}")
             continue
         return path
     return None
+
+
+def check_checkpoint(path: Path) -> Path:
+    """`path` if it is a complete training checkpoint: its manifest verifies, its state.yaml is
+    sound (and its step matches a step-N name) and its trainer shards hold their structure.
+    AlbertError otherwise, pointing at a run directory's checkpoints when given one."""
+    if not path.is_dir():
+        raise AlbertError(f"{path}: no such checkpoint directory")
+    if not (path / STATE).is_file():
+        if (path / "checkpoints").is_dir():
+            raise AlbertError(
+                f"{path} is a run directory, not a checkpoint: pass one of {path / 'checkpoints'}/step-N, "
+                f"or --resume --out {path} for its latest"
+            )
+        raise AlbertError(f"{path}: not a training checkpoint (no {STATE}; expected RUN/checkpoints/step-N)")
+    verify_manifest(path)
+    state = read_state(path)
+    named = NAME.match(path.name)
+    if named and state["step"] != int(named.group(1)):
+        raise AlbertError(f"{path / STATE}: step {state['step']} does not match the directory name")
+    ranks = shard_ranks(path)
+    if not ranks:
+        raise AlbertError(f"{path}: no trainer shard")
+    for rank in ranks:
+        check_shard(path / shard_name(rank))
+    return path
+
+
+def shard_ranks(path: Path) -> list[int]:
+    """The ranks whose trainer shards checkpoint `path` holds, in order."""
+    return sorted(int(m.group(1)) for p in path.iterdir() if (m := SHARD.match(p.name)))
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -328,12 +550,25 @@ def read_state(path: Path) -> dict[str, Any]:
     return state
 
 
+# What a universal checkpoint may change on resume (the old format may not).
+LAYOUT_KEYS = ("world_size", "zero_stage")
+
+
 def check_compatible(path: Path, state: dict[str, Any], expected: dict[str, Any]) -> None:
-    """The checkpoint must come from the same kind of run (profile, shape, world size, ZeRO)."""
+    """The checkpoint must come from the same kind of run (profile, shape; the world size and
+    ZeRO stage too unless its optimiser state is universal)."""
     saved = state.get("identity", {})
+    universal = state.get("optimizer_format") == UNIVERSAL
     for key, value in expected.items():
-        if key not in saved or saved[key] == value:
+        if key not in saved or saved[key] == value or (universal and key in LAYOUT_KEYS):
             continue
+        if key in LAYOUT_KEYS:
+            raise AlbertError(
+                f"{path} was written before per-parameter (universal) optimiser state, on world_size="
+                f"{saved.get('world_size')} with zero_stage={saved.get('zero_stage')}: resume it with "
+                f"those (this run: world_size={expected.get('world_size')}, "
+                f"zero_stage={expected.get('zero_stage')})"
+            )
         old = saved[key]
         if isinstance(value, dict) and isinstance(old, dict):
             diff = [k for k in sorted(set(old) | set(value)) if old.get(k) != value.get(k)]

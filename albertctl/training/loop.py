@@ -131,6 +131,9 @@ class RunSpec:
     # nonzero entries (e.g. "attention_mask"); None shows sequences/s instead.
     token_key: str | None = "attention_mask"
     resume: bool = False  # continue from the latest good checkpoint in out_dir/checkpoints
+    # Continue from this checkpoint directory instead (any run's, any world size and ZeRO stage
+    # for checkpoints in the universal format; see training/checkpoint.py).
+    resume_from: Path | None = None
     # Extra values recorded in each checkpoint's state.yaml and checked on --resume
     # (e.g. the profile name and model shape): a mismatch is a user error.
     identity: dict[str, Any] = field(default_factory=dict)
@@ -408,18 +411,20 @@ def train(
     # Decide where we start before building anything heavy: a user error should be quick.
     resume_from: Path | None = None
     state: dict[str, Any] = {}
-    if spec.resume:
+    if spec.resume and spec.resume_from is not None:
+        raise AlbertError("--resume and --resume-from exclude each other: --resume takes the latest in --out")
+    if spec.resume_from is not None:
+        resume_from = ckpt.check_checkpoint(Path(spec.resume_from))
+    elif spec.resume:
         resume_from = ckpt.find_latest_good(root, log.warn)
         if resume_from is None:
             log.warn(f"no checkpoint to resume from under {root}; starting from step 0")
-        else:
-            state = ckpt.read_state(resume_from)
-            ckpt.check_compatible(resume_from, state, identity)
-            if state["step"] >= t.train_steps:
-                log.warn(
-                    f"{resume_from} is already at step {state['step']} (train.train_steps={t.train_steps})"
-                )
-    elif ckpt.latest_names(root):
+    if resume_from is not None:
+        state = ckpt.read_state(resume_from)
+        ckpt.check_compatible(resume_from, state, identity)
+        if state["step"] >= t.train_steps:
+            log.warn(f"{resume_from} is already at step {state['step']} (train.train_steps={t.train_steps})")
+    elif spec.resume_from is None and ckpt.latest_names(root):
         raise AlbertError(
             f"{spec.out_dir} already holds checkpoints; pass --resume to continue, or choose a new --out"
         )
@@ -439,9 +444,11 @@ def train(
     finally:
         log.third_party()
     # Under ZeRO or bf16/fp16 DeepSpeed gives the optimiser flat tensors: LAMB then needs to know
-    # which stretch is which parameter to keep its trust ratio per layer (training/optim.py).
+    # which stretch is which parameter to keep its trust ratio per layer (training/optim.py), and
+    # checkpoints store the optimiser state per parameter (training/checkpoint.py).
+    layouts = flat_layouts(ds_optimizer)
     if isinstance(optimizer, Lamb) and optimizer.adapts:
-        optimizer.set_layouts(flat_layouts(ds_optimizer))
+        optimizer.set_layouts(layouts)
     if t.compile:  # DeepSpeed compiles the wrapped module in place; state-dict keys stay the same
         engine.compile()
     comm = _Comm(dist, engine.device)
@@ -450,7 +457,7 @@ def train(
     step = 0
     best: dict[str, float] | None = None
     if resume_from is not None:
-        step = _restore(engine, ds_optimizer, stage, resume_from, dist)
+        step = _restore(engine, ds_optimizer, stage, layouts, resume_from, dist, comm, t.seed)
         best = state.get("best")
     start_step = step
     last_ckpt = resume_from
@@ -474,6 +481,7 @@ def train(
             engine,
             ds_optimizer,
             stage,
+            layouts,
             spec,
             dist,
             comm,
@@ -493,6 +501,7 @@ def train(
                 },
                 "seed": t.seed,
                 "dropout_seed": dropout_seed(t.seed, dist.rank),
+                "optimizer_format": ckpt.UNIVERSAL,
                 "identity": identity,
                 "best": best,
             },
@@ -687,6 +696,7 @@ def _save(
     engine: Any,
     ds_optimizer: Any,
     stage: int,
+    layouts: dict[int, Any],
     spec: RunSpec,
     dist: Distributed,
     comm: _Comm,
@@ -706,11 +716,14 @@ def _save(
             failure = err
     comm.barrier()
     model_state = full_state_dict(engine, stage, dist.rank)
+    universal = ckpt.universal_state(  # collective under ZeRO
+        ds_optimizer, engine.module, layouts, dist.rank, dist.world_size, comm.sum
+    )
     if failure is None:
         try:
             shard: dict[str, Any] = {"rng": ckpt.rng_state()}
-            if stage > 0 or dist.rank == 0:
-                shard["optimizer"] = ckpt.optimizer_state(ds_optimizer, stage)
+            if universal is not None:
+                shard[ckpt.UNIVERSAL] = universal
             ckpt.write_shard(tmp, dist.rank, shard)
             if dist.rank == 0:
                 spec.save_model(model_state, tmp / ckpt.MODEL)
@@ -732,8 +745,20 @@ def _save(
     return path
 
 
-def _restore(engine: Any, ds_optimizer: Any, stage: int, path: Path, dist: Distributed) -> int:
-    """Model weights, optimiser state and RNG from checkpoint `path`; returns its step."""
+def _restore(
+    engine: Any,
+    ds_optimizer: Any,
+    stage: int,
+    layouts: dict[int, Any],
+    path: Path,
+    dist: Distributed,
+    comm: _Comm,
+    seed: int,
+) -> int:
+    """Model weights, optimiser state and RNG from checkpoint `path`; returns its step.
+
+    A universal checkpoint (training/checkpoint.py) loads on any world size and ZeRO stage; one
+    written before it on the same world size and stage (`check_compatible` refuses others)."""
     from safetensors.torch import load_file
 
     state = ckpt.read_state(path)
@@ -753,13 +778,36 @@ def _restore(engine: Any, ds_optimizer: Any, stage: int, path: Path, dist: Distr
                         f"{path}: {k} has shape {tuple(weights[k].shape)}, this model {tuple(v.shape)}"
                     )
                 v.copy_(weights[k].to(v.dtype))
-    shard = ckpt.read_shard(path, dist.rank)
-    if "optimizer" in shard:
-        ckpt.load_optimizer_state(ds_optimizer, stage, shard["optimizer"])
-    elif stage > 0:
-        raise AlbertError(f"{path}: shard of rank {dist.rank} holds no optimiser state")
-    ckpt.set_rng_state(shard["rng"])
-    return int(state["step"])
+    ranks = ckpt.shard_ranks(path)
+    if state.get("optimizer_format") == ckpt.UNIVERSAL:
+        shards = {r: ckpt.read_shard(path, r) for r in ranks}
+        saved = [shard[ckpt.UNIVERSAL] for shard in shards.values() if ckpt.UNIVERSAL in shard]
+        if not saved:
+            raise AlbertError(f"{path}: no trainer shard holds optimiser state")
+        ckpt.load_universal_state(
+            ds_optimizer,
+            stage,
+            engine.module,
+            layouts,
+            dist.rank,
+            dist.world_size,
+            comm.sum,
+            saved,
+            str(path),
+        )
+        shard = shards.get(dist.rank)
+    else:
+        shard = ckpt.read_shard(path, dist.rank)
+        if "optimizer" in shard:
+            ckpt.load_optimizer_state(ds_optimizer, stage, shard["optimizer"])
+        elif stage > 0:
+            raise AlbertError(f"{path}: shard of rank {dist.rank} holds no optimiser state")
+    step = int(state["step"])
+    if shard is not None:
+        ckpt.set_rng_state(shard["rng"])
+    else:  # more ranks than the checkpoint had: a fresh dropout stream for this rank and step
+        torch.manual_seed(dropout_seed(seed + step, dist.rank))
+    return step
 
 
 class IndexedBatches:

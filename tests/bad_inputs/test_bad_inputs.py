@@ -256,9 +256,12 @@ BAD: list[tuple[str, list[str], str]] = [
     ("pretrain-batch-not-multiple", ["pretrain", "--set", "train.global_batch_size=10", "--set", "train.micro_batch_size=4", "--out", "run"], "{P}/tiny.yaml with --set: train.global_batch_size (10) must be a multiple of train.micro_batch_size (4)"),
     ("pretrain-init-truncated", ["pretrain", "--init", "{A}/truncated", "--out", "run"], "{A}/truncated/model.safetensors: corrupt or truncated (200 bytes, manifest says 55480)"),
     ("pretrain-init-and-resume", ["pretrain", "--init", "{A}/model", "--resume", "--out", "run"], "--init and --resume exclude each other: --resume continues the run in --out"),
+    ("pretrain-resume-from-nowhere", ["pretrain", "--resume-from", "nowhere", "--out", "run"], "nowhere: no such checkpoint directory"),
+    ("pretrain-resume-from-a-model", ["pretrain", "--resume-from", "{A}/model", "--out", "run"], "{A}/model: not a training checkpoint (no state.yaml; expected RUN/checkpoints/step-N)"),
     ("pretrain-bad-precision", ["pretrain", "--set", "train.precision=fp8", "--out", "run"], "{P}/tiny.yaml with --set: train.precision must be one of 'fp32', 'bf16', 'fp16', got 'fp8'"),
     ("pretrain-bad-optimizer", ["pretrain", "--set", "train.optimizer=sgd", "--out", "run"], "{P}/tiny.yaml with --set: train.optimizer must be one of 'lamb', 'adamw', got 'sgd'"),
     # ---------------------------------------------------------------- finetune
+    ("finetune-batch-over-ranks", ["finetune", "rte", "--model", "{A}/model", "--num-gpus", "3", "--set", "task.batch_size=8", "--set", "task.micro_batch_size=4", "--out", "run"], "rte: task.batch_size (8) must be a multiple of task.micro_batch_size x ranks (4 x 3 = 12)"),
     ("finetune-misspelled-task", ["finetune", "mnlii", "--model", "{A}/model", "--out", "run"], "unknown task 'mnlii' (did you mean 'mnli'?)"),
     ("finetune-model-missing", ["finetune", "sst-2", "--model", "nomodel", "--data", "{A}/glue", "--out", "run"], "model directory nomodel not found"),
     ("finetune-model-is-file", ["finetune", "sst-2", "--model", "{A}/empty.txt", "--data", "{A}/glue", "--out", "run"], "{A}/empty.txt: expected an albertctl model directory, got a file"),
