@@ -164,6 +164,8 @@ def _member(directory: Path, name: object, manifest: Path) -> Path:
 
 def check_finite(state_dict: dict[str, torch.Tensor], what: str) -> None:
     """Refuse to save weights holding NaN or inf: such a model only ever predicts garbage."""
+    import torch
+
     for key, tensor in state_dict.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
