@@ -685,6 +685,17 @@ def _pretrain_progress():
     return bar, on_event
 
 
+def _plan_value(key: str, value):
+    """Settings as they are; measured or estimated figures in readable units."""
+    if key.endswith("_bytes"):
+        return console.human_bytes(value)
+    if key.startswith("estimated_"):
+        return console.human_duration(value)
+    if key.endswith("_flops"):
+        return f"{value / 1e12:.3g} TFLOP/s"
+    return value
+
+
 @app.command(
     rich_help_panel="Training",
     cls=Command,
@@ -756,14 +767,15 @@ def pretrain(
     launched = os.environ.get("ALBERTCTL_LAUNCHED") == "1"
     world = int(os.environ.get("WORLD_SIZE", "1")) if launched else (num_gpus or 1) * (num_nodes or 1)
     if dry_run:
-        plan = pipeline.plan(prof, world)
+        plan = {**pipeline.plan(prof, world), **pipeline.estimate(prof, world)}
         if as_json:
             console.print_json(plan)
-        else:
-            shown = {k: (console.human_bytes(v) if k.endswith("_bytes") else v) for k, v in plan.items()}
-            console.show(
-                console.key_value_table(f"pretraining plan ({prof.name}, dry run)", shown, exact=True)
-            )
+            return
+        warnings = plan.pop("warnings")
+        shown = {k: _plan_value(k, v) for k, v in plan.items()}
+        console.show(console.key_value_table(f"pretraining plan ({prof.name}, dry run)", shown, exact=True))
+        for message in warnings:
+            console.warn(message)
         return
     if not launched and ((num_gpus or 1) > 1 or num_nodes or hostfile):
         pipeline.plan(prof, world)  # batch arithmetic errors before starting processes

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -283,3 +284,5 @@ def test_pretrain_writes_plain_progress_lines_when_not_on_a_terminal(run_cli, tm
     # DeepSpeed's start-up chatter goes to the run's deepspeed.log, not to the user
     assert "DeepSpeed" not in result.stderr and "warning: preparing" not in result.stderr
     assert "built successfully" in (tmp_path / "run" / "deepspeed.log").read_text()
+    # the run header: device, world size and the time to expect
+    assert re.search(r"^cpu: .+, world size 1: estimated .+ per step, .+ for 2 steps ", result.stderr, re.M)

@@ -236,3 +236,12 @@ def human_bytes(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def human_duration(seconds: float) -> str:
+    """3 significant digits in the largest unit that keeps the number >= 1: 0.0421 s, 2.5 min,
+    8.68 h, 41.3 days, 1.65e+03 years."""
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
