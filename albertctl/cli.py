@@ -337,6 +337,13 @@ def _loop_progress(title: str):
         elif kind == "eval":
             shown = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
             bar.console.print(f"step {event['step']}: {shown}", highlight=False)
+        elif kind == "early_stop":
+            best = event["best"]
+            bar.console.print(
+                f"early stopping at step {event['step']}: no new best in {event['patience']} evaluations "
+                f"(best at step {best['step']})",
+                highlight=False,
+            )
         elif kind == "warning":
             console.warn(event["message"])
 

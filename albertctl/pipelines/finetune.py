@@ -132,9 +132,9 @@ def finetune_task(
     tokenizer = load_tokenizer(source, profile)
 
     started = time.monotonic()
-    train_examples = read_split(task, data, task.train_split)
+    train_examples = first(read_split(task, data, task.train_split), config.max_train_samples)
     train_features = featurise_all(task, train_examples, tokenizer, config)
-    dev = {split: read_split(task, data, split) for split in task.dev_splits}
+    dev = {split: first(read_split(task, data, split), config.max_eval_samples) for split in task.dev_splits}
     dev_features = {split: featurise_all(task, ex, tokenizer, config) for split, ex in dev.items()}
 
     network = build_model(task, profile, source, config.seed)
@@ -160,6 +160,7 @@ def finetune_task(
         evaluate=evaluate if dev else None,
         best_metric=best_metric if dev else None,
         best_mode="min" if lower_is_better(best_metric) else "max",
+        patience=config.early_stopping_patience,
         show_metrics=("accuracy",) if task.head in ("classify", "choice") else (),
         resume=resume,
         report_to=report_to,
@@ -178,10 +179,16 @@ def finetune_task(
         seconds=time.monotonic() - started,
         extra={
             "best_step": best_step,
+            "stopped": result.stopped,
             "train_examples": len(train_examples),
             "train_features": len(train_features),
         },
     )
+
+
+def first(examples: Sequence[Any], n: int) -> Sequence[Any]:
+    """The first `n` examples in file order (task.max_train_samples / max_eval_samples); 0 = all."""
+    return examples[:n] if n else examples
 
 
 def check_length(config: TaskConfig, profile: Profile, where: Path) -> None:
@@ -449,7 +456,7 @@ def evaluate(
         raise AlbertError(
             f"task {task.name} has no labelled split: give --predict OUT to write its submission file"
         )
-    dev = {split: read_split(task, data, split) for split in task.dev_splits}
+    dev = {split: first(read_split(task, data, split), config.max_eval_samples) for split in task.dev_splits}
     features = {split: featurise_all(task, ex, tokenizer, config) for split, ex in dev.items()}
     kept: dict[str, list[Any]] = {}
     result["metrics"] = dev_metrics(task, network, dev, features, config, tokenizer.pad_id, kept)
@@ -471,9 +478,14 @@ def evaluate(
     return result
 
 
+QUICK_TRIAL_KEYS = ("max_train_samples", "max_eval_samples", "early_stopping_patience")
+
+
 def stored_task_config(source: ModelDir, overrides: Sequence[str]) -> TaskConfig:
     """The TaskConfig the model was fine-tuned with, `--set task.key=value` on top."""
     stored = dict(source.head.get("task_config") or {})
+    for key in QUICK_TRIAL_KEYS:  # a quick trial's subset or patience says nothing about scoring
+        stored.pop(key, None)
     valid = {f.name for f in dataclasses.fields(TaskConfig)}
     values = {k: v for k, v in stored.items() if k in valid}
     task = get_task(source.head["task"])
