@@ -33,7 +33,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from albertctl.core.errors import AlbertError
-from albertctl.core.modeldir import _fsync_dir, _fsync_tree, verify_manifest, write_manifest
+from albertctl.core.modeldir import _fsync_dir, _fsync_tree, honour_umask, verify_manifest, write_manifest
 from albertctl.core.safeload import dump_yaml, parse_yaml, quote
 
 STATE = "state.yaml"
@@ -239,6 +239,7 @@ def finish(root: Path, tmp: Path, step: int, state: dict[str, Any], keep_last: i
     """Rank 0, after every rank wrote its shard: state.yaml, manifest, rename, prune."""
     (tmp / STATE).write_text(dump_yaml(state), encoding="utf-8")
     write_manifest(tmp, {"kind": "training-checkpoint", "step": step})
+    honour_umask(tmp)
     _fsync_tree(tmp)
     target = root / checkpoint_name(step)
     if target.exists():
