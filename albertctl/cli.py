@@ -321,6 +321,18 @@ def _own(**options: str | Path | None) -> dict[str, str]:
     return {k: str(v) for k, v in options.items() if v is not None}
 
 
+def _show_evaluating(bar, ids: dict[str, int], event: dict) -> None:
+    """An `evaluating` event ({split, done, total}) on the bar's `eval` row, started over for
+    each evaluation."""
+    title = f"eval {event.get('split') or 'dev'}"
+    if "eval" not in ids:
+        ids["eval"] = bar.add_task(title, total=event["total"], completed=0, rate="", metrics="")
+    elif event["done"] == 0:
+        bar.reset(ids["eval"], total=event["total"], description=title)
+    if event["done"]:
+        bar.update(ids["eval"], completed=event["done"])
+
+
 def _loop_progress(title: str):
     """A progress bar fed by the training loop's events; returns (bar, callback)."""
     bar = console.progress()
@@ -337,6 +349,8 @@ def _loop_progress(title: str):
         elif kind == "eval":
             shown = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
             bar.console.print(f"step {event['step']}: {shown}", highlight=False)
+        elif kind == "evaluating":
+            _show_evaluating(bar, ids, event)
         elif kind == "early_stop":
             best = event["best"]
             bar.console.print(
@@ -673,6 +687,8 @@ def _pretrain_progress():
         elif kind == "eval":
             shown = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
             bar.console.print(f"held-out at step {event['step']}: {shown}", highlight=False)
+        elif kind == "evaluating":
+            _show_evaluating(bar, ids, event)
         elif kind == "prepare":  # the built-in sample corpus, prepared once before the first run
             if "prepare" not in ids:
                 ids["prepare"] = bar.add_task("prepare", total=None, rate="", metrics="")
@@ -836,6 +852,18 @@ def pretrain(
         raise SystemExit(130)
 
 
+def _eval_progress():
+    """A transient bar for `eval`: one row per split scored or predicted."""
+    bar = console.progress(transient=True)
+    ids: dict[str, int] = {}
+
+    def on_event(event: dict) -> None:
+        if event.get("event") == "evaluating":
+            _show_evaluating(bar, ids, event)
+
+    return bar, on_event
+
+
 @app.command(
     "eval",
     rich_help_panel="Evaluation",
@@ -930,7 +958,8 @@ def eval_(
     if task is not None:
         from albertctl.pipelines import finetune
 
-        with contextlib.redirect_stdout(sys.stderr):
+        bar, on_event = _eval_progress()
+        with bar, contextlib.redirect_stdout(sys.stderr):
             own = _own(
                 text_column=text_column,
                 label_column=label_column,
@@ -938,7 +967,7 @@ def eval_(
                 question_column=question_column,
                 option_columns=option_columns,
             )
-            result = finetune.evaluate(task, model, data, predict, overrides or [], own)
+            result = finetune.evaluate(task, model, data, predict, overrides or [], own, on_event)
         if as_json:
             console.print_json(result)
         else:
@@ -959,8 +988,9 @@ def eval_(
         raise AlbertError(
             "eval --model DIR needs --data DIR (the output of albertctl prepare) for the pretraining report"
         )
-    with contextlib.redirect_stdout(sys.stderr):
-        report = pipeline.run_pretraining(model, data, overrides=overrides or [])
+    bar, on_event = _eval_progress()
+    with bar, contextlib.redirect_stdout(sys.stderr):
+        report = pipeline.run_pretraining(model, data, overrides=overrides or [], progress=on_event)
     if as_json:
         console.print_json(report)
     else:

@@ -81,9 +81,12 @@ def pretraining_metrics(
     world_size: int = 1,
     max_examples: int | None = None,
     reduce: Reduce | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, float]:
     """MLM and SOP loss and accuracy over `dataset` (this rank's share; `reduce` sums over
-    ranks), and the most-frequent-masked-token baseline. Masks are fixed by the collator's seed."""
+    ranks), and the most-frequent-masked-token baseline. Masks are fixed by the collator's seed.
+    `progress` gets `evaluating` events: {split, done, total} in sequences, at the start and
+    after every batch."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -91,7 +94,12 @@ def pretraining_metrics(
     vocab = model.config.vocab_size
     sums = torch.zeros(6, dtype=torch.float64)  # mlm loss, mlm correct, mlm count, sop loss, sop correct, n
     label_counts = torch.zeros(vocab, dtype=torch.float64)
-    for b in range(rank, (n + batch_size - 1) // batch_size, world_size):
+    batches = range(rank, (n + batch_size - 1) // batch_size, world_size)
+    mine = sum(min(n, (b + 1) * batch_size) - b * batch_size for b in batches)
+    if progress is not None:
+        progress({"event": "evaluating", "split": "held-out", "done": 0, "total": mine})
+    done = 0
+    for b in batches:
         rows = [dataset[i] for i in range(b * batch_size, min(n, (b + 1) * batch_size))]
         batch = {k: v.to(device) for k, v in collator(rows, EVAL_BATCH_INDEX).items()}
         lo = pretraining_step(model, batch)
@@ -109,6 +117,9 @@ def pretraining_metrics(
         )
         real = batch["masked_lm_weights"] > 0
         label_counts += torch.bincount(batch["masked_lm_ids"][real].cpu(), minlength=vocab).double()
+        done += len(rows)
+        if progress is not None:
+            progress({"event": "evaluating", "split": "held-out", "done": done, "total": mine})
     if reduce is not None:
         flat = reduce(sums.tolist() + label_counts.tolist())
         sums, label_counts = torch.tensor(flat[:6]), torch.tensor(flat[6:])
@@ -167,6 +178,7 @@ def run_pretraining(
     batch_size: int = EVAL_BATCH_SIZE,
     max_examples: int | None = None,
     overrides: Sequence[str] = (),
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """`albertctl eval --model DIR --data DIR`: the report on the data's held-out split.
 
@@ -198,7 +210,12 @@ def run_pretraining(
     tokenizer = Tokenizer(data_dir / "spiece.model", recipe.do_lower_case)
     collator = PretrainingCollator(tokenizer, recipe, md.profile.train.seed)
     report = pretraining_metrics(
-        model, load_split(data_dir, "eval"), collator, batch_size, max_examples=max_examples
+        model,
+        load_split(data_dir, "eval"),
+        collator,
+        batch_size,
+        max_examples=max_examples,
+        progress=progress,
     )
     return {"global_step": global_step_of(Path(model_dir), md.head), **report}
 

@@ -143,7 +143,8 @@ def finetune_task(
     train_config = to_train_config(config, profile.train, total)
 
     def evaluate(module: nn.Module, step: int) -> dict[str, float]:
-        return dev_metrics(task, module, dev, dev_features, config, tokenizer.pad_id)
+        shown = progress if dist.rank == 0 else None  # one rank's bar
+        return dev_metrics(task, module, dev, dev_features, config, tokenizer.pad_id, progress=shown)
 
     def save(state_dict: dict[str, torch.Tensor], target: Path) -> None:
         save_model_dir(target, profile, state_dict, source.spm_model, head=head)
@@ -363,19 +364,33 @@ def task_loss(task: Task) -> loop.LossFn:
 
 @torch.no_grad()
 def predict_outputs(
-    task: Task, module: nn.Module, features: Sequence[Feature], config: TaskConfig, pad_id: int = 0
+    task: Task,
+    module: nn.Module,
+    features: Sequence[Feature],
+    config: TaskConfig,
+    pad_id: int = 0,
+    progress: ProgressFn | None = None,
+    split: str = "",
 ) -> list[np.ndarray]:
-    """One output array per feature, in the features' order (batches run longest first)."""
+    """One output array per feature, in the features' order (batches run longest first).
+    `progress` gets `evaluating` events: {split, done, total} in features (sequences, SQuAD
+    windows, RACE questions), at the start and after every batch."""
     was_training = module.training
     module.eval()
     device = next(module.parameters()).device
     outputs: list[np.ndarray | None] = [None] * len(features)
+    done = 0
+    if progress is not None:
+        progress({"event": "evaluating", "split": split, "done": 0, "total": len(features)})
     for batch_ids in sorted_batches([f.length for f in features], config.eval_batch_size):
         batch = collate([features[i] for i in batch_ids], pad_id)
         ids, types, mask = (batch[k].to(device) for k in ("input_ids", "token_type_ids", "attention_mask"))
         arrays = output_arrays(task.head, module(ids, types, mask), batch["attention_mask"])
         for i, array in zip(batch_ids, arrays, strict=True):
             outputs[i] = array
+        done += len(batch_ids)
+        if progress is not None:
+            progress({"event": "evaluating", "split": split, "done": done, "total": len(features)})
     module.train(was_training)
     return outputs  # type: ignore[return-value]
 
@@ -388,15 +403,16 @@ def dev_metrics(
     config: TaskConfig,
     pad_id: int = 0,
     keep: dict[str, list[Any]] | None = None,
+    progress: ProgressFn | None = None,
 ) -> dict[str, float]:
     """Metrics of every dev split, keys suffixed per split (MNLI: accuracy_m, accuracy_mm);
-    each split's predictions go into `keep` when it is given."""
+    each split's predictions go into `keep` when it is given; `progress` as in predict_outputs."""
     out: dict[str, float] = {}
     for split, suffix in task.dev_splits.items():
         preds = task.predict(
             examples[split],
             features[split],
-            predict_outputs(task, module, features[split], config, pad_id),
+            predict_outputs(task, module, features[split], config, pad_id, progress, split),
             config,
         )
         if keep is not None:
@@ -421,8 +437,10 @@ def evaluate(
     predict_dir: Path | None = None,
     overrides: Sequence[str] = (),
     own: dict[str, Any] | None = None,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Dev metrics of a fine-tuned model; with `predict_dir`, test-set submission files too.
+    `progress` gets the `evaluating` events of every split scored or predicted.
     A task over your own files scores `data` (labelled), or with `predict_dir` writes one
     prediction per row of `data` (scored too when it has the label column)."""
     task = get_task(task_name)
@@ -459,16 +477,15 @@ def evaluate(
     dev = {split: first(read_split(task, data, split), config.max_eval_samples) for split in task.dev_splits}
     features = {split: featurise_all(task, ex, tokenizer, config) for split, ex in dev.items()}
     kept: dict[str, list[Any]] = {}
-    result["metrics"] = dev_metrics(task, network, dev, features, config, tokenizer.pad_id, kept)
+    result["metrics"] = dev_metrics(task, network, dev, features, config, tokenizer.pad_id, kept, progress)
     if task.report is not None and kept:
         result["report"] = {split: task.report(dev[split], preds) for split, preds in kept.items()}
     if predict_dir is not None:
         for split in task.test_splits:
             examples = read_split(task, data, split)
             feats = featurise_all(task, examples, tokenizer, config)
-            preds = task.predict(
-                examples, feats, predict_outputs(task, network, feats, config, tokenizer.pad_id), config
-            )
+            outputs = predict_outputs(task, network, feats, config, tokenizer.pad_id, progress, split)
+            preds = task.predict(examples, feats, outputs, config)
             if task.write_predictions is None:
                 raise AlbertError(f"task {task.name} has no submission format")
             written = task.write_predictions(Path(predict_dir), split, examples, preds)

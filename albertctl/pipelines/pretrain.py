@@ -122,6 +122,7 @@ def run(
             dist.rank,
             dist.world_size,
             reduce=loop.all_reduce_sum,
+            progress=progress if dist.rank == 0 else None,
         )
 
     spec = loop.RunSpec(
