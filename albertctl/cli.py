@@ -869,7 +869,7 @@ def _eval_progress():
     rich_help_panel="Evaluation",
     cls=Command,
     epilog=_examples(
-        "albertctl eval --model runs/base/model --data data/",
+        "albertctl eval --model runs/base/model",
         "albertctl eval mnli --model runs/finetune/mnli/best --data glue_data --json",
         "albertctl eval squad2 --predictions predictions.json --data dev-v2.0.json",
         "albertctl eval --plot runs/base",
@@ -888,7 +888,12 @@ def eval_(
         Path | None, typer.Option("--model", "-m", metavar="DIR", help="Model directory")
     ] = None,
     data: Annotated[
-        Path | None, typer.Option("--data", help="Prepared data (pretraining) or the task's files")
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Prepared data (pretraining) or the task's files "
+            + _default("pretraining: the data the model was pretrained on, if still there"),
+        ),
     ] = None,
     plot: Annotated[
         Path | None,
@@ -984,10 +989,6 @@ def eval_(
         return
     if predict is not None:
         raise AlbertError("--predict needs a TASK, e.g. albertctl eval mnli --model DIR --predict OUT")
-    if data is None:
-        raise AlbertError(
-            "eval --model DIR needs --data DIR (the output of albertctl prepare) for the pretraining report"
-        )
     bar, on_event = _eval_progress()
     with bar, contextlib.redirect_stdout(sys.stderr):
         report = pipeline.run_pretraining(model, data, overrides=overrides or [], progress=on_event)
@@ -996,7 +997,7 @@ def eval_(
     else:
         console.show(
             console.key_value_table(
-                f"eval of {model} on {data} (held-out split)", pipeline.original_report(report)
+                f"eval of {model} on {report['data']} (held-out split)", pipeline.original_report(report)
             )
         )
 

@@ -159,6 +159,39 @@ def check_data_matches(data_dir: Path, vocab_size: int, max_positions: int, what
     return manifest
 
 
+NO_DATA = "eval --model DIR needs --data DIR (the output of albertctl prepare) for the pretraining report"
+
+
+def pretraining_data_record(data_dir: Path, manifest: dict[str, Any], builtin: bool) -> dict[str, Any]:
+    """What `pretrain` writes into its model dirs' head, so that `eval --model M` finds the data."""
+    return {
+        "path": str(Path(data_dir).resolve()),
+        "builtin": builtin,
+        "vocab_sha256": manifest.get("vocab", {}).get("sha256"),
+    }
+
+
+def recorded_data(model_dir: Path, head: dict[str, Any]) -> Path:
+    """The prepared data a model was pretrained on, as its model dir records it, if it is still
+    there with the same vocabulary; otherwise the one-line error asking for --data."""
+    record = head.get("pretraining_data")
+    if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+        raise AlbertError(NO_DATA)
+    path = Path(record["path"])
+    what = "the built-in sample corpus prepared" if record.get("builtin") else "data prepared"
+    try:
+        manifest = read_manifest(path)
+    except AlbertError:
+        raise AlbertError(
+            f"{model_dir} was pretrained on {what} in {path}, which is no longer there; {NO_DATA}"
+        ) from None
+    if record.get("vocab_sha256") and manifest.get("vocab", {}).get("sha256") != record["vocab_sha256"]:
+        raise AlbertError(
+            f"{model_dir} was pretrained on {what} in {path}, which now holds another vocabulary; {NO_DATA}"
+        )
+    return path
+
+
 def global_step_of(model_dir: Path, head: dict[str, Any]) -> int:
     """A checkpoint's model dir knows its step from ../state.yaml; an exported one from its head."""
     if "global_step" in head:
@@ -174,13 +207,15 @@ def global_step_of(model_dir: Path, head: dict[str, Any]) -> int:
 
 def run_pretraining(
     model_dir: Path,
-    data_dir: Path,
+    data_dir: Path | None,
     batch_size: int = EVAL_BATCH_SIZE,
     max_examples: int | None = None,
     overrides: Sequence[str] = (),
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """`albertctl eval --model DIR --data DIR`: the report on the data's held-out split.
+    Without `data_dir`: the data the model was pretrained on, when its model dir records it
+    (`pretrain` does) and it is still there.
 
     Dynamically masked data is masked with the model profile's `data` recipe; `overrides`
     (`data.key=value` only) change it, e.g. to score a model under another masking."""
@@ -196,6 +231,8 @@ def run_pretraining(
         raise AlbertError(
             f"{model_dir}: a fine-tuned {md.head.get('kind')} model; evaluate it with albertctl eval TASK"
         )
+    if data_dir is None:
+        data_dir = recorded_data(Path(model_dir), md.head)
     cfg = md.profile.model
     check_data_matches(data_dir, cfg.vocab_size, cfg.max_position_embeddings, f"model {model_dir}")
     model = AlbertForPreTraining(cfg)
@@ -217,7 +254,7 @@ def run_pretraining(
         max_examples=max_examples,
         progress=progress,
     )
-    return {"global_step": global_step_of(Path(model_dir), md.head), **report}
+    return {"global_step": global_step_of(Path(model_dir), md.head), "data": str(data_dir), **report}
 
 
 # --------------------------------------------------------------------------- curves

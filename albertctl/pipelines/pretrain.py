@@ -98,6 +98,8 @@ def run(
     tokenizer = Tokenizer(data_dir / SPM, profile.data.do_lower_case)
     collator = PretrainingCollator(tokenizer, profile.data, profile.train.seed)
     spm = data_dir / SPM
+    # recorded in every model dir the run writes: `eval --model M` finds the data without --data
+    recorded = evaluate.pretraining_data_record(data_dir, manifest, builtin=data is None)
 
     model = build_model(profile, init_dir)
     batches = loop.IndexedBatches(
@@ -111,7 +113,9 @@ def run(
     )
 
     def save_model(state: dict[str, torch.Tensor], target: Path) -> None:
-        save_model_dir(target, profile, state, spm)
+        save_model_dir(
+            target, profile, state, spm, head={"kind": "pretraining", "pretraining_data": recorded}
+        )
 
     def held_out(module: nn.Module, step: int) -> dict[str, float]:
         return evaluate.pretraining_metrics(
@@ -151,7 +155,7 @@ def run(
             profile,
             md.state_dict,
             spm,
-            head={"kind": "pretraining", "global_step": result.global_step},
+            head={"kind": "pretraining", "global_step": result.global_step, "pretraining_data": recorded},
         )
     report = {"global_step": result.global_step, **result.eval_metrics}
     return {
