@@ -273,8 +273,9 @@ TOO_LONG_SECONDS = 2 * 86400
 def estimate(profile: Profile, world_size: int, local_rank: int = 0) -> dict[str, Any]:
     """The device, its measured matmul peak, and the time per step and for the run at that peak:
     training FLOPs per token x tokens per step / (peak x GPUs). Real steps run below the peak, so
-    these are lower bounds (on a CPU the peak is fp32's). Warns when even that is beyond TOO_LONG_SECONDS, or when the memory
-    estimate exceeds the GPU's memory (the machine's RAM for CPU ranks, which share it)."""
+    these are lower bounds (on a CPU the peak is fp32's). Warns when even that is beyond
+    TOO_LONG_SECONDS, or when the memory estimate exceeds the GPU's memory (the machine's RAM for
+    CPU ranks, which share it)."""
     s = profile_summary.summary(profile, world_size)
     dev = device.current(local_rank)
     peak = device.matmul_peak(dev.kind, profile.train.precision)
