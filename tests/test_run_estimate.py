@@ -64,18 +64,19 @@ def test_matmul_peak_is_measured_quickly():
     assert device.current().kind in ("cpu", "cuda")
 
 
-@pytest.mark.parametrize(("profile", "warns"), [("tiny", False), ("xxlarge", True)])
-def test_dry_run_says_device_and_time(run_cli, tmp_path, profile, warns):
-    result = run_cli(["pretrain", "--profile", profile, "--dry-run", "--json"], cwd=tmp_path, timeout=60)
+def test_dry_run_says_device_and_time(run_cli, tmp_path):
+    result = run_cli(["pretrain", "--profile", "tiny", "--dry-run", "--json"], cwd=tmp_path, timeout=60)
     assert result.exit_code == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan["device"].split(":")[0] in ("cpu", "cuda") and plan["world_size"] == 1
-    assert plan["estimated_run_seconds"] == pytest.approx(
-        plan["estimated_seconds_per_step"] * plan["train_steps"]
-    )
-    assert bool(plan["warnings"]) is warns
+    assert plan["estimated_run_seconds"] == pytest.approx(plan["estimated_seconds_per_step"] * 6000)
+    assert plan["matmul_peak_flops"] > 0 and plan["warnings"] == []
     assert list(tmp_path.iterdir()) == []
-    if warns:
-        table = run_cli(["pretrain", "--profile", profile, "--dry-run"], cwd=tmp_path, timeout=60)
-        assert "warning: profile 'xxlarge' is far too big for this machine" in table.stderr
-        assert "estimated_seconds_per_step" in table.stdout
+
+
+def test_xxlarge_dry_run_on_this_machine_warns(run_cli, tmp_path):
+    result = run_cli(["pretrain", "--profile", "xxlarge", "--dry-run"], cwd=tmp_path, timeout=60)
+    assert result.exit_code == 0, result.stderr
+    assert "estimated_seconds_per_step" in result.stdout and "device" in result.stdout
+    # on a CPU: years; on one H100 too (2.9e16 FLOPs a step at ~7e14 FLOP/s: ~60 days)
+    assert "warning: profile 'xxlarge' is far too big for this machine" in result.stderr
