@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from albertctl.core import console
 from albertctl.core.config import builtin_profiles, load_profile
@@ -19,24 +21,112 @@ try:  # recent typer releases vendor click as typer._click
 except ImportError:  # pragma: no cover - older typer on the click package
     from click import exceptions as click_errors
 
+
+def _default(text: str) -> str:
+    """`[default: ...]` for a default the option's value cannot show (None stands for it); escaped,
+    since rich markup would take the bracket for a style tag and drop it."""
+    return rf"\[default: {text}]"
+
+
+def _metavar(param) -> str:
+    """What to type: none for a flag, the argument's name, PATH, N or TEXT by the value's type."""
+    if getattr(param, "is_flag", False):
+        return ""
+    if isinstance(param, TyperArgument):
+        return (param.name or "").upper()
+    descriptor = getattr(param, "type_descriptor", None)  # typer >= 0.20
+    kind = getattr(descriptor, "annotation", None) or getattr(getattr(param, "type", None), "name", "")
+    kind = str(kind).lower()
+    if "path" in kind:
+        return "PATH"
+    if "int" in kind:
+        return "N"
+    if "float" in kind:
+        return "X"
+    return "TEXT"
+
+
+class _TeachingHelp:
+    """Help that names what to type (TASK, PATH, KEY=VALUE, N; nothing after a flag) instead of
+    Typer's `<bool>`, `<list[str]>`, `{task}`."""
+
+    def get_params(self, ctx):  # every parameter shown or parsed, --help and completion included
+        params = super().get_params(ctx)
+        for param in params:
+            if param.metavar is None:
+                param.metavar = _metavar(param)
+            if isinstance(param, TyperArgument):  # its name says it all; no `<str>` beside it
+                param.display_type_rich = lambda ctx: None
+        return params
+
+
+class Group(_TeachingHelp, TyperGroup):
+    pass
+
+
+class Command(_TeachingHelp, TyperCommand):
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.metavar + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+def _examples(*lines: str) -> str:
+    """A command's epilog: real invocations, one per line."""
+    return "[bold]Examples[/]\n\n" + "\n".join(f"  {escape(line)}" for line in lines)
+
+
+def _complete(choices) -> object:
+    """A shell-completion callback offering `choices()` that start with what was typed."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [c for c in choices() if c.startswith(incomplete)]
+
+    return complete
+
+
+def _task_choices() -> list[str]:
+    from albertctl.tasks.base import groups, task_names
+
+    return sorted({*task_names(), *groups()})
+
+
+complete_task = _complete(_task_choices)
+complete_profile = _complete(builtin_profiles)
+complete_from = _complete(lambda: ["tf", "tf-hub", "hf", "albertctl"])
+complete_to = _complete(lambda: ["albertctl", "hf"])
+
 app = typer.Typer(
     name="albertctl",
+    cls=Group,
     help="Train, fine-tune, evaluate and convert ALBERT language models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-profile_app = typer.Typer(help="Inspect model-size and hyperparameter profiles.", no_args_is_help=True)
+profile_app = typer.Typer(
+    cls=Group, help="Inspect model-size and hyperparameter profiles.", no_args_is_help=True
+)
 app.add_typer(profile_app, name="profile", rich_help_panel="Setup")
 
 ProfileOpt = Annotated[
     str,
     typer.Option(
-        "--profile", "-p", help="tiny, base, large, xlarge, xxlarge, bert-base, bert-large, or a YAML path"
+        "--profile",
+        "-p",
+        metavar="NAME",
+        help="tiny, base, large, xlarge, xxlarge, bert-base, bert-large, or a YAML path",
+        autocompletion=complete_profile,
     ),
 ]
 SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", help="Override a profile value: section.key=value (repeatable)")
+    list[str] | None,
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override a profile value: section.key=value (repeatable)"
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables")]
 ResumeFromOpt = Annotated[
@@ -69,8 +159,9 @@ ReportToOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--report-to",
+        metavar="NAME",
         help="Experiment trackers for the metrics: tensorboard, mlflow, wandb (offline by default), none; "
-        "repeatable or comma-separated. Default: tensorboard when installed",
+        "repeatable or comma-separated " + _default("tensorboard when installed"),
         rich_help_panel="Logging",
     ),
 ]
@@ -93,7 +184,9 @@ def _root(
     """Train, fine-tune, evaluate and convert ALBERT language models."""
 
 
-@profile_app.command("list")
+@profile_app.command(
+    "list", cls=Command, epilog=_examples("albertctl profile list", "albertctl profile list --json")
+)
 def profile_list(as_json: JsonOpt = False) -> None:
     """List the built-in profiles."""
     rows = []
@@ -106,9 +199,22 @@ def profile_list(as_json: JsonOpt = False) -> None:
         console.show(console.table("built-in profiles", ["name", "description"], [r.values() for r in rows]))
 
 
-@profile_app.command("show")
+@profile_app.command(
+    "show",
+    cls=Command,
+    epilog=_examples(
+        "albertctl profile show base",
+        "albertctl profile show xxlarge --world-size 64",
+        "albertctl profile show my-profile.yaml --set train.learning_rate=1e-4 --json",
+    ),
+)
 def profile_show(
-    name: Annotated[str, typer.Argument(help="A built-in profile name or a YAML path")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="PROFILE", help="A built-in profile name or a YAML path", autocompletion=complete_profile
+        ),
+    ],
     overrides: SetOpt = None,
     world_size: Annotated[int, typer.Option("--world-size", min=1, help="GPUs to estimate memory for")] = 8,
     as_json: JsonOpt = False,
@@ -158,6 +264,7 @@ TaskArg = Annotated[
         help="cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli (ax: eval only), glue for all, "
         "another registered task (squad1, squad2, race), or your own data: classify, regress, qa, choice",
         show_default=False,
+        autocompletion=complete_task,
     ),
 ]
 TaskDataOpt = Annotated[
@@ -165,8 +272,9 @@ TaskDataOpt = Annotated[
     typer.Option(
         "--data",
         help="Task files (e.g. glue_data/ or glue_data/MNLI/), a datasets save_to_disk directory "
-        "or the hub's parquet files; default: the task's dataset on the hub. Your own data: a CSV, TSV, "
-        "JSONL, JSON or Parquet file, a save_to_disk directory or a hub name (SOURCE:SPLIT picks a split)",
+        "or the hub's parquet files. Your own data: a CSV, TSV, JSONL, JSON or Parquet file, a "
+        "save_to_disk directory or a hub name (SOURCE:SPLIT picks a split) "
+        + _default("the task's dataset on the hub"),
     ),
 ]
 
@@ -182,39 +290,53 @@ TextColumnsOpt = Annotated[
     str | None,
     typer.Option(
         "--text-column",
-        help="Text column, or two for pairs: question,passage (choice: the context) [default: text]",
+        metavar="COLUMN",
+        help="Text column, or two for pairs: question,passage (choice: the context) " + _default("text"),
         rich_help_panel=OWN,
     ),
 ]
 LabelColumnOpt = Annotated[
     str | None,
     typer.Option(
-        "--label-column", help="Label / score / answer column [default: label]", rich_help_panel=OWN
+        "--label-column",
+        metavar="COLUMN",
+        help="Label / score / answer column " + _default("label"),
+        rich_help_panel=OWN,
     ),
 ]
 IdColumnOpt = Annotated[
     str | None,
     typer.Option(
         "--id-column",
-        help="Column copied into predictions [default: id or idx when present]",
+        metavar="COLUMN",
+        help="Column copied into predictions " + _default("id or idx when present"),
         rich_help_panel=OWN,
     ),
 ]
 QuestionColumnOpt = Annotated[
     str | None,
-    typer.Option("--question-column", help="choice: the question [default: question]", rich_help_panel=OWN),
+    typer.Option(
+        "--question-column",
+        metavar="COLUMN",
+        help="choice: the question " + _default("question"),
+        rich_help_panel=OWN,
+    ),
 ]
 OptionColumnsOpt = Annotated[
     str | None,
     typer.Option(
-        "--option-columns", help="choice: 2-5 option columns a,b,c or one list column", rich_help_panel=OWN
+        "--option-columns",
+        metavar="COLUMNS",
+        help="choice: 2-5 option columns a,b,c or one list column",
+        rich_help_panel=OWN,
     ),
 ]
 LabelsOpt = Annotated[
     str | None,
     typer.Option(
         "--labels",
-        help="classify: the labels in order [default: sorted from the training data]",
+        metavar="A,B,...",
+        help="classify: the labels in order " + _default("sorted from the training data"),
         rich_help_panel=OWN,
     ),
 ]
@@ -223,6 +345,18 @@ LabelsOpt = Annotated[
 def _own(**options: str | Path | None) -> dict[str, str]:
     """The your-own-data options that were given (tasks/custom.py parses them)."""
     return {k: str(v) for k, v in options.items() if v is not None}
+
+
+def _show_evaluating(bar, ids: dict[str, int], event: dict) -> None:
+    """An `evaluating` event ({split, done, total}) on the bar's `eval` row, started over for
+    each evaluation."""
+    title = f"eval {event.get('split') or 'dev'}"
+    if "eval" not in ids:
+        ids["eval"] = bar.add_task(title, total=event["total"], completed=0, rate="", metrics="")
+    elif event["done"] == 0:
+        bar.reset(ids["eval"], total=event["total"], description=title)
+    if event["done"]:
+        bar.update(ids["eval"], completed=event["done"])
 
 
 def _loop_progress(title: str):
@@ -241,26 +375,49 @@ def _loop_progress(title: str):
         elif kind == "eval":
             shown = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
             bar.console.print(f"step {event['step']}: {shown}", highlight=False)
+        elif kind == "evaluating":
+            _show_evaluating(bar, ids, event)
+        elif kind == "early_stop":
+            best = event["best"]
+            bar.console.print(
+                f"early stopping at step {event['step']}: no new best in {event['patience']} evaluations "
+                f"(best at step {best['step']})",
+                highlight=False,
+            )
         elif kind == "warning":
             console.warn(event["message"])
 
     return bar, on_event
 
 
-@app.command(rich_help_panel="Training")
+@app.command(
+    rich_help_panel="Training",
+    cls=Command,
+    epilog=_examples(
+        "albertctl finetune mnli --model runs/pretrain-base/model --data glue_data",
+        "albertctl finetune squad2 --model models/albert-base-v2 --data squad/ --set task.max_train_samples=200",
+        "albertctl finetune classify --model M --data train.csv --validation dev.csv --text-column review",
+    ),
+)
 def finetune(
     task: TaskArg,
     model: Annotated[
-        Path, typer.Option("--model", "-m", help="Model directory to start from (pretrained or converted)")
+        Path,
+        typer.Option(
+            "--model", "-m", metavar="DIR", help="Model directory to start from (pretrained or converted)"
+        ),
     ],
     data: TaskDataOpt = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run directory (default: runs/finetune/TASK)")
+        Path | None,
+        typer.Option("--out", "-o", metavar="DIR", help="Run directory " + _default("runs/finetune/TASK")),
     ] = None,
     overrides: Annotated[
         list[str] | None,
         typer.Option(
-            "--set", help="task.key=value (profiles/tasks/TASK.yaml) or model.key=value (repeatable)"
+            "--set",
+            metavar="KEY=VALUE",
+            help="task.key=value (profiles/tasks/TASK.yaml) or model.key=value (repeatable)",
         ),
     ] = None,
     resume: Annotated[
@@ -362,7 +519,7 @@ DatasetConfigOpt = Annotated[
     typer.Option("--dataset-config", help="Dataset configuration name", rich_help_panel="Dataset input"),
 ]
 SeedOpt = Annotated[
-    int | None, typer.Option("--seed", help="Random seed (default: the profile's train.seed)")
+    int | None, typer.Option("--seed", help="Random seed " + _default("the profile's train.seed"))
 ]
 
 
@@ -376,7 +533,15 @@ def _inputs(inputs: list[str] | None, dataset: str | None, split: str, text_colu
     return inputs or None
 
 
-@app.command(rich_help_panel="Data")
+@app.command(
+    rich_help_panel="Data",
+    cls=Command,
+    epilog=_examples(
+        "albertctl vocab",
+        "albertctl vocab corpus/*.txt -o vocab/spiece --profile base",
+        "albertctl vocab --dataset wikitext --dataset-config wikitext-103-raw-v1 --spm character_coverage=1.0",
+    ),
+)
 def vocab(
     inputs: InputsArg = None,
     output: Annotated[
@@ -384,13 +549,14 @@ def vocab(
         typer.Option(
             "--output",
             "-o",
-            help="Output prefix: writes PREFIX.model and PREFIX.vocab (default spiece), or PREFIX.txt "
-            "with --kind wordpiece (default vocab)",
+            metavar="PREFIX",
+            help="Output prefix: writes PREFIX.model and PREFIX.vocab, or PREFIX.txt with --kind wordpiece "
+            + _default("spiece; vocab with --kind wordpiece"),
         ),
     ] = None,
     vocab_size: Annotated[
         int | None,
-        typer.Option("--vocab-size", min=8, help="Pieces (default: the profile's model.vocab_size)"),
+        typer.Option("--vocab-size", min=8, help="Pieces " + _default("the profile's model.vocab_size")),
     ] = None,
     kind: Annotated[
         str,
@@ -403,6 +569,7 @@ def vocab(
         list[str] | None,
         typer.Option(
             "--spm",
+            metavar="KEY=VALUE",
             help="Any SentencePiece trainer flag: key=value (repeatable), e.g. character_coverage=1.0",
         ),
     ] = None,
@@ -467,17 +634,25 @@ def vocab(
     )
 
 
-@app.command(rich_help_panel="Data")
+@app.command(
+    rich_help_panel="Data",
+    cls=Command,
+    epilog=_examples(
+        "albertctl prepare",
+        "albertctl prepare corpus/*.txt --vocab vocab/spiece.model -o data --profile base --num-proc 8",
+    ),
+)
 def prepare(
     inputs: InputsArg = None,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output directory (replaced atomically)")
+        Path, typer.Option("--output", "-o", metavar="DIR", help="Output directory (replaced atomically)")
     ] = Path("data"),
     vocab_file: Annotated[
         Path | None,
         typer.Option(
             "--vocab",
-            help="SentencePiece model, or a WordPiece vocab.txt (default: train a SentencePiece model on the same input)",
+            help="SentencePiece model, or a WordPiece vocab.txt "
+            + _default("train a SentencePiece model on the same input"),
         ),
     ] = None,
     num_proc: Annotated[
@@ -570,6 +745,8 @@ def _pretrain_progress():
         elif kind == "eval":
             shown = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
             bar.console.print(f"held-out at step {event['step']}: {shown}", highlight=False)
+        elif kind == "evaluating":
+            _show_evaluating(bar, ids, event)
         elif kind == "prepare":  # the built-in sample corpus, prepared once before the first run
             if "prepare" not in ids:
                 ids["prepare"] = bar.add_task("prepare", total=None, rate="", metrics="")
@@ -589,7 +766,27 @@ def _pretrain_progress():
     return bar, on_event
 
 
-@app.command(rich_help_panel="Training")
+def _plan_value(key: str, value):
+    """Settings as they are; measured or estimated figures in readable units."""
+    if key.endswith("_bytes"):
+        return console.human_bytes(value)
+    if key.startswith("estimated_"):
+        return console.human_duration(value)
+    if key.endswith("_flops"):
+        return f"{value / 1e12:.3g} TFLOP/s"
+    return value
+
+
+@app.command(
+    rich_help_panel="Training",
+    cls=Command,
+    epilog=_examples(
+        "albertctl pretrain --profile tiny",
+        "albertctl pretrain --profile base --data data/ --out runs/base --dry-run",
+        "albertctl pretrain --profile large --data data/ --out runs/large --num-gpus 8",
+        "albertctl pretrain --profile base --data data/ --out runs/base --resume",
+    ),
+)
 def pretrain(
     profile: ProfileOpt = "tiny",
     overrides: SetOpt = None,
@@ -597,18 +794,24 @@ def pretrain(
         Path | None,
         typer.Option(
             "--data",
-            help="Output of albertctl prepare [default: the built-in sample corpus, prepared once and cached]",
+            metavar="DIR",
+            help="Output of albertctl prepare "
+            + _default("the built-in sample corpus, prepared once and cached"),
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run directory [default: runs/pretrain-PROFILE-TIME]")
+        Path | None,
+        typer.Option(
+            "--out", "-o", metavar="DIR", help="Run directory " + _default("runs/pretrain-PROFILE-TIME")
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the latest good checkpoint in --out")
     ] = False,
     resume_from: ResumeFromOpt = None,
     init: Annotated[
-        Path | None, typer.Option("--init", help="Start from this model directory (converted or earlier)")
+        Path | None,
+        typer.Option("--init", metavar="DIR", help="Start from this model directory (converted or earlier)"),
     ] = None,
     num_gpus: NumGpusOpt = None,
     num_nodes: NumNodesOpt = None,
@@ -627,14 +830,15 @@ def pretrain(
     prof = load_profile(profile, overrides or [])
     world = launch.world_size(num_gpus, num_nodes)
     if dry_run:
-        plan = pipeline.plan(prof, world)
+        plan = {**pipeline.plan(prof, world), **pipeline.estimate(prof, world)}
         if as_json:
             console.print_json(plan)
-        else:
-            shown = {k: (console.human_bytes(v) if k.endswith("_bytes") else v) for k, v in plan.items()}
-            console.show(
-                console.key_value_table(f"pretraining plan ({prof.name}, dry run)", shown, exact=True)
-            )
+            return
+        warnings = plan.pop("warnings")
+        shown = {k: _plan_value(k, v) for k, v in plan.items()}
+        console.show(console.key_value_table(f"pretraining plan ({prof.name}, dry run)", shown, exact=True))
+        for message in warnings:
+            console.warn(message)
         return
     if launch.wanted(num_gpus, num_nodes, hostfile):
         pipeline.plan(prof, world)  # batch arithmetic errors before starting processes
@@ -686,20 +890,54 @@ def pretrain(
         raise SystemExit(130)
 
 
-@app.command("eval", rich_help_panel="Evaluation")
+def _eval_progress():
+    """A transient bar for `eval`: one row per split scored or predicted."""
+    bar = console.progress(transient=True)
+    ids: dict[str, int] = {}
+
+    def on_event(event: dict) -> None:
+        if event.get("event") == "evaluating":
+            _show_evaluating(bar, ids, event)
+
+    return bar, on_event
+
+
+@app.command(
+    "eval",
+    rich_help_panel="Evaluation",
+    cls=Command,
+    epilog=_examples(
+        "albertctl eval --model runs/base/model",
+        "albertctl eval mnli --model runs/finetune/mnli/best --data glue_data --json",
+        "albertctl eval squad2 --predictions predictions.json --data dev-v2.0.json",
+        "albertctl eval --plot runs/base",
+    ),
+)
 def eval_(
     task: Annotated[
         str | None,
         typer.Argument(
-            help="A fine-tuning task (e.g. mnli); omit for the pretraining report", show_default=False
+            help="A fine-tuning task (e.g. mnli); omit for the pretraining report",
+            show_default=False,
+            autocompletion=complete_task,
         ),
     ] = None,
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model directory")] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", metavar="DIR", help="Model directory")
+    ] = None,
     data: Annotated[
-        Path | None, typer.Option("--data", help="Prepared data (pretraining) or the task's files")
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Prepared data (pretraining) or the task's files "
+            + _default("pretraining: the data the model was pretrained on, if still there"),
+        ),
     ] = None,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="RUN_DIR: draw its training curves to RUN_DIR/curves.png")
+        Path | None,
+        typer.Option(
+            "--plot", metavar="RUN_DIR", help="Draw the run's training curves to RUN_DIR/curves.png"
+        ),
     ] = None,
     predict: Annotated[
         Path | None,
@@ -763,7 +1001,8 @@ def eval_(
     if task is not None:
         from albertctl.pipelines import finetune
 
-        with contextlib.redirect_stdout(sys.stderr):
+        bar, on_event = _eval_progress()
+        with bar, contextlib.redirect_stdout(sys.stderr):
             own = _own(
                 text_column=text_column,
                 label_column=label_column,
@@ -771,7 +1010,7 @@ def eval_(
                 question_column=question_column,
                 option_columns=option_columns,
             )
-            result = finetune.evaluate(task, model, data, predict, overrides or [], own)
+            result = finetune.evaluate(task, model, data, predict, overrides or [], own, on_event)
         if as_json:
             console.print_json(result)
         else:
@@ -788,23 +1027,28 @@ def eval_(
         return
     if predict is not None:
         raise AlbertError("--predict needs a TASK, e.g. albertctl eval mnli --model DIR --predict OUT")
-    if data is None:
-        raise AlbertError(
-            "eval --model DIR needs --data DIR (the output of albertctl prepare) for the pretraining report"
-        )
-    with contextlib.redirect_stdout(sys.stderr):
-        report = pipeline.run_pretraining(model, data, overrides=overrides or [])
+    bar, on_event = _eval_progress()
+    with bar, contextlib.redirect_stdout(sys.stderr):
+        report = pipeline.run_pretraining(model, data, overrides=overrides or [], progress=on_event)
     if as_json:
         console.print_json(report)
     else:
         console.show(
             console.key_value_table(
-                f"eval of {model} on {data} (held-out split)", pipeline.original_report(report)
+                f"eval of {model} on {report['data']} (held-out split)", pipeline.original_report(report)
             )
         )
 
 
-@app.command(rich_help_panel="Models")
+@app.command(
+    rich_help_panel="Models",
+    cls=Command,
+    epilog=_examples(
+        "albertctl convert --from tf albert_base_v2.tar.gz --out models/albert-base-v2",
+        "albertctl convert --from tf-hub https://tfhub.dev/google/albert_base/3 --out models/albert-base-hub",
+        "albertctl convert models/albert-base-v2 --to hf --out hf/albert-base-v2",
+    ),
+)
 def convert(
     source: Annotated[
         str,
@@ -814,32 +1058,50 @@ def convert(
             show_default=False,
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory (written atomically)")],
-    source_kind: Annotated[str, typer.Option("--from", help="tf, tf-hub, hf or albertctl")] = "albertctl",
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="DIR", help="Output directory (written atomically)")
+    ],
+    source_kind: Annotated[
+        str,
+        typer.Option(
+            "--from", metavar="KIND", help="tf, tf-hub, hf or albertctl", autocompletion=complete_from
+        ),
+    ] = "albertctl",
     to: Annotated[
-        str, typer.Option("--to", help="albertctl (model directory) or hf (transformers directory)")
+        str,
+        typer.Option(
+            "--to",
+            metavar="KIND",
+            help="albertctl (model directory) or hf (transformers directory)",
+            autocompletion=complete_to,
+        ),
     ] = "albertctl",
     config: Annotated[
-        Path | None, typer.Option("--config", help="albert_config.json (default: beside the checkpoint)")
+        Path | None, typer.Option("--config", help="albert_config.json " + _default("beside the checkpoint"))
     ] = None,
     spm_file: Annotated[
         Path | None,
         typer.Option(
             "--spm",
-            help="SentencePiece model or WordPiece vocab.txt (default: the *.model, else the vocab*.txt, beside it)",
+            help="SentencePiece model or WordPiece vocab.txt "
+            + _default("the *.model, else the vocab*.txt, beside it"),
         ),
     ] = None,
     head: Annotated[
         str | None,
         typer.Option(
             "--head",
-            help="TF only: pretraining, classify, regress, choice or span (default: detected; choice for RACE)",
+            metavar="KIND",
+            help="TF only: pretraining, classify, regress, choice or span "
+            + _default("detected; choice for RACE"),
         ),
     ] = None,
     task: Annotated[
         str | None,
         typer.Option(
             "--task",
+            autocompletion=complete_task,
+            metavar="TASK",
             help="The task a fine-tuned checkpoint was trained on (e.g. mnli, squad2, race): "
             "recorded so that `eval TASK` and `finetune TASK` use its head",
         ),

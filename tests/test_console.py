@@ -92,3 +92,32 @@ def test_a_stage_shows_its_last_state_before_the_next_starts(monkeypatch, capsys
         bar.add_task("pretrain", total=5, completed=0, rate="")
     lines = capsys.readouterr().err.splitlines()
     assert [line.split(" | ")[0] for line in lines] == ["prepare 4/10 (40.0%)", "prepare 10/10 (100.0%)"]
+
+
+def test_an_evaluation_row_starts_over_and_shows_when_done(monkeypatch, capsys, clock):
+    monkeypatch.delenv("ALBERTCTL_NO_PROGRESS", raising=False)
+    monkeypatch.setenv("ALBERTCTL_LOG_INTERVAL", "30")
+    with console.progress() as bar:
+        row = bar.add_task("eval dev", total=8, rate="")
+        for done in (2, 4, 8):  # the finished state is shown at once, not 30 s later
+            clock.now += 1
+            bar.update(row, completed=done)
+        clock.now += 100
+        bar.reset(row, total=6, description="eval dev_mismatched")
+        clock.now += 2
+        bar.update(row, completed=6)
+    assert capsys.readouterr().err.splitlines() == [
+        "eval dev 2/8 (25.0%) | elapsed 0:00:01 eta 0:00:03",
+        "eval dev 8/8 (100.0%) | elapsed 0:00:03 eta 0:00:00",
+        "eval dev_mismatched 6/6 (100.0%) | elapsed 0:00:02 eta 0:00:00",
+    ]
+
+
+def test_human_duration():
+    assert [console.human_duration(s) for s in (0.0421, 150, 31_248, 3_568_320, 9.1e10)] == [
+        "0.0421 s",
+        "2.5 min",
+        "8.68 h",
+        "41.3 days",
+        "2.88e+03 years",
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from albertctl.core.modeldir import load_model_dir
 from albertctl.data.pretraining import FORMAT, FORMAT_VERSION
 
 # A few steps of the tiny profile; the eval split is cut by nothing, so keep steps few.
@@ -138,17 +140,22 @@ def test_pretrain_builtin_default_then_eval_plot_and_resume(run_cli, tmp_path, c
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002"]
     data = Path(out["data_dir"])
 
-    ev = run_cli(["eval", "--model", str(run / "model"), "--data", str(data), "--json"], cwd=tmp_path)
+    # no --data: the model dir records the (built-in) data it was pretrained on
+    assert load_model_dir(run / "model").head["pretraining_data"] == {
+        "path": str(data.resolve()),
+        "builtin": True,
+        "vocab_sha256": json.loads((data / "manifest.json").read_text())["vocab"]["sha256"],
+    }
+    ev = run_cli(["eval", "--model", str(run / "model"), "--json"], cwd=tmp_path)
     assert ev.exit_code == 0, ev.stderr[-3000:]
     again = json.loads(ev.stdout)
-    assert again["global_step"] == 2
+    assert again["data"] == str(data.resolve()) and again["global_step"] == 2
     assert again["masked_lm_accuracy"] == pytest.approx(report["masked_lm_accuracy"])
     assert again["loss"] == pytest.approx(report["loss"], rel=1e-5)
 
-    table = run_cli(
-        ["eval", "--model", str(run / "checkpoints/step-00000002/model"), "--data", str(data)], cwd=tmp_path
-    )
+    table = run_cli(["eval", "--model", str(run / "checkpoints/step-00000002/model")], cwd=tmp_path)
     assert table.exit_code == 0 and "masked_lm_accuracy" in table.stdout and "global_step" in table.stdout
+    assert f"on {data.resolve()} (held-out split)" in " ".join(table.stdout.split())
 
     # the held-out split under another masking: single words, twice the rate
     recipe = [
@@ -300,3 +307,37 @@ def test_pretrain_writes_plain_progress_lines_when_not_on_a_terminal(run_cli, tm
     # DeepSpeed's start-up chatter goes to the run's deepspeed.log, not to the user
     assert "DeepSpeed" not in result.stderr and "warning: preparing" not in result.stderr
     assert "built successfully" in (tmp_path / "run" / "deepspeed.log").read_text()
+    # the run header: device, world size and the time to expect
+    assert re.search(r"^cpu: .+, world size 1: estimated .+ per step, .+ for 2 steps ", result.stderr, re.M)
+
+
+def test_eval_without_data_uses_the_recorded_data_while_it_is_there(tmp_path):
+    from albertctl.core.errors import AlbertError
+    from albertctl.pipelines.evaluate import NO_DATA, pretraining_data_record, recorded_data
+
+    data = fake_data(tmp_path / "data", 4000)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["vocab"]["sha256"] = "ab" * 32
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    head = {"kind": "pretraining", "pretraining_data": pretraining_data_record(data, manifest, builtin=False)}
+    assert recorded_data(tmp_path / "m", head) == data.resolve()
+    with pytest.raises(AlbertError) as err:  # a model that records nothing (converted, older)
+        recorded_data(tmp_path / "m", {"kind": "pretraining"})
+    assert str(err.value) == NO_DATA
+    manifest["vocab"]["sha256"] = "cd" * 32  # prepared again with another vocabulary
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AlbertError) as err:
+        recorded_data(tmp_path / "m", head)
+    assert str(err.value) == (
+        f"{tmp_path / 'm'} was pretrained on data prepared in {data.resolve()}, which now holds another "
+        f"vocabulary; {NO_DATA}"
+    )
+    (data / "manifest.json").unlink()
+    with pytest.raises(AlbertError) as err:
+        recorded_data(
+            tmp_path / "m", {**head, "pretraining_data": {**head["pretraining_data"], "builtin": True}}
+        )
+    assert str(err.value) == (
+        f"{tmp_path / 'm'} was pretrained on the built-in sample corpus prepared in {data.resolve()}, which is "
+        f"no longer there; {NO_DATA}"
+    )

@@ -197,8 +197,27 @@ class LineProgress:
             task.total = total
         task.fields.update(fields)
         now = time.monotonic()
-        if task.shown_at is None or now - task.shown_at >= self.interval:
+        finished = task.total is not None and task.completed >= task.total
+        if task.shown_at is None or now - task.shown_at >= self.interval or finished:
             self._show(task, now)
+
+    def reset(
+        self,
+        task_id: int,
+        *,
+        total: float | None = None,
+        completed: float = 0,
+        description: str | None = None,
+        **fields: Any,
+    ) -> None:
+        """Start a task over (rich's Progress.reset): the next evaluation on the same row."""
+        self._flush()
+        task = self._tasks[task_id]
+        task.description = description or task.description
+        task.total = total if total is not None else task.total
+        task.completed = task.start_completed = task.shown_completed = completed
+        task.started, task.shown_at = time.monotonic(), None
+        task.fields.update(fields)
 
     def line(self, task_id: int) -> str:
         return self._line(self._tasks[task_id], time.monotonic())
@@ -236,3 +255,12 @@ def human_bytes(n: float) -> str:
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def human_duration(seconds: float) -> str:
+    """3 significant digits in the largest unit that keeps the number >= 1: 0.0421 s, 2.5 min,
+    8.68 h, 41.3 days, 1.65e+03 years."""
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"

@@ -426,6 +426,29 @@ def _mkdtemp(real: Path, shown: Path) -> Path:
         raise write_error(shown, err) from None
 
 
+def current_umask() -> int:
+    """The process's umask (read from /proc where it can be, without changing it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: set and put back at once
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(root: Path) -> None:
+    """Give `root` and everything under it the modes a plain mkdir/open would have given:
+    0777 / 0666 less the umask. tempfile.mkdtemp makes 0700 and safetensors writes 0600, so
+    without this a team could not read a model in a shared directory (under umask 022: 0755
+    directories, 0644 files)."""
+    mask = current_umask()
+    os.chmod(root, 0o777 & ~mask)
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def _finish(tmp: Path, target: Path, validate: Validate | None, into: Path | None = None) -> None:
     """Load the written output back, then flush it to the disk."""
     if validate is not None:
@@ -439,6 +462,7 @@ def _finish(tmp: Path, target: Path, validate: Validate | None, into: Path | Non
             raise AlbertError(
                 f"could not write {target}: the written output does not load back ({detail})"
             ) from None
+    honour_umask(tmp)
     fsync_tree(tmp)
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from albertctl.core.errors import AlbertError
 from albertctl.core.hub import quiet_hub_logs
+from albertctl.core.outputs import current_umask
 
 SAMPLE_CORPUS_VERSION = 1
 
@@ -273,6 +274,7 @@ def sample_corpus_path() -> Path:
             for doc in sample_documents():
                 f.write("\n".join(doc))
                 f.write("\n\n")
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -81,9 +81,12 @@ def pretraining_metrics(
     world_size: int = 1,
     max_examples: int | None = None,
     reduce: Reduce | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, float]:
     """MLM and SOP loss and accuracy over `dataset` (this rank's share; `reduce` sums over
-    ranks), and the most-frequent-masked-token baseline. Masks are fixed by the collator's seed."""
+    ranks), and the most-frequent-masked-token baseline. Masks are fixed by the collator's seed.
+    `progress` gets `evaluating` events: {split, done, total} in sequences, at the start and
+    after every batch."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -91,7 +94,12 @@ def pretraining_metrics(
     vocab = model.config.vocab_size
     sums = torch.zeros(6, dtype=torch.float64)  # mlm loss, mlm correct, mlm count, sop loss, sop correct, n
     label_counts = torch.zeros(vocab, dtype=torch.float64)
-    for b in range(rank, (n + batch_size - 1) // batch_size, world_size):
+    batches = range(rank, (n + batch_size - 1) // batch_size, world_size)
+    mine = sum(min(n, (b + 1) * batch_size) - b * batch_size for b in batches)
+    if progress is not None:
+        progress({"event": "evaluating", "split": "held-out", "done": 0, "total": mine})
+    done = 0
+    for b in batches:
         rows = [dataset[i] for i in range(b * batch_size, min(n, (b + 1) * batch_size))]
         batch = {k: v.to(device) for k, v in collator(rows, EVAL_BATCH_INDEX).items()}
         lo = pretraining_step(model, batch)
@@ -109,6 +117,9 @@ def pretraining_metrics(
         )
         real = batch["masked_lm_weights"] > 0
         label_counts += torch.bincount(batch["masked_lm_ids"][real].cpu(), minlength=vocab).double()
+        done += len(rows)
+        if progress is not None:
+            progress({"event": "evaluating", "split": "held-out", "done": done, "total": mine})
     if reduce is not None:
         flat = reduce(sums.tolist() + label_counts.tolist())
         sums, label_counts = torch.tensor(flat[:6]), torch.tensor(flat[6:])
@@ -148,6 +159,39 @@ def check_data_matches(data_dir: Path, vocab_size: int, max_positions: int, what
     return manifest
 
 
+NO_DATA = "eval --model DIR needs --data DIR (the output of albertctl prepare) for the pretraining report"
+
+
+def pretraining_data_record(data_dir: Path, manifest: dict[str, Any], builtin: bool) -> dict[str, Any]:
+    """What `pretrain` writes into its model dirs' head, so that `eval --model M` finds the data."""
+    return {
+        "path": str(Path(data_dir).resolve()),
+        "builtin": builtin,
+        "vocab_sha256": manifest.get("vocab", {}).get("sha256"),
+    }
+
+
+def recorded_data(model_dir: Path, head: dict[str, Any]) -> Path:
+    """The prepared data a model was pretrained on, as its model dir records it, if it is still
+    there with the same vocabulary; otherwise the one-line error asking for --data."""
+    record = head.get("pretraining_data")
+    if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+        raise AlbertError(NO_DATA)
+    path = Path(record["path"])
+    what = "the built-in sample corpus prepared" if record.get("builtin") else "data prepared"
+    try:
+        manifest = read_manifest(path)
+    except AlbertError:
+        raise AlbertError(
+            f"{model_dir} was pretrained on {what} in {path}, which is no longer there; {NO_DATA}"
+        ) from None
+    if record.get("vocab_sha256") and manifest.get("vocab", {}).get("sha256") != record["vocab_sha256"]:
+        raise AlbertError(
+            f"{model_dir} was pretrained on {what} in {path}, which now holds another vocabulary; {NO_DATA}"
+        )
+    return path
+
+
 def global_step_of(model_dir: Path, head: dict[str, Any]) -> int:
     """A checkpoint's model dir knows its step from ../state.yaml; an exported one from its head."""
     if "global_step" in head:
@@ -163,12 +207,15 @@ def global_step_of(model_dir: Path, head: dict[str, Any]) -> int:
 
 def run_pretraining(
     model_dir: Path,
-    data_dir: Path,
+    data_dir: Path | None,
     batch_size: int = EVAL_BATCH_SIZE,
     max_examples: int | None = None,
     overrides: Sequence[str] = (),
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """`albertctl eval --model DIR --data DIR`: the report on the data's held-out split.
+    Without `data_dir`: the data the model was pretrained on, when its model dir records it
+    (`pretrain` does) and it is still there.
 
     Dynamically masked data is masked with the model profile's `data` recipe; `overrides`
     (`data.key=value` only) change it, e.g. to score a model under another masking."""
@@ -184,6 +231,8 @@ def run_pretraining(
         raise AlbertError(
             f"{model_dir}: a fine-tuned {md.head.get('kind')} model; evaluate it with albertctl eval TASK"
         )
+    if data_dir is None:
+        data_dir = recorded_data(Path(model_dir), md.head)
     cfg = md.profile.model
     manifest = check_data_matches(data_dir, cfg.vocab_size, cfg.max_position_embeddings, f"model {model_dir}")
     model = AlbertForPreTraining(cfg)
@@ -198,9 +247,14 @@ def run_pretraining(
     tokenizer = load_tokenizer(vocab_file(data_dir, manifest), recipe.do_lower_case)
     collator = PretrainingCollator(tokenizer, recipe, md.profile.train.seed)
     report = pretraining_metrics(
-        model, load_split(data_dir, "eval"), collator, batch_size, max_examples=max_examples
+        model,
+        load_split(data_dir, "eval"),
+        collator,
+        batch_size,
+        max_examples=max_examples,
+        progress=progress,
     )
-    return {"global_step": global_step_of(Path(model_dir), md.head), **report}
+    return {"global_step": global_step_of(Path(model_dir), md.head), "data": str(data_dir), **report}
 
 
 # --------------------------------------------------------------------------- curves

@@ -168,9 +168,9 @@ def _finetune(
     best_metric = task.best_metric(config)
 
     started = time.monotonic()
-    train_examples = read_split(task, data, task.train_split)
+    train_examples = first(read_split(task, data, task.train_split), config.max_train_samples)
     train_features = featurise_all(task, train_examples, tokenizer, config)
-    dev = {split: read_split(task, data, split) for split in task.dev_splits}
+    dev = {split: first(read_split(task, data, split), config.max_eval_samples) for split in task.dev_splits}
     dev_features = {split: featurise_all(task, ex, tokenizer, config) for split, ex in dev.items()}
 
     network = build_model(task, profile, source, config.seed)
@@ -181,7 +181,8 @@ def _finetune(
     train_config = to_train_config(config, profile.train, total, micro)
 
     def evaluate(module: nn.Module, step: int) -> dict[str, float]:
-        return dev_metrics(task, module, dev, dev_features, config, tokenizer.pad_id)
+        shown = progress if dist.rank == 0 else None  # one rank's bar
+        return dev_metrics(task, module, dev, dev_features, config, tokenizer.pad_id, progress=shown)
 
     def save(state_dict: dict[str, torch.Tensor], target: Path) -> None:
         save_model_dir(target, profile, state_dict, source.spm_model, head=head)
@@ -197,6 +198,7 @@ def _finetune(
         evaluate=evaluate if dev else None,
         best_metric=best_metric if dev else None,
         best_mode="min" if lower_is_better(best_metric) else "max",
+        patience=config.early_stopping_patience,
         show_metrics=("accuracy",) if task.head in ("classify", "choice") else (),
         resume=resume,
         resume_from=resume_from,
@@ -216,10 +218,16 @@ def _finetune(
         seconds=time.monotonic() - started,
         extra={
             "best_step": best_step,
+            "stopped": result.stopped,
             "train_examples": len(train_examples),
             "train_features": len(train_features),
         },
     )
+
+
+def first(examples: Sequence[Any], n: int) -> Sequence[Any]:
+    """The first `n` examples in file order (task.max_train_samples / max_eval_samples); 0 = all."""
+    return examples[:n] if n else examples
 
 
 def check_length(config: TaskConfig, profile: Profile, where: Path) -> None:
@@ -422,19 +430,33 @@ def task_loss(task: Task) -> loop.LossFn:
 
 @torch.no_grad()
 def predict_outputs(
-    task: Task, module: nn.Module, features: Sequence[Feature], config: TaskConfig, pad_id: int = 0
+    task: Task,
+    module: nn.Module,
+    features: Sequence[Feature],
+    config: TaskConfig,
+    pad_id: int = 0,
+    progress: ProgressFn | None = None,
+    split: str = "",
 ) -> list[np.ndarray]:
-    """One output array per feature, in the features' order (batches run longest first)."""
+    """One output array per feature, in the features' order (batches run longest first).
+    `progress` gets `evaluating` events: {split, done, total} in features (sequences, SQuAD
+    windows, RACE questions), at the start and after every batch."""
     was_training = module.training
     module.eval()
     device = next(module.parameters()).device
     outputs: list[np.ndarray | None] = [None] * len(features)
+    done = 0
+    if progress is not None:
+        progress({"event": "evaluating", "split": split, "done": 0, "total": len(features)})
     for batch_ids in sorted_batches([f.length for f in features], config.eval_batch_size):
         batch = collate([features[i] for i in batch_ids], pad_id)
         ids, types, mask = (batch[k].to(device) for k in ("input_ids", "token_type_ids", "attention_mask"))
         arrays = output_arrays(task.head, module(ids, types, mask), batch["attention_mask"])
         for i, array in zip(batch_ids, arrays, strict=True):
             outputs[i] = array
+        done += len(batch_ids)
+        if progress is not None:
+            progress({"event": "evaluating", "split": split, "done": done, "total": len(features)})
     module.train(was_training)
     return outputs  # type: ignore[return-value]
 
@@ -447,15 +469,16 @@ def dev_metrics(
     config: TaskConfig,
     pad_id: int = 0,
     keep: dict[str, list[Any]] | None = None,
+    progress: ProgressFn | None = None,
 ) -> dict[str, float]:
     """Metrics of every dev split, keys suffixed per split (MNLI: accuracy_m, accuracy_mm);
-    each split's predictions go into `keep` when it is given."""
+    each split's predictions go into `keep` when it is given; `progress` as in predict_outputs."""
     out: dict[str, float] = {}
     for split, suffix in task.dev_splits.items():
         preds = task.predict(
             examples[split],
             features[split],
-            predict_outputs(task, module, features[split], config, pad_id),
+            predict_outputs(task, module, features[split], config, pad_id, progress, split),
             config,
         )
         if keep is not None:
@@ -480,8 +503,10 @@ def evaluate(
     predict_dir: Path | None = None,
     overrides: Sequence[str] = (),
     own: dict[str, Any] | None = None,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Dev metrics of a fine-tuned model; with `predict_dir`, test-set submission files too.
+    `progress` gets the `evaluating` events of every split scored or predicted.
     A task over your own files scores `data` (labelled), or with `predict_dir` writes one
     prediction per row of `data` (scored too when it has the label column)."""
     task = get_task(task_name)
@@ -520,10 +545,10 @@ def evaluate(
         if task.write_predictions is None:
             raise AlbertError(f"task {task.name} has no submission format")
         outputs.check_output(Path(predict_dir), None, "", inputs=inputs, flag="--predict")
-    dev = {split: read_split(task, data, split) for split in task.dev_splits}
+    dev = {split: first(read_split(task, data, split), config.max_eval_samples) for split in task.dev_splits}
     features = {split: featurise_all(task, ex, tokenizer, config) for split, ex in dev.items()}
     kept: dict[str, list[Any]] = {}
-    result["metrics"] = dev_metrics(task, network, dev, features, config, tokenizer.pad_id, kept)
+    result["metrics"] = dev_metrics(task, network, dev, features, config, tokenizer.pad_id, kept, progress)
     if task.report is not None and kept:
         result["report"] = {split: task.report(dev[split], preds) for split, preds in kept.items()}
     if predict_dir is not None:
@@ -531,9 +556,8 @@ def evaluate(
         for split in task.test_splits:
             examples = read_split(task, data, split)
             feats = featurise_all(task, examples, tokenizer, config)
-            preds = task.predict(
-                examples, feats, predict_outputs(task, network, feats, config, tokenizer.pad_id), config
-            )
+            raw = predict_outputs(task, network, feats, config, tokenizer.pad_id, progress, split)
+            preds = task.predict(examples, feats, raw, config)
             predicted.append((split, examples, preds))
         # every file is written, then each replaces only an earlier predictions file
         with outputs.atomic_files(
@@ -576,9 +600,14 @@ def is_predictions_file(path: Path) -> bool:
     return False
 
 
+QUICK_TRIAL_KEYS = ("max_train_samples", "max_eval_samples", "early_stopping_patience")
+
+
 def stored_task_config(source: ModelDir, overrides: Sequence[str]) -> TaskConfig:
     """The TaskConfig the model was fine-tuned with, `--set task.key=value` on top."""
     stored = dict(source.head.get("task_config") or {})
+    for key in QUICK_TRIAL_KEYS:  # a quick trial's subset or patience says nothing about scoring
+        stored.pop(key, None)
     valid = {f.name for f in dataclasses.fields(TaskConfig)}
     values = {k: v for k, v in stored.items() if k in valid}
     task = get_task(source.head["task"])

@@ -26,6 +26,7 @@ from torch import nn
 
 from albertctl.core import outputs
 from albertctl.core.config import Profile
+from albertctl.core.console import human_bytes, human_duration
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir, save_model_dir
 from albertctl.data.corpus import cache_dir
@@ -35,7 +36,7 @@ from albertctl.model.albert import AlbertForPreTraining
 from albertctl.pipelines import evaluate
 from albertctl.pipelines import profile as profile_summary
 from albertctl.training import checkpoint as ckpt
-from albertctl.training import loop, trackers
+from albertctl.training import device, loop, trackers
 from albertctl.training.loop import Batch, LossOutput
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -93,6 +94,11 @@ def run(
     # checked and locked before DeepSpeed starts (one line, quickly); rank 0 holds the lock
     with ckpt.run_directory(out, ("model",), [data, init], hold=os.environ.get("RANK", "0") == "0"):
         dist = loop.init_distributed()
+        if progress is not None and dist.rank == 0:  # the run header: device, world size, time to expect
+            est = estimate(profile, dist.world_size, dist.local_rank)
+            progress({"event": "info", "message": estimate_line(est, profile.train.train_steps)})
+            for message in est["warnings"]:
+                progress({"event": "warning", "message": message})
         result, final, data_dir = _train(
             profile, data, out, resume, init_dir, dist, progress, what, trackers_used, resume_from
         )
@@ -131,6 +137,8 @@ def _train(
     spm = vocab_file(data_dir, manifest)
     tokenizer = load_tokenizer(spm, profile.data.do_lower_case)
     collator = PretrainingCollator(tokenizer, profile.data, profile.train.seed)
+    # recorded in every model dir the run writes: `eval --model M` finds the data without --data
+    recorded = evaluate.pretraining_data_record(data_dir, manifest, builtin=data is None)
 
     model = build_model(profile, init_dir)
     batches = loop.IndexedBatches(
@@ -144,7 +152,9 @@ def _train(
     )
 
     def save_model(state: dict[str, torch.Tensor], target: Path) -> None:
-        save_model_dir(target, profile, state, spm)
+        save_model_dir(
+            target, profile, state, spm, head={"kind": "pretraining", "pretraining_data": recorded}
+        )
 
     def held_out(module: nn.Module, step: int) -> dict[str, float]:
         return evaluate.pretraining_metrics(
@@ -155,6 +165,7 @@ def _train(
             dist.rank,
             dist.world_size,
             reduce=loop.all_reduce_sum,
+            progress=progress if dist.rank == 0 else None,
         )
 
     spec = loop.RunSpec(
@@ -184,7 +195,7 @@ def _train(
             profile,
             md.state_dict,
             spm,
-            head={"kind": "pretraining", "global_step": result.global_step},
+            head={"kind": "pretraining", "global_step": result.global_step, "pretraining_data": recorded},
         )
     return result, final, data_dir
 
@@ -286,6 +297,61 @@ def plan(profile: Profile, world_size: int) -> dict[str, Any]:
         "memory_model_states_bytes": memory["model_states"],
         "memory_activations_bytes": memory["activations"],
     }
+
+
+# A run whose time at the device's matmul peak (a lower bound) exceeds this is called far too big.
+TOO_LONG_SECONDS = 2 * 86400
+
+
+def estimate(profile: Profile, world_size: int, local_rank: int = 0) -> dict[str, Any]:
+    """The device, its measured matmul peak, and the time per step and for the run at that peak:
+    training FLOPs per token x tokens per step / (peak x GPUs). Real steps run below the peak, so
+    these are lower bounds (on a CPU the peak is fp32's). Warns when even that is beyond
+    TOO_LONG_SECONDS, or when the memory estimate exceeds the GPU's memory (the machine's RAM for
+    CPU ranks, which share it)."""
+    s = profile_summary.summary(profile, world_size)
+    dev = device.current(local_rank)
+    peak = device.matmul_peak(dev.kind, profile.train.precision)
+    on_gpu = dev.kind == "cuda"
+    per_step = s["training_flops_per_token"] * s["tokens_per_step"] / (peak * (world_size if on_gpu else 1))
+    steps = profile.train.train_steps
+    memory = s["memory_per_gpu_bytes"][f"zero{profile.deepspeed.zero_stage}"]["total"]
+    needed = memory if on_gpu else memory * world_size
+    where = f"{world_size} GPU{'s' if world_size > 1 else ''}" if on_gpu else f"{world_size} CPU process(es)"
+    warnings = []
+    if per_step * steps > TOO_LONG_SECONDS:
+        warnings.append(
+            f"profile '{profile.name}' is far too big for this machine: {steps} steps take at least "
+            f"{human_duration(per_step * steps)} on {where} ({human_duration(per_step)} per step at the "
+            f"measured matmul peak); use more GPUs (--num-gpus, --num-nodes) or a smaller profile"
+        )
+    if dev.memory_bytes and needed > dev.memory_bytes:
+        kind = "GPU memory" if on_gpu else "RAM"
+        warnings.append(
+            f"profile '{profile.name}' needs about {human_bytes(needed)} per {'GPU' if on_gpu else 'machine'} "
+            f"(ZeRO-{profile.deepspeed.zero_stage}, micro-batch {profile.train.micro_batch_size}) and this "
+            f"machine has {human_bytes(dev.memory_bytes)} of {kind}; see albertctl profile show "
+            f"{profile.name} --world-size N"
+        )
+    return {
+        "device": f"{dev.kind}: {dev.name}",
+        "world_size": world_size,
+        "device_memory_bytes": dev.memory_bytes,
+        "matmul_peak_flops": peak,
+        "estimated_seconds_per_step": per_step,
+        "estimated_run_seconds": per_step * steps,
+        "warnings": warnings,
+    }
+
+
+def estimate_line(est: dict[str, Any], steps: int) -> str:
+    """One line for the start of a run."""
+    return (
+        f"{est['device']}, world size {est['world_size']}: estimated "
+        f"{human_duration(est['estimated_seconds_per_step'])} per step, "
+        f"{human_duration(est['estimated_run_seconds'])} for {steps} steps (FLOPs per step at the "
+        f"measured matmul peak, {est['matmul_peak_flops'] / 1e12:.3g} TFLOP/s; real steps are slower)"
+    )
 
 
 def default_out(profile: Profile) -> Path:

@@ -90,6 +90,12 @@ class TaskConfig:
     # the dev metric that picks the best checkpoint; "" = the task's main metric. Metrics whose
     # name starts with mse/mae/rmse/loss are minimised, every other one maximised
     best_metric: str = ""
+    # quick trials: the first N training / dev examples in file order; 0 = all (not inherited by
+    # `eval`, which scores every dev example unless given again with --set)
+    max_train_samples: int = 0
+    max_eval_samples: int = 0
+    # stop after this many dev evaluations (every eval_every steps) without a new best; 0 = off
+    early_stopping_patience: int = 0
 
     def __post_init__(self) -> None:
         if self.learning_rate <= 0:
@@ -106,7 +112,15 @@ class TaskConfig:
         ):
             if getattr(self, name) < 1:
                 raise AlbertError(f"task.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("micro_batch_size", "train_steps", "warmup_steps", "eval_every"):
+        for name in (
+            "micro_batch_size",
+            "train_steps",
+            "warmup_steps",
+            "eval_every",
+            "max_train_samples",
+            "max_eval_samples",
+            "early_stopping_patience",
+        ):
             if getattr(self, name) < 0:
                 raise AlbertError(f"task.{name} must not be negative, got {getattr(self, name)}")
         if (self.train_steps > 0) == (self.epochs > 0):

@@ -41,7 +41,7 @@ from safetensors import SafetensorError, safe_open
 from albertctl.core import outputs
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import MANIFEST, owns_model_dir, verify_manifest, write_manifest
-from albertctl.core.outputs import fsync_dir, fsync_tree, manifest_owns, save_safetensors
+from albertctl.core.outputs import fsync_dir, fsync_tree, honour_umask, manifest_owns, save_safetensors
 from albertctl.core.safeload import dump_yaml, parse_yaml, quote
 
 STATE = "state.yaml"
@@ -442,6 +442,7 @@ def finish(root: Path, tmp: Path, step: int, state: dict[str, Any], keep_last: i
     """Rank 0, after every rank wrote its shard: state.yaml, manifest, rename, prune."""
     (tmp / STATE).write_text(dump_yaml(state), encoding="utf-8")
     write_manifest(tmp, {"kind": KIND, "step": step})
+    honour_umask(tmp)
     fsync_tree(tmp)
     target = root / checkpoint_name(step)
     if target.exists():  # a broken checkpoint of this step that --resume skipped

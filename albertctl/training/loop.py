@@ -123,6 +123,8 @@ class RunSpec:
     # Fine-tuning: keep `out_dir/best` as the model dir with the best value of this eval metric.
     best_metric: str | None = None
     best_mode: Literal["max", "min"] = "max"
+    # Early stopping: stop after this many evaluations in a row without a new best; 0 = off.
+    patience: int = 0
     # Batch tensors whose sum over the global batch the loss needs (see module docstring).
     step_totals: tuple[str, ...] = ()
     # Metric names shown in the live progress line beside step, loss, lr, tokens/s and ETA.
@@ -144,7 +146,7 @@ class RunSpec:
 @dataclass
 class TrainResult:
     global_step: int
-    stopped: Literal["finished", "interrupted"]
+    stopped: Literal["finished", "interrupted", "early"]
     last_metrics: dict[str, float]  # the last logged training metrics
     eval_metrics: dict[str, float]  # the last evaluation (empty when no EvalFn)
     checkpoint: Path | None  # the last checkpoint written (rank 0's path)
@@ -511,7 +513,8 @@ def train(
     last_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
     best_dir = spec.out_dir / "best" if spec.best_metric else None
-    stopped: Literal["finished", "interrupted"] = "finished"
+    stopped: Literal["finished", "interrupted", "early"] = "finished"
+    stale = 0  # evaluations since the last new best (early stopping)
     began = time.perf_counter()
     if resume_from is None:
         torch.manual_seed(dropout_seed(t.seed, dist.rank))
@@ -563,9 +566,17 @@ def train(
                 eval_metrics = _evaluate(engine, spec, step)
                 log.event({"event": "eval", "step": step, **eval_metrics})
                 if spec.best_metric and _improved(comm, dist, eval_metrics, best, spec):
-                    best = {"step": step, **eval_metrics}
+                    best, stale = {"step": step, **eval_metrics}, 0
                     _save_model(engine, stage, dist, spec.save_model, best_dir)
                     log.event({"event": "best", "step": step, "path": str(best_dir)}, record=False)
+                elif spec.best_metric and best is not None:
+                    stale += 1
+                    if spec.patience and stale >= spec.patience and step < t.train_steps:
+                        log.event(
+                            {"event": "early_stop", "step": step, "patience": spec.patience, "best": best}
+                        )
+                        stopped = "early"
+                        break
     return TrainResult(
         global_step=step,
         stopped=stopped,

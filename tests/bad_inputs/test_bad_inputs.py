@@ -213,7 +213,7 @@ BAD: list[tuple[str, list[str], str]] = [
     ("option-below-minimum", ["prepare", "--num-proc", "0"], "albertctl prepare: Invalid value for '--num-proc': Input should be greater than or equal to 1"),
     ("option-not-a-number", ["profile", "show", "tiny", "--world-size", "many"], "albertctl profile show: Invalid value for '--world-size': Input should be a valid integer, unable to parse string as an integer"),
     ("unknown-command", ["pretrian"], "albertctl: No such command 'pretrian'. Did you mean 'pretrain'?"),
-    ("missing-argument", ["profile", "show"], "albertctl profile show: Missing argument 'name'."),
+    ("missing-argument", ["profile", "show"], "albertctl profile show: Missing argument 'PROFILE'."),
     # ---------------------------------------------------------------- profile
     ("profile-unknown-name", ["profile", "show", "huge"], "profile 'huge' not found (have: base, bert-base, bert-large, large, tiny, xlarge, xxlarge, or a YAML path)"),
     ("profile-missing-yaml", ["profile", "show", "nope.yaml"], "profile file nope.yaml not found"),
