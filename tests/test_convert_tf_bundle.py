@@ -1,12 +1,16 @@
 """The tensor-bundle reader against bundles TensorFlow wrote (tests/fixtures/tf, no TF needed)."""
 
+import re
+import shutil
 from pathlib import Path
 
 import crc32c
 import numpy as np
 import pytest
+import tf_index
 import torch
 
+from albertctl.convert import tf_bundle
 from albertctl.convert.tf_bundle import (
     TensorBundle,
     _snappy_decompress,
@@ -113,3 +117,26 @@ def test_truncated_and_corrupt_data(tmp_path):
     shard.write_bytes(data[: entry.offset])
     with pytest.raises(AlbertError, match="truncated"):
         TensorBundle(d / "model.ckpt-7").read("bert/embeddings/word_embeddings")
+
+
+def test_hostile_index_entries_are_refused_before_allocating(tmp_path):
+    """A size of 2^62 or a shape whose element count overflows int64, read directly (no config
+    to compare against): one AlbertError from the index and the shard's size, no MemoryError."""
+    shutil.copytree(Path(__file__).parent / "fixtures" / "tf" / "classifier", tmp_path / "c")
+    index, name = tmp_path / "c" / "model.ckpt-best.index", "bert/embeddings/word_embeddings"
+    pristine = index.read_bytes()
+    tf_index.write_table(index, tf_bundle.read_table(index))  # the writer round-trips a real index
+    assert TensorBundle(tmp_path / "c" / "model.ckpt-best").read(name).shape == (80, 8)
+    cases = [
+        ({"size": 2**62}, "holds 4611686018427387904 bytes, torch.float32 shape [80, 8] needs 2560"),
+        (
+            {"shape": tf_index.shape(2**40, 2**40)},
+            "shape [1099511627776, 1099511627776] needs 4835703278458516698824704",
+        ),
+        ({"shape": tf_index.shape(2**60), "size": 2**62}, "truncated ("),
+    ]
+    for change, message in cases:
+        index.write_bytes(pristine)
+        tf_index.replace_entry(index, name, **change)
+        with pytest.raises(AlbertError, match=re.escape(message)):
+            TensorBundle(tmp_path / "c" / "model.ckpt-best").read(name)

@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import tf_index
 import torch
 from glue_fixtures import STSB_HEAD, pretrained_dir, train_spm, write_glue
 
@@ -60,6 +61,16 @@ def assets(tmp_path_factory) -> Path:
     shard.write_bytes(shard.read_bytes()[:1000])
     (a / "tf_noindex" / "model.ckpt-best.index").unlink()
     (a / "tf_badindex" / "model.ckpt-best.index").write_bytes(b"\x00garbage" * 10)
+    # hostile index entries: a size of 2^62, a shape whose element count overflows int64, and both
+    # consistent (2^60 floats) against a small shard: refused before anything is allocated
+    emb = "bert/embeddings/word_embeddings"
+    for name, change in (
+        ("tf_size62", {"size": 2**62}),
+        ("tf_overflow", {"shape": tf_index.shape(2**40, 2**40)}),
+        ("tf_huge", {"shape": tf_index.shape(2**60), "size": 2**62}),
+    ):
+        shutil.copytree(TF / "classifier", a / name)
+        tf_index.replace_entry(a / name / "model.ckpt-best.index", emb, **change)
     shutil.copytree(TF / "classifier", a / "tf_classifier")
     (a / "hf_noconfig").mkdir()
     (a / "hf_noconfig" / "model.safetensors").write_bytes(b"")
@@ -300,6 +311,9 @@ BAD: list[tuple[str, list[str], str]] = [
     ("convert-albertctl-flipped", ["convert", "{A}/flipped", "--to", "hf", "--out", "out"], "{A}/flipped/model.safetensors: corrupt (sha256 differs from manifest.json)"),
     ("convert-albertctl-bad-profile", ["convert", "{A}/badprofile", "--to", "hf", "--out", "out"], "{A}/badprofile/profile.yaml: corrupt or truncated (13 bytes, manifest says {PROFILE_BYTES})"),
     ("convert-tf-truncated-shard", ["convert", "{A}/tf_truncated", "--from", "tf", "--out", "out"], "{A}/tf_truncated/model.ckpt-best.data-00000-of-00001: truncated (1000 bytes, bert/embeddings/word_embeddings needs bytes up to 3712)"),
+    ("tf-index-size-2^62", ["convert", "{A}/tf_size62", "--from", "tf", "--out", "out"], "{A}/tf_size62/model.ckpt-best.index: bert/embeddings/word_embeddings holds 4611686018427387904 bytes, torch.float32 shape [80, 8] needs 2560"),
+    ("tf-index-shape-overflow", ["convert", "{A}/tf_overflow", "--from", "tf", "--out", "out"], "bert/embeddings/word_embeddings: checkpoint shape [1099511627776, 1099511627776], config expects [80, 8] (vocab_size in the config is 80 but the checkpoint has 1099511627776)"),
+    ("tf-index-huge-entry", ["convert", "{A}/tf_huge", "--from", "tf", "--out", "out"], "bert/embeddings/word_embeddings: checkpoint shape [1152921504606846976], config expects [80, 8] (the config does not describe this checkpoint)"),
     ("convert-tf-no-index", ["convert", "{A}/tf_noindex", "--from", "tf", "--out", "out"], "{A}/tf_noindex: no TF checkpoint (*.index) in this directory"),
     ("convert-tf-garbage-index", ["convert", "{A}/tf_badindex", "--from", "tf", "--out", "out"], "{A}/tf_badindex/model.ckpt-best.index: corrupt TF checkpoint index (no table magic number at the end (truncated, or not a checkpoint index))"),
     ("convert-hf-no-config", ["convert", "{A}/hf_noconfig", "--from", "hf", "--out", "out"], "{A}/hf_noconfig/config.json: config file not found"),
