@@ -171,9 +171,11 @@ def test_pretrain_checkpoint_on_a_file_size_limit(assets, tmp_path):
     (cwd / "run" / "notes.txt").write_text("mine\n")
     r = _cli(["pretrain", *_profile(assets), *TRAIN, "--data", "data", "--out", "run"], cwd, fsize=20_000)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
-    # DeepSpeed may print that it built its CPU communication op before albertctl's one line
-    errors = [x for x in r.stderr.strip().splitlines() if not x.startswith("DeepSpeed ")]
+    # the run's own header (device, time estimate) comes first; the failure is one error line, last
+    lines = r.stderr.strip().splitlines()
+    errors = [x for x in lines if x.startswith("error:")]
     assert errors == ["error: could not save the checkpoint for step 1 under run/checkpoints: file too large"]
+    assert lines[-1] == errors[0] and not any(x.startswith("DeepSpeed ") for x in lines)
     assert (cwd / "run" / "notes.txt").read_text() == "mine\n"
     assert sorted(p.name for p in (cwd / "run" / "checkpoints").iterdir()) == []  # no .step-N.tmp
     assert not (cwd / "run" / outputs.RUN_LOCK).exists()
