@@ -47,6 +47,7 @@ from albertctl.data.pretraining import (
     num_to_mask,
     read_manifest,
 )
+from albertctl.data.pretraining import vocab_file as manifest_vocab
 from albertctl.data.tokenizer import Tokenizer, load_tokenizer
 
 CHUNK_DOCUMENTS = 256  # documents per chunk handed to a worker ...
@@ -208,7 +209,7 @@ def validate(path: Path) -> None:
         f = path / name
         if not f.is_file() or f.stat().st_size != meta["bytes"]:
             raise AlbertError(f"{f}: missing or not the size {MANIFEST} records")
-    Tokenizer(path / SPM, True)
+    load_tokenizer(manifest_vocab(path, manifest), True)  # spiece.model, or vocab.txt (WordPiece)
     for split in SPLITS:
         load_split(path, split)
 
