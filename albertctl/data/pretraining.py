@@ -640,6 +640,34 @@ def vocab_file(data_dir: Path, manifest: dict[str, Any]) -> Path:
     return Path(data_dir) / str(manifest.get("vocab", {}).get("file", SPM))
 
 
+def check_split(data_dir: Path, split: str) -> int:
+    """Read a split's shards back with pyarrow alone (no `datasets`: `prepare` stays light) and
+    check their row count against the manifest; returns it."""
+    import pyarrow as pa
+
+    data_dir = Path(data_dir)
+    splits = read_manifest(data_dir).get("splits", {})
+    if split not in splits:
+        raise AlbertError(f"{data_dir}: no split '{split}' (have: {', '.join(splits) or 'none'})")
+    rows = 0
+    for name in splits[split]["shards"]:
+        shard = data_dir / name
+        if not shard.is_file():
+            raise AlbertError(f"{shard}: listed in {MANIFEST} but missing")
+        try:
+            with pa.memory_map(str(shard)) as source:
+                rows += sum(batch.num_rows for batch in pa.ipc.open_stream(source))
+        except Exception as err:  # pyarrow raises several types for a damaged file
+            raise AlbertError(
+                f"{data_dir}: unreadable shard in split '{split}' ({str(err).splitlines()[0]})"
+            ) from None
+    if rows != splits[split]["instances"]:
+        raise AlbertError(
+            f"{data_dir}: split '{split}' has {rows} rows, {MANIFEST} says {splits[split]['instances']}"
+        )
+    return rows
+
+
 def load_split(data_dir: Path, split: str) -> datasets.Dataset:
     """One split ("train" or "eval") of a prepared data directory as a memory-mapped
     `datasets.Dataset` (columns in this module's docstring), rows in input order."""

@@ -42,8 +42,8 @@ from albertctl.data.pretraining import (
     InstanceBuilder,
     ShardWriter,
     build_chunk,
+    check_split,
     init_worker,
-    load_split,
     num_to_mask,
     read_manifest,
 )
@@ -211,7 +211,7 @@ def validate(path: Path) -> None:
             raise AlbertError(f"{f}: missing or not the size {MANIFEST} records")
     load_tokenizer(manifest_vocab(path, manifest), True)  # spiece.model, or vocab.txt (WordPiece)
     for split in SPLITS:
-        load_split(path, split)
+        check_split(path, split)
 
 
 def chunks(
