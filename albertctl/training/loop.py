@@ -174,11 +174,25 @@ def init_distributed() -> Distributed:
     import deepspeed
 
     if not deepspeed.comm.is_initialized():
+        _skip_cpu_inference_op()
         with _quiet_deepspeed():
             deepspeed.init_distributed(verbose=False)
     return Distributed(
         int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
     )
+
+
+def _skip_cpu_inference_op() -> None:
+    """On the CPU accelerator DeepSpeed JIT-compiles its shared-memory all-reduce op
+    (deepspeed_shm_comm) when communication starts, although only its inference all-reduce uses
+    it; training reduces through torch.distributed (gloo) either way. The build costs about a
+    minute on first use, and one killed half-way leaves torch's build lock behind, after which
+    every later start waits on it forever. Mark the op unavailable: DeepSpeed then skips it."""
+    from deepspeed import ops
+    from deepspeed.accelerator import get_accelerator
+
+    if get_accelerator().device_name() == "cpu":
+        ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 def _free_port() -> int:

@@ -377,3 +377,27 @@ def test_pruning_keeps_a_directory_albertctl_did_not_write(tmp_path):
     ckpt.prune(root, keep_last=0)
     assert sorted(p.name for p in root.iterdir()) == ["step-00000001"]
     assert (root / "step-00000001" / "thesis.tex").read_text() == "mine\n"
+
+
+def test_a_stale_op_build_lock_does_not_hang_pretrain(assets, tmp_path):
+    """A DeepSpeed op build killed half-way leaves torch's lock file behind, and every later build
+    of that op waits on it forever (this hung CI). Training needs no JIT-built op on the CPU, so a
+    stale lock is never waited on and nothing is built."""
+    cwd = tmp_path
+    extensions = tmp_path / "torch_extensions"
+    (extensions / "deepspeed_shm_comm").mkdir(parents=True)
+    (extensions / "deepspeed_shm_comm" / "lock").write_text("")
+    r = _cli(["prepare", str(assets / "small.txt"), "--vocab", str(assets / "spm" / "m.model"),
+              *_profile(assets), "-o", "data"], cwd)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run(
+        [sys.executable, "-m", "albertctl", "pretrain", *_profile(assets), *TRAIN, "--data", "data", "--out", "run"],
+        cwd=cwd,
+        env={**_env(cwd / ".cache-unused"), "TORCH_EXTENSIONS_DIR": str(extensions)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (cwd / "run" / "model" / "model.safetensors").is_file()
+    assert sorted(p.name for p in (extensions / "deepspeed_shm_comm").iterdir()) == ["lock"]  # nothing built
