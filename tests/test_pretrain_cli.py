@@ -292,8 +292,10 @@ def test_pretrain_writes_plain_progress_lines_when_not_on_a_terminal(run_cli, tm
     """Under nohup/SLURM/CI stderr is a file: each logged step becomes a plain line (no live bar)."""
     env = {"ALBERTCTL_CACHE": str(cache), "ALBERTCTL_NO_PROGRESS": "0", "ALBERTCTL_LOG_INTERVAL": "0"}
     result = run_cli(
-        ["pretrain", *QUICK, "--set", "train.train_steps=2", "--out", "run"], cwd=tmp_path, env=env
-    )
+        ["pretrain", *QUICK, "--set", "train.train_steps=2", "--set", "deepspeed.zero_stage=1", "--out", "run"],
+        cwd=tmp_path,
+        env=env,
+    )  # fmt: skip
     assert result.exit_code == 0, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("pretrain ")]
     assert [line.split(" | ")[0] for line in lines] == ["pretrain 1/2 (50.0%)", "pretrain 2/2 (100.0%)"]
@@ -306,7 +308,8 @@ def test_pretrain_writes_plain_progress_lines_when_not_on_a_terminal(run_cli, tm
     assert "warning: warm-up of 100 steps is not shorter than the run (2 steps)" in result.stderr
     # DeepSpeed's start-up chatter goes to the run's deepspeed.log, not to the user
     assert "DeepSpeed" not in result.stderr and "warning: preparing" not in result.stderr
-    assert "built successfully" in (tmp_path / "run" / "deepspeed.log").read_text()
+    # (ZeRO 1 with albertctl's own LAMB: DeepSpeed warns that the optimiser is untested)
+    assert "untested optimizer" in (tmp_path / "run" / "deepspeed.log").read_text()
     # the run header: device, world size and the time to expect
     assert re.search(r"^cpu: .+, world size 1: estimated .+ per step, .+ for 2 steps ", result.stderr, re.M)
 

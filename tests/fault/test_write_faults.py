@@ -390,8 +390,9 @@ def test_a_stale_op_build_lock_does_not_hang_pretrain(assets, tmp_path):
     r = _cli(["prepare", str(assets / "small.txt"), "--vocab", str(assets / "spm" / "m.model"),
               *_profile(assets), "-o", "data"], cwd)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
+    argv = ["pretrain", *_profile(assets), *TRAIN, "--data", "data", "--out", "run"]
     r = subprocess.run(
-        [sys.executable, "-m", "albertctl", "pretrain", *_profile(assets), *TRAIN, "--data", "data", "--out", "run"],
+        [sys.executable, "-m", "albertctl", *argv],
         cwd=cwd,
         env={**_env(cwd / ".cache-unused"), "TORCH_EXTENSIONS_DIR": str(extensions)},
         capture_output=True,
