@@ -20,6 +20,7 @@ from albertctl.core.config import Profile, load_profile, profile_from_dict
 from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import quote, read_json
 from albertctl.model.albert import AlbertForPreTraining
+from albertctl.model.head_kinds import reads_pooled
 from albertctl.model.heads import AlbertForTask
 
 
@@ -149,7 +150,7 @@ def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None
     detected, evidence = N.detect_tf_head(set(canon))
     kind = head_kind or detected
     num_labels = 2
-    if kind in ("classify", "regress", "choice"):
+    if reads_pooled(kind):
         if "output_weights" not in canon:
             raise AlbertError(
                 f"{bundle.index_path}: --head {kind} needs output_weights, which this checkpoint lacks"
@@ -239,7 +240,7 @@ def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None
             }
         )
     head: dict[str, Any] = {"kind": kind}
-    if kind in ("classify", "regress", "choice"):
+    if reads_pooled(kind):
         head["num_labels"] = num_labels
     if evidence:
         head["converted_from"] = evidence

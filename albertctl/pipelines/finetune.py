@@ -32,7 +32,7 @@ from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import MANIFEST, ModelDir, load_model_dir, save_model_dir
 from albertctl.data import tokenizer as tokenizers
 from albertctl.data.tokenizer import Tokenizer
-from albertctl.model.heads import AlbertForTask
+from albertctl.model.heads import AlbertForTask, output_arrays
 from albertctl.tasks.base import (
     Feature,
     Task,
@@ -44,7 +44,6 @@ from albertctl.tasks.base import (
     length_grouped_batches,
     load_task_config,
     lower_is_better,
-    output_arrays,
     read_split,
     sorted_batches,
     split_overrides,
@@ -199,7 +198,7 @@ def _finetune(
         best_metric=best_metric if dev else None,
         best_mode="min" if lower_is_better(best_metric) else "max",
         patience=config.early_stopping_patience,
-        show_metrics=("accuracy",) if task.head in ("classify", "choice") else (),
+        show_metrics=("accuracy",) if task.kind.argmax else (),
         resume=resume,
         resume_from=resume_from,
         report_to=report_to,
@@ -410,14 +409,14 @@ def task_loss(task: Task) -> loop.LossFn:
     def loss_fn(model: nn.Module, batch: loop.Batch) -> loop.LossOutput:
         labels = batch["labels"]
         inputs = (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-        if task.head == "squad2-beam":  # the end logits are conditioned on the gold start
+        if task.kind.gold_start:  # the end logits are conditioned on the gold start
             output = model(*inputs, start_positions=labels[:, 0])
         else:
             output = model(*inputs)
         loss = task.compute_loss(output, labels)
         n = labels.shape[0]
         metrics: dict[str, tuple[Any, Any]] = {}
-        if task.head in ("classify", "choice"):
+        if task.kind.argmax:
             metrics["accuracy"] = ((output.argmax(-1) == labels).sum(), n)
         return loop.LossOutput(loss, metrics)
 

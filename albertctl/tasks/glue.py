@@ -22,6 +22,7 @@ import numpy as np
 from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import quote
 from albertctl.data.tokenizer import Tokenizer
+from albertctl.model.head_kinds import KINDS, HeadKind
 from albertctl.tasks.base import Feature, Metrics, Task, TaskConfig, accuracy, dataset_split, register
 
 
@@ -111,7 +112,7 @@ SCORE_RANGE = (0.0, 5.0)  # STS-B similarity scores (the one regression task)
 
 def _parse_label(raw: str, task: Task, where: str) -> str | float:
     raw = raw.strip()
-    if task.head == "regress":
+    if task.kind.regression:
         try:
             score = float(raw[:100])
         except ValueError:
@@ -169,7 +170,7 @@ def read_datasets(spec: GlueSpec, task_name: str, dataset: Any, split: str) -> l
     examples = []
     for i, row in enumerate(part):
         raw = row["label"]
-        if task.head == "regress":
+        if task.kind.regression:
             label = (
                 None
                 if split.startswith("test") or raw is None or raw < 0
@@ -215,7 +216,7 @@ def pair_features(
     task = TASKS[task_name]
     if example.label is None:
         label = None
-    elif task.head == "regress":
+    elif task.kind.regression:
         label = float(example.label)
     else:
         label = task.label_id(str(example.label))
@@ -281,7 +282,7 @@ def write_submission(
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = ["index\tprediction"]
     for example, pred in zip(examples, preds, strict=True):
-        rows.append(f"{example.guid}\t{pred:.3f}" if task.head == "regress" else f"{example.guid}\t{pred}")
+        rows.append(f"{example.guid}\t{pred:.3f}" if task.kind.regression else f"{example.guid}\t{pred}")
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
     tmp.replace(path)
@@ -303,7 +304,7 @@ def _glue(
     labels: tuple[str, ...],
     metrics: Metrics,
     main_metric: str,
-    head: str = "classify",
+    head: HeadKind = "classify",
     hub_config: str | None = None,
     dev_splits: dict[str, str] | None = None,
     test_splits: tuple[str, ...] = ("test",),
@@ -315,8 +316,8 @@ def _glue(
     task = Task(
         name=name,
         display=display,
-        head=head,  # type: ignore[arg-type]
-        num_labels=len(labels) if head == "classify" else 1,
+        head=head,
+        num_labels=1 if KINDS[head].regression else len(labels),
         main_metric=main_metric,
         read_files=partial(read_files, spec, name),
         featurise=partial(pair_features, name),

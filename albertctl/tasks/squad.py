@@ -52,6 +52,7 @@ from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import read_json
 from albertctl.data.tokenizer import Encoding, Tokenizer
+from albertctl.model.head_kinds import unpack_beam
 from albertctl.tasks.base import Feature, Task, TaskConfig, dataset_split, register
 
 FILES = {
@@ -340,7 +341,7 @@ def decode(
     config: TaskConfig,
 ) -> list[SquadPrediction]:
     """One prediction per example from its windows' outputs: (2, T) start/end logits of the
-    simple head, or the beam head's packed top-k array (`beam_arrays`)."""
+    simple head, or the beam head's packed top-k vector (model/heads.py pack_beam)."""
     by_example: dict[int, list[int]] = collections.defaultdict(list)
     for i, f in enumerate(features):
         by_example[f.example_index].append(i)
@@ -400,17 +401,6 @@ def decode(
             text = ""
         preds.append(SquadPrediction(text, best_text, null_odds, config.null_threshold, nbest, config.metric))
     return preds
-
-
-def unpack_beam(array: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """The packed beam output (base.output_arrays) -> start_top_log_probs (k,), start_index
-    (k,), end_top_log_probs (k, k2), end_index (k, k2), cls logit."""
-    k, k2 = int(array[0]), int(array[1])
-    rest = array[2:]
-    start_top, start_index = rest[:k], rest[k : 2 * k].astype(int)
-    end_top = rest[2 * k : 2 * k + k * k2].reshape(k, k2)
-    end_index = rest[2 * k + k * k2 : 2 * k + 2 * k * k2].reshape(k, k2).astype(int)
-    return start_top, start_index, end_top, end_index, float(rest[-1])
 
 
 # ---------------------------------------------------------------------------------------------
