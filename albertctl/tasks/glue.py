@@ -11,7 +11,7 @@ follows the original `classifier_utils.py` (MNLI: contradiction, entailment, neu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -509,3 +509,41 @@ AX = _glue(  # the diagnostic set: test only, predicted with the MNLI model, MNL
     config_name="mnli",
     aliases=("diagnostic",),
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# the paper's table
+
+
+GLUE_COLUMNS = [  # (column, task, metric keys) in the ALBERT paper's order
+    ("MNLI-m/mm", "mnli", ("accuracy_m", "accuracy_mm")),
+    ("QNLI", "qnli", ("accuracy",)),
+    ("QQP", "qqp", ("f1", "accuracy")),
+    ("RTE", "rte", ("accuracy",)),
+    ("SST-2", "sst-2", ("accuracy",)),
+    ("MRPC", "mrpc", ("f1", "accuracy")),
+    ("CoLA", "cola", ("mcc",)),
+    ("STS-B", "sts-b", ("pearson", "spearman")),
+    ("WNLI", "wnli", ("accuracy",)),
+]
+
+
+def paper_table(by_task: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    """The paper's GLUE table from each task's dev metrics, one row per task in its column
+    order: scores x100, pairs as a/b, and the average (a pair counts as its mean, as the GLUE
+    leaderboard averages)."""
+    rows, scores = [], []
+    for column, name, keys in GLUE_COLUMNS:
+        if name not in by_task:
+            continue
+        values = [100 * by_task[name][k] for k in keys if k in by_task[name]]
+        rows.append(
+            {
+                "task": column,
+                "metrics": "/".join(k for k in keys if k in by_task[name]),
+                "dev": "/".join(f"{v:.1f}" for v in values) if values else "-",
+            }
+        )
+        if values:
+            scores.append(float(np.mean(values)))
+    return {"rows": rows, "average": round(float(np.mean(scores)), 1) if scores else None}
