@@ -4,21 +4,12 @@ losses, per-feature outputs) cover the same kinds and agree with what the module
 import numpy as np
 import pytest
 import torch
+from model_fixtures import small_config
 
-from albertctl.core.config import ModelConfig
 from albertctl.model.head_kinds import KINDS, reads_pooled, unpack_beam
 from albertctl.model.heads import HEADS, AlbertForTask, BeamSpanOutput, head_loss, output_arrays, pack_beam
 
-CONFIG = ModelConfig(
-    vocab_size=50,
-    embedding_size=8,
-    hidden_size=16,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=24,
-    max_position_embeddings=16,
-    classifier_dropout_prob=0.0,
-)
+CONFIG = small_config(num_hidden_layers=1, classifier_dropout_prob=0.0)
 LABELS = {  # labels as each kind's featuriser makes them, for a batch of 2 (choice: 2 x 3 options)
     "classify": torch.tensor([0, 2]),
     "regress": torch.tensor([0.5, 4.0]),

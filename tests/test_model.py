@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from model_fixtures import small_config
 
 from albertctl.core.config import ModelConfig, load_profile
 from albertctl.model.albert import (
@@ -139,20 +140,6 @@ def test_parity_with_transformers(shape):
     ref_mlm = torch.gather(ref.prediction_logits, 1, positions[..., None].expand(-1, -1, cfg.vocab_size))
     assert (out.mlm_logits - ref_mlm).abs().max() < 1e-5
     assert (out.sop_logits - ref.sop_logits).abs().max() < 1e-5
-
-
-def small_config(**overrides) -> ModelConfig:
-    """V=100, E=16, H=32, L=3, 4 heads, FFN 64, 32 positions, plus `overrides`."""
-    shape = dict(
-        vocab_size=100,
-        embedding_size=16,
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=32,
-    )
-    return ModelConfig(**{**shape, **overrides})
 
 
 def test_partial_sharing_runs_and_differs_per_layer():
