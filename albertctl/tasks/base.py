@@ -25,7 +25,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -47,6 +47,14 @@ if TYPE_CHECKING:  # torch loads only where batches and losses are made (scoring
 
 
 Label = int | float | tuple[int, int] | None
+ExampleT = TypeVar("ExampleT")
+
+
+@dataclass
+class ReadReport(Generic[ExampleT]):
+    """What reading a task's files found: the examples; each reader adds what it skipped."""
+
+    examples: list[ExampleT]
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import read_json
 from albertctl.data.tokenizer import Encoding, Tokenizer
 from albertctl.model.head_kinds import unpack_beam
-from albertctl.tasks.base import Feature, Task, TaskConfig, dataset_split, register
+from albertctl.tasks.base import Feature, ReadReport, Task, TaskConfig, dataset_split, register
 
 FILES = {
     1: {"train": "train-v1.1.json", "dev": "dev-v1.1.json"},
@@ -84,10 +84,9 @@ class SquadPrediction:
 
 
 @dataclass
-class ReadReport:
+class SquadReadReport(ReadReport[SquadExample]):
     """What one file held: examples, and answers / questions / paragraphs skipped."""
 
-    examples: list[SquadExample]
     bad_answers: int = 0
     skipped_questions: int = 0
     skipped_paragraphs: int = 0
@@ -129,9 +128,9 @@ def _check_version(obj: dict, source: str, version: int) -> None:
         )
 
 
-def parse_squad(obj: Any, source: str, version: int, quiet: bool = False) -> ReadReport:
+def parse_squad(obj: Any, source: str, version: int, quiet: bool = False) -> SquadReadReport:
     """Examples of an official SQuAD JSON object; `source` names it in messages."""
-    report = ReadReport(examples=[])
+    report = SquadReadReport(examples=[])
     articles = _require(obj, "data", list, source)
     _check_version(obj, source, version)
     for a, article in enumerate(articles):
@@ -188,7 +187,7 @@ def parse_squad(obj: Any, source: str, version: int, quiet: bool = False) -> Rea
     return report
 
 
-def read_file(path: Path, version: int, quiet: bool = False) -> ReadReport:
+def read_file(path: Path, version: int, quiet: bool = False) -> SquadReadReport:
     obj = read_json(path, "not JSON")
     return parse_squad(obj, str(path), version, quiet)
 
