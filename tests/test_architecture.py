@@ -32,28 +32,27 @@ MODEL_FORBIDDEN = {
 }
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names = set()
-    for node in ast.walk(tree):
+def _import_nodes(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) of every absolute import in the file, function bodies included:
+    `import a.b` -> ("a.b", []), `from a import b, c` -> ("a", ["b", "c"])."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
+            out += [(a.name, []) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+            out.append((node.module, [a.name for a in node.names]))
+    return out
+
+
+def _imports(path: Path) -> set[str]:
+    return {module for module, _ in _import_nodes(path)}
 
 
 def _imported_names(path: Path) -> set[str]:
-    """Every dotted name imported anywhere in the file, function bodies included:
-    `from albertctl.pipelines import vocab` gives `albertctl.pipelines.vocab`."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.update(f"{node.module}.{a.name}" for a in node.names)
-    return names
+    """`from albertctl.pipelines import vocab` gives `albertctl.pipelines.vocab`."""
+    return {
+        f"{module}.{n}" if names else module for module, names in _import_nodes(path) for n in names or [""]
+    }
 
 
 # pipeline -> pipeline imports that remain, each a piece still to move down a layer; the

@@ -104,12 +104,10 @@ def _copy_from_hf(hf_model, ours):
 )
 def test_parity_with_transformers(shape):
     torch.manual_seed(0)
-    cfg = ModelConfig(
+    cfg = small_config(
         vocab_size=300,
-        embedding_size=16,
         hidden_size=64,
         num_hidden_layers=4,
-        num_attention_heads=4,
         intermediate_size=128,
         max_position_embeddings=64,
         **shape,
@@ -223,16 +221,7 @@ def test_pretraining_loss_counts_only_real_positions():
 @pytest.mark.parametrize("head", ["classify", "regress", "span", "choice"])
 def test_task_heads_shapes_and_hf_parity(head):
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        vocab_size=200,
-        embedding_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=32,
-        classifier_dropout_prob=0.0,
-    )
+    cfg = small_config(vocab_size=200, num_hidden_layers=2, classifier_dropout_prob=0.0)
     hf_cls = {
         "classify": transformers.AlbertForSequenceClassification,
         "regress": transformers.AlbertForSequenceClassification,
