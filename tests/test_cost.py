@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+from model_fixtures import small_config
 
 from albertctl.core.config import ModelConfig, builtin_profiles, load_profile
 from albertctl.model.albert import AlbertForPreTraining, AlbertModel, count_parameters
@@ -17,18 +18,11 @@ def _meta_counts(config: ModelConfig) -> tuple[int, int]:
         return count_parameters(AlbertModel(config)), count_parameters(AlbertForPreTraining(config))
 
 
-SMALL = ModelConfig(
-    vocab_size=97,
-    embedding_size=8,
-    hidden_size=16,
-    num_hidden_layers=6,
-    num_attention_heads=2,
-    intermediate_size=24,
-    max_position_embeddings=40,
-    type_vocab_size=3,
-)
+# an odd vocabulary, 3 token types and 6 layers (so some group counts divide L and some do not)
+SMALL = small_config(vocab_size=97, num_hidden_layers=6, type_vocab_size=3)
+E_IS_H = SMALL.hidden_size
 ODD = {
-    "E=H": dataclasses.replace(SMALL, embedding_size=16),
+    "E=H": dataclasses.replace(SMALL, embedding_size=E_IS_H),
     "unshared layers": dataclasses.replace(SMALL, sharing="none", num_hidden_groups=6),
     "3 groups": dataclasses.replace(SMALL, num_hidden_groups=3),
     "4 uneven groups": dataclasses.replace(SMALL, num_hidden_groups=4),
@@ -36,7 +30,7 @@ ODD = {
     "shared attention, groups": dataclasses.replace(SMALL, sharing="attention", num_hidden_groups=2),
     "shared ffn, inner groups": dataclasses.replace(SMALL, sharing="ffn", inner_group_num=2),
     "shared attention, E=H, inner": dataclasses.replace(
-        SMALL, sharing="attention", embedding_size=16, num_hidden_groups=3, inner_group_num=2
+        SMALL, sharing="attention", embedding_size=E_IS_H, num_hidden_groups=3, inner_group_num=2
     ),
 }
 

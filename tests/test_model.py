@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from model_fixtures import small_config
 
 from albertctl.core.config import ModelConfig, load_profile
 from albertctl.model.albert import (
@@ -103,12 +104,10 @@ def _copy_from_hf(hf_model, ours):
 )
 def test_parity_with_transformers(shape):
     torch.manual_seed(0)
-    cfg = ModelConfig(
+    cfg = small_config(
         vocab_size=300,
-        embedding_size=16,
         hidden_size=64,
         num_hidden_layers=4,
-        num_attention_heads=4,
         intermediate_size=128,
         max_position_embeddings=64,
         **shape,
@@ -139,20 +138,6 @@ def test_parity_with_transformers(shape):
     ref_mlm = torch.gather(ref.prediction_logits, 1, positions[..., None].expand(-1, -1, cfg.vocab_size))
     assert (out.mlm_logits - ref_mlm).abs().max() < 1e-5
     assert (out.sop_logits - ref.sop_logits).abs().max() < 1e-5
-
-
-def small_config(**overrides) -> ModelConfig:
-    """V=100, E=16, H=32, L=3, 4 heads, FFN 64, 32 positions, plus `overrides`."""
-    shape = dict(
-        vocab_size=100,
-        embedding_size=16,
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=32,
-    )
-    return ModelConfig(**{**shape, **overrides})
 
 
 def test_partial_sharing_runs_and_differs_per_layer():
@@ -236,16 +221,7 @@ def test_pretraining_loss_counts_only_real_positions():
 @pytest.mark.parametrize("head", ["classify", "regress", "span", "choice"])
 def test_task_heads_shapes_and_hf_parity(head):
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        vocab_size=200,
-        embedding_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=32,
-        classifier_dropout_prob=0.0,
-    )
+    cfg = small_config(vocab_size=200, num_hidden_layers=2, classifier_dropout_prob=0.0)
     hf_cls = {
         "classify": transformers.AlbertForSequenceClassification,
         "regress": transformers.AlbertForSequenceClassification,

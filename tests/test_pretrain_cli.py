@@ -316,7 +316,8 @@ def test_pretrain_writes_plain_progress_lines_when_not_on_a_terminal(run_cli, tm
 
 def test_eval_without_data_uses_the_recorded_data_while_it_is_there(tmp_path):
     from albertctl.core.errors import AlbertError
-    from albertctl.pipelines.evaluate import NO_DATA, pretraining_data_record, recorded_data
+    from albertctl.data.pretraining import pretraining_data_record
+    from albertctl.pipelines.evaluate import NO_DATA, recorded_data
 
     data = fake_data(tmp_path / "data", 4000)
     manifest = json.loads((data / "manifest.json").read_text())

@@ -16,10 +16,10 @@ from albertctl.convert import names as N
 from albertctl.core.config import load_profile
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir
-from albertctl.model.heads import AlbertForTask, BeamSpanOutput
+from albertctl.model.heads import AlbertForTask, BeamSpanOutput, head_loss
 from albertctl.pipelines import convert, finetune, score
 from albertctl.tasks import squad
-from albertctl.tasks.base import Feature, TaskConfig, get_task, head_loss, load_task_config
+from albertctl.tasks.base import Feature, TaskConfig, get_task, load_task_config
 
 TF_FIXTURES = Path(__file__).parent / "fixtures" / "tf"
 MARKER = "cast"  # synthetic task: the answer is the word after the marker

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from albertctl.core.errors import AlbertError
+from albertctl.model import heads
 from albertctl.tasks import base
 from albertctl.tasks.base import Feature, Task, TaskConfig
 
@@ -107,13 +108,13 @@ def test_length_grouped_batches_cover_everything_once():
 def test_head_losses_and_default_postprocess():
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]])
     labels = torch.tensor([0, 1])
-    assert base.head_loss("classify")(logits, labels).item() == pytest.approx(
+    assert heads.head_loss("classify")(logits, labels).item() == pytest.approx(
         np.log(1 + np.exp(-2)), rel=1e-5
     )
-    assert base.head_loss("regress")(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0])).item() == 2.0
+    assert heads.head_loss("regress")(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0])).item() == 2.0
     task = _toy_task()
     feats = [Feature([2], [0], example_index=0), Feature([2], [0], example_index=1)]
-    outs = base.output_arrays("classify", logits, torch.ones(2, 1))
+    outs = heads.output_arrays("classify", logits, torch.ones(2, 1))
     assert task.predict([None, None], feats, outs, TaskConfig(train_steps=1)) == ["no", "yes"]
     assert base.accuracy(["a", "b"], ["a", "a"]) == 0.5
 

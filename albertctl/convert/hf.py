@@ -38,6 +38,7 @@ from albertctl.core.outputs import (
 )
 from albertctl.core.safeload import quote, shorten
 from albertctl.data.wordpiece import WordPieceTokenizer
+from albertctl.model.head_kinds import KINDS
 
 SPM = "spiece.model"
 VOCAB = "vocab.txt"  # a WordPiece vocabulary, read by transformers' BertTokenizer
@@ -67,9 +68,10 @@ def hf_config(profile: Profile, head: dict[str, Any]) -> dict[str, Any]:
         "bos_token_id": 2,
         "eos_token_id": 3,
     }
-    if kind in ("classify", "regress"):
-        config["num_labels"] = int(head.get("num_labels", 1 if kind == "regress" else 2))
-        if kind == "regress":
+    if N.HF_ARCHITECTURES[kind] == "AlbertForSequenceClassification":  # classify, regress
+        regression = KINDS[kind].regression
+        config["num_labels"] = int(head.get("num_labels", 1 if regression else 2))
+        if regression:
             config["problem_type"] = "regression"
         labels = head.get("labels") or []
         if len(labels) == config["num_labels"]:  # a head fine-tuned by albertctl names its labels

@@ -16,10 +16,11 @@ import torch
 
 from albertctl.convert import names as N
 from albertctl.convert.tf_bundle import TensorBundle
-from albertctl.core.config import Profile, load_profile, profile_from_dict
+from albertctl.core.config import ModelConfig, Profile, load_profile, profile_from_dict
 from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import quote, read_json
 from albertctl.model.albert import AlbertForPreTraining
+from albertctl.model.head_kinds import reads_pooled
 from albertctl.model.heads import AlbertForTask
 
 
@@ -146,10 +147,28 @@ def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None
     config = profile.model
     N.check_variable_names(bundle.names, str(bundle.index_path))
     canon = N.strip_hub_prefix(bundle.names, str(bundle.index_path))
+    kind, num_labels, evidence = _head_of(bundle, canon, head_kind)
+    N.check_grouping(list(canon), config)
+    wanted = N.tf_names(config, kind)
+    state, rows, used = _read_mapped(bundle, canon, wanted, config, num_labels)
+    rows += _fill_unmapped(state, wanted, profile, kind, num_labels)
+    rows += _skipped_rows(bundle, used, config)
+    head: dict[str, Any] = {"kind": kind}
+    if reads_pooled(kind):
+        head["num_labels"] = num_labels
+    if evidence:
+        head["converted_from"] = evidence
+    return Converted(state, head, rows)
+
+
+def _head_of(
+    bundle: TensorBundle, canon: dict[str, str], head_kind: str | None
+) -> tuple[str, int, str | None]:
+    """(kind, num_labels, evidence): `--head` checked against the checkpoint, or detected."""
     detected, evidence = N.detect_tf_head(set(canon))
     kind = head_kind or detected
     num_labels = 2
-    if kind in ("classify", "regress", "choice"):
+    if reads_pooled(kind):
         if "output_weights" not in canon:
             raise AlbertError(
                 f"{bundle.index_path}: --head {kind} needs output_weights, which this checkpoint lacks"
@@ -161,10 +180,14 @@ def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None
         raise AlbertError(
             f"{bundle.index_path}: --head {head_kind} does not match the checkpoint's head ({detected})"
         )
-    N.check_grouping(list(canon), config)
+    return kind, num_labels, evidence
 
+
+def _read_mapped(
+    bundle: TensorBundle, canon: dict[str, str], wanted: list[N.TFName], config: ModelConfig, num_labels: int
+) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]], set[str]]:
+    """The tensors the name map finds, shape-checked: (state, report rows, TF names used)."""
     rows: list[dict[str, Any]] = []
-    wanted = N.tf_names(config, kind)
     state: dict[str, torch.Tensor] = {}
     missing_encoder = []
     used = set()
@@ -187,7 +210,16 @@ def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None
             f"{bundle.index_path}: {len(missing_encoder)} encoder variables missing (first: {missing_encoder[0]}); "
             "is it an ALBERT checkpoint for this config?"
         )
+    return state, rows, used
 
+
+def _fill_unmapped(
+    state: dict[str, torch.Tensor], wanted: list[N.TFName], profile: Profile, kind: str, num_labels: int
+) -> list[dict[str, Any]]:
+    """Fresh (seed 0) tensors, added to `state`, for what the checkpoint lacks: a new head, and
+    groups no layer runs; the report rows saying so."""
+    config = profile.model
+    rows: list[dict[str, Any]] = []
     fresh = fresh_state(profile, kind, num_labels, meta=True)
     if any(name.key not in state for name in wanted):
         fresh = fresh_state(profile, kind, num_labels)
@@ -220,7 +252,12 @@ def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None
     extra = sorted(set(fresh) - set(state))
     if extra:  # our model has a tensor no TF name maps to: a bug in names.py, not a user error
         raise RuntimeError(f"names.py maps no TF variable to {extra}")
+    return rows
 
+
+def _skipped_rows(bundle: TensorBundle, used: set[str], config: ModelConfig) -> list[dict[str, Any]]:
+    """A report row for every checkpoint variable the model does not use, with the reason."""
+    rows = []
     for stored in bundle.names:
         if stored in used:
             continue
@@ -238,9 +275,4 @@ def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None
                 "note": reason,
             }
         )
-    head: dict[str, Any] = {"kind": kind}
-    if kind in ("classify", "regress", "choice"):
-        head["num_labels"] = num_labels
-    if evidence:
-        head["converted_from"] = evidence
-    return Converted(state, head, rows)
+    return rows

@@ -342,27 +342,18 @@ def atomic_directory(
     `target` is as it was."""
     target = Path(target)
     inputs = list(inputs)
-    check_output(target, owned, what, inputs=inputs, flag=flag, read_dirs=read_dirs)
+
+    def check() -> None:
+        check_output(target, owned, what, inputs=inputs, flag=flag, read_dirs=read_dirs)
+
+    check()
     real = target.resolve()
     made = make_dirs(real.parent, target.parent)
-    try:
-        with lock(real.parent / f".{real.name}.lock", target, flag), sigterm_interrupts():
-            check_output(target, owned, what, inputs=inputs, flag=flag, read_dirs=read_dirs)
-            remove_stale(real.parent, real.name)
-            tmp = _mkdtemp(real, target)
-            try:
-                yield tmp
-                _finish(tmp, target, validate)
-                check_output(target, owned, what, inputs=inputs, flag=flag, read_dirs=read_dirs)
-                _swap(tmp, real, target)
-            except BaseException as err:
-                shutil.rmtree(tmp, ignore_errors=True)
-                if _is_write_fault(err):
-                    raise write_error(target, err) from None
-                raise
-    except BaseException:
-        remove_empty(made)
-        raise
+    with _staging(real.parent, real.name, target, flag, made, before=check) as tmp:
+        yield tmp
+        _finish(tmp, target, validate)
+        check()
+        _swap(tmp, real, target)
 
 
 @contextlib.contextmanager
@@ -386,31 +377,44 @@ def atomic_files(
     if directory.exists() and not directory.is_dir():
         raise AlbertError(f"{directory} is a file; {flag} must name a directory")
     made = make_dirs(directory)
+    real = directory.resolve()
+    with _staging(real, stem, directory / stem, flag, made) as tmp:
+        yield tmp
+        _finish(tmp, directory / stem, validate, directory)
+        names = sorted(p.name for p in tmp.iterdir() if p.is_file())
+        for name in names:
+            check_output(
+                directory / name, owned, what, inputs=inputs, flag=flag, directory=False, read_dirs=read_dirs
+            )
+        for name in names:
+            os.replace(tmp / name, real / name)
+        fsync_dir(real)
+
+
+@contextlib.contextmanager
+def _staging(
+    real_dir: Path,
+    stem: str,
+    shown: Path,
+    flag: str,
+    made: list[Path],
+    before: Callable[[], None] | None = None,
+) -> Iterator[Path]:
+    """What both atomic writers share: under `.STEM.lock` in `real_dir`, with SIGTERM
+    interrupting, `before()` runs, stale temporaries go, and a fresh temporary is yielded for
+    the block to fill and publish. Whatever the block leaves of it is removed; a write fault
+    becomes one line naming `shown`; on failure the directories made for it are removed."""
     try:
-        real = directory.resolve()
-        with lock(real / f".{stem}.lock", directory / stem, flag), sigterm_interrupts():
-            remove_stale(real, stem)
-            tmp = _mkdtemp(real / stem, directory / stem)
+        with lock(real_dir / f".{stem}.lock", shown, flag), sigterm_interrupts():
+            if before is not None:
+                before()
+            remove_stale(real_dir, stem)
+            tmp = _mkdtemp(real_dir / stem, shown)
             try:
                 yield tmp
-                _finish(tmp, directory / stem, validate, directory)
-                names = sorted(p.name for p in tmp.iterdir() if p.is_file())
-                for name in names:
-                    check_output(
-                        directory / name,
-                        owned,
-                        what,
-                        inputs=inputs,
-                        flag=flag,
-                        directory=False,
-                        read_dirs=read_dirs,
-                    )
-                for name in names:
-                    os.replace(tmp / name, real / name)
-                fsync_dir(real)
             except BaseException as err:
                 if _is_write_fault(err):
-                    raise write_error(directory / stem, err) from None
+                    raise write_error(shown, err) from None
                 raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import glob
-import hashlib
 import inspect
 import os
 import re
@@ -342,11 +341,3 @@ def _prose_sentences(text: str) -> list[str]:
             if len(sentence.split()) >= 3 and any(c.isalpha() for c in sentence):
                 out.append(sentence)
     return out
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()

@@ -640,6 +640,33 @@ def vocab_file(data_dir: Path, manifest: dict[str, Any]) -> Path:
     return Path(data_dir) / str(manifest.get("vocab", {}).get("file", SPM))
 
 
+def check_data_matches(data_dir: Path, vocab_size: int, max_positions: int, what: str) -> dict[str, Any]:
+    """The prepared data must use the model's vocabulary size and fit its positions."""
+    manifest = read_manifest(data_dir)
+    have = int(manifest.get("vocab", {}).get("vocab_size", -1))
+    if have != vocab_size:
+        raise AlbertError(
+            f"{data_dir}: vocabulary has {have} tokens but {what} has model.vocab_size={vocab_size} "
+            f"(prepare the data with a matching vocabulary, or --set model.vocab_size={have})"
+        )
+    length = int(manifest.get("data", {}).get("max_seq_length", 0))
+    if length > max_positions:
+        raise AlbertError(
+            f"{data_dir}: sequences of up to {length} tokens, but {what} has "
+            f"model.max_position_embeddings={max_positions}"
+        )
+    return manifest
+
+
+def pretraining_data_record(data_dir: Path, manifest: dict[str, Any], builtin: bool) -> dict[str, Any]:
+    """What `pretrain` writes into its model dirs' head, so that `eval --model M` finds the data."""
+    return {
+        "path": str(Path(data_dir).resolve()),
+        "builtin": builtin,
+        "vocab_sha256": manifest.get("vocab", {}).get("sha256"),
+    }
+
+
 def check_split(data_dir: Path, split: str) -> int:
     """Read a split's shards back with pyarrow alone (no `datasets`: `prepare` stays light) and
     check their row count against the manifest; returns it."""

@@ -11,7 +11,6 @@ positions per sequence, V vocabulary.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -368,11 +367,3 @@ def init_weights(module: nn.Module, config: ModelConfig) -> None:
 def count_parameters(module: nn.Module) -> int:
     """Unique parameters (shared ones counted once)."""
     return sum(p.numel() for p in module.parameters())
-
-
-def expected_init_std(config: ModelConfig) -> float:
-    """The standard deviation of a truncated normal at ±2 std: what init_weights produces."""
-    a = 2.0
-    phi = math.exp(-a * a / 2) / math.sqrt(2 * math.pi)
-    z = math.erf(a / math.sqrt(2))
-    return config.initializer_range * math.sqrt(1 - 2 * a * phi / z)

@@ -8,7 +8,9 @@ meta device for every built-in profile and for odd shapes (E = H, partial sharin
 
 from __future__ import annotations
 
-from albertctl.core.config import ModelConfig
+from typing import Any
+
+from albertctl.core.config import ModelConfig, Profile
 
 
 def _linear(n_in: int, n_out: int) -> int:
@@ -111,3 +113,36 @@ def memory_estimate(
         activations = applied * per_layer
     activations += b * t * config.embedding_size * act_bytes * 4
     return {"model_states": states, "activations": activations, "total": states + activations}
+
+
+def profile_summary(profile: Profile, world_size: int) -> dict[str, Any]:
+    """Parameter count, training FLOPs per token, and memory per GPU for ZeRO stages 0-3."""
+    m, d, t = profile.model, profile.data, profile.train
+    params = encoder_parameter_count(m)
+    with_heads = pretraining_parameter_count(m)
+    masked_fraction = (
+        min(d.max_predictions_per_seq, round(d.max_seq_length * d.masked_lm_prob)) / d.max_seq_length
+    )
+    flops = training_flops_per_token(m, d.max_seq_length, masked_fraction)
+    memory = {
+        f"zero{stage}": memory_estimate(
+            m,
+            with_heads,
+            t.micro_batch_size,
+            d.max_seq_length,
+            world_size,
+            t.precision,
+            stage,
+            t.activation_checkpointing,
+        )
+        for stage in range(4)
+    }
+    return {
+        "profile": profile.to_dict(),
+        "parameters": params,
+        "parameters_with_pretraining_heads": with_heads,
+        "training_flops_per_token": flops,
+        "tokens_per_step": t.global_batch_size * d.max_seq_length,
+        "world_size": world_size,
+        "memory_per_gpu_bytes": memory,
+    }

@@ -1,30 +1,45 @@
 """Fine-tuning heads on top of AlbertModel: classify, regress, span, squad2-beam, choice.
 
 Each head kind is a small module over the encoder's outputs; `AlbertForTask` pairs one with the
-encoder. Module names (`classifier`, `qa_outputs`; `start_logits`, `end_logits`,
+encoder. `HEADS` is the one table of head kinds: module, loss, per-feature outputs and default
+decoding; tasks, fine-tuning and the converters look a kind up there instead of testing its name. Module names (`classifier`, `qa_outputs`; `start_logits`, `end_logits`,
 `answer_class` of the original v2 head) match the reference port and the original TF scopes,
 so converted fine-tuned checkpoints load by name (albertctl/convert/names.py).
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from albertctl.core.config import ModelConfig
 from albertctl.model.albert import AlbertModel, init_weights
+from albertctl.model.head_kinds import KINDS, HeadKind
 
-HeadKind = Literal["classify", "regress", "span", "squad2-beam", "choice"]
 START_N_TOP = 5  # the original run_squad_v2 beam: 5 starts x 5 ends per window
 END_N_TOP = 5
 NEG_INF = -1e30  # the original masks impossible positions with -1e30 before log_softmax
 
 
+class Encoded(NamedTuple):
+    """What a head reads: the encoder's outputs and the batch's masks. Every head module's
+    `read(encoded)` returns its kind's output."""
+
+    sequence: torch.Tensor  # (B, T, H)
+    pooled: torch.Tensor  # (B, H)
+    token_type_ids: torch.Tensor | None
+    attention_mask: torch.Tensor | None
+    start_positions: torch.Tensor | None  # squad2-beam training: the gold starts (B,)
+
+
 class ClassifierHead(nn.Module):
-    """Dropout + dense on the pooled output: `num_labels` logits (1 for regression or a choice)."""
+    """Dropout + dense on the pooled output: `num_labels` logits (B, num_labels)."""
 
     def __init__(self, config: ModelConfig, num_labels: int) -> None:
         super().__init__()
@@ -33,6 +48,20 @@ class ClassifierHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(pooled))
+
+    def read(self, encoded: Encoded) -> torch.Tensor:
+        return self(encoded.pooled)
+
+
+class ScoreHead(ClassifierHead):
+    """One score per sequence (B,): regression, and each option of a multiple-choice question.
+    The same `classifier` weights as ClassifierHead with one output (TF: output_weights [1, H])."""
+
+    def __init__(self, config: ModelConfig, num_labels: int = 1) -> None:
+        super().__init__(config, 1)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return super().forward(pooled).squeeze(-1)
 
 
 class SpanHead(nn.Module):
@@ -44,6 +73,14 @@ class SpanHead(nn.Module):
 
     def forward(self, sequence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         start, end = self.qa_outputs(sequence).unbind(-1)  # (B, T) each
+        return start, end
+
+    def read(self, encoded: Encoded) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padding positions at -1e4, so they never win an argmax or a softmax."""
+        start, end = self(encoded.sequence)
+        if encoded.attention_mask is not None:
+            pad = encoded.attention_mask == 0
+            start, end = start.masked_fill(pad, -1e4), end.masked_fill(pad, -1e4)
         return start, end
 
 
@@ -140,6 +177,15 @@ class BeamSpanHead(nn.Module):
         end_top, end_index = F.log_softmax(end_logits, -1).topk(min(END_N_TOP, t), -1)  # (B, k, k)
         return BeamSpanOutput(start_top, end_top, cls_logits, start_index, end_index)
 
+    def read(self, encoded: Encoded) -> BeamSpanOutput:
+        b, t = encoded.sequence.shape[:2]
+        types, mask = encoded.token_type_ids, encoded.attention_mask
+        if types is None:
+            types = torch.zeros(b, t, dtype=torch.long, device=encoded.sequence.device)
+        if mask is None:
+            mask = torch.ones(b, t, dtype=torch.long, device=encoded.sequence.device)
+        return self(encoded.sequence, answerable_positions(types, mask), encoded.start_positions)
+
 
 def answerable_positions(token_type_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """(B, T) bool: [CLS] and the second segment's tokens except its closing [SEP]; the
@@ -152,8 +198,97 @@ def answerable_positions(token_type_ids: torch.Tensor, attention_mask: torch.Ten
     return ok
 
 
+# ---------------------------------------------------------------------------------------------
+# losses and per-feature outputs of each head kind
+
+
+Loss = Callable[[Any, torch.Tensor], torch.Tensor]  # (model output, labels) -> scalar
+Arrays = Callable[[Any, torch.Tensor], list[np.ndarray]]  # (batch output, attention_mask) -> per feature
+
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), labels)
+
+
+def _mse(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(scores.float(), labels.float())
+
+
+def _span_loss(output: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    start, end = output
+    return (F.cross_entropy(start.float(), labels[:, 0]) + F.cross_entropy(end.float(), labels[:, 1])) / 2
+
+
+def _beam_loss(output: BeamSpanOutput, labels: torch.Tensor) -> torch.Tensor:
+    # the original v2 loss: mean of start and end NLL, plus half the answerability BCE
+    start = -output.start_log_probs.gather(1, labels[:, :1]).mean()
+    end = -output.end_log_probs.gather(1, labels[:, 1:2]).mean()
+    bce = F.binary_cross_entropy_with_logits(output.cls_logits.float(), labels[:, 2].float())
+    return (start + end) / 2 + 0.5 * bce
+
+
+def _rows(output: torch.Tensor, attention_mask: torch.Tensor) -> list[np.ndarray]:
+    """(num_labels,) logits, a () score, or (C,) option scores per feature."""
+    return list(output.detach().float().cpu().numpy())
+
+
+def _span_arrays(output: tuple[torch.Tensor, torch.Tensor], attention_mask: torch.Tensor) -> list[np.ndarray]:
+    """(2, T_i) start/end logits per feature, trimmed to its real length."""
+    start, end = output
+    lengths = attention_mask.sum(-1).tolist()
+    both = torch.stack([start, end], 1).float().cpu().numpy()  # (B, 2, T)
+    return [both[i, :, :n] for i, n in enumerate(lengths)]
+
+
+def pack_beam(output: BeamSpanOutput, attention_mask: torch.Tensor) -> list[np.ndarray]:
+    """One float64 vector per feature: k, k2, the top-k start log-probs, their indices, the
+    (k, k2) end log-probs, their indices, the answerability logit (head_kinds.unpack_beam reads it)."""
+    b, k = output.start_log_probs.shape
+    k2 = output.end_log_probs.shape[-1]
+    parts = [
+        torch.tensor([[k, k2]], dtype=torch.float64).expand(b, 2),
+        output.start_log_probs.double().cpu(),
+        output.start_top_index.double().cpu(),  # type: ignore[union-attr]
+        output.end_log_probs.reshape(b, -1).double().cpu(),
+        output.end_top_index.reshape(b, -1).double().cpu(),  # type: ignore[union-attr]
+        output.cls_logits.detach().double().cpu()[:, None],
+    ]
+    return list(torch.cat(parts, 1).numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# the table of head kinds
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The torch half of a head kind (its facts without torch: head_kinds.KINDS)."""
+
+    module: Callable[[ModelConfig, int], nn.Module]  # (config, num_labels) -> the head module
+    loss: Loss  # the kind's usual loss (a Task may bring its own)
+    arrays: Arrays  # a batch's output -> one numpy array per feature, for decoding
+
+
+HEADS: dict[str, HeadSpec] = {
+    "classify": HeadSpec(ClassifierHead, _cross_entropy, _rows),
+    "regress": HeadSpec(ScoreHead, _mse, _rows),
+    "choice": HeadSpec(ScoreHead, _cross_entropy, _rows),
+    "span": HeadSpec(lambda config, _: SpanHead(config), _span_loss, _span_arrays),
+    "squad2-beam": HeadSpec(lambda config, _: BeamSpanHead(config), _beam_loss, pack_beam),
+}
+
+
+def head_loss(kind: HeadKind) -> Loss:
+    return HEADS[kind].loss
+
+
+def output_arrays(kind: HeadKind, output: Any, attention_mask: torch.Tensor) -> list[np.ndarray]:
+    """A batch's model output -> one array per feature (see each kind's `arrays`)."""
+    return HEADS[kind].arrays(output, attention_mask)
+
+
 class AlbertForTask(nn.Module):
-    """The encoder plus one head kind.
+    """The encoder plus one head kind (its module from HEADS).
 
     classify: (B, num_labels) logits; regress: (B,) scores; choice: inputs (B, C, T) -> (B, C)
     scores; span: (start, end) logits of shape (B, T), padding positions at -inf-like values;
@@ -164,13 +299,9 @@ class AlbertForTask(nn.Module):
         super().__init__()
         self.config = config
         self.head_kind = head
+        self.kind = KINDS[head]
         self.albert = AlbertModel(config)
-        if head == "span":
-            self.head = SpanHead(config)
-        elif head == "squad2-beam":
-            self.head = BeamSpanHead(config)
-        else:
-            self.head = ClassifierHead(config, 1 if head in ("regress", "choice") else num_labels)
+        self.head = HEADS[head].module(config, num_labels)
         init_weights(self, config)
 
     def forward(
@@ -180,23 +311,13 @@ class AlbertForTask(nn.Module):
         attention_mask: torch.Tensor | None = None,
         start_positions: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | BeamSpanOutput:
-        if self.head_kind == "choice":  # (B, C, T): score every option, softmax over C outside
-            b, c, t = input_ids.shape
-            flat = [
+        shape = input_ids.shape
+        if self.kind.per_choice:  # (B, C, T): score every option, softmax over C outside
+            b, c, t = shape
+            input_ids, token_type_ids, attention_mask = (
                 x.reshape(b * c, t) if x is not None else None
                 for x in (input_ids, token_type_ids, attention_mask)
-            ]
-            return self.head(self.albert(*flat).pooled_output).view(b, c)
+            )
         seq, pooled = self.albert(input_ids, token_type_ids, attention_mask)
-        if self.head_kind == "squad2-beam":
-            types = token_type_ids if token_type_ids is not None else torch.zeros_like(input_ids)
-            mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
-            return self.head(seq, answerable_positions(types, mask), start_positions)
-        if self.head_kind == "span":
-            start, end = self.head(seq)
-            if attention_mask is not None:
-                pad = attention_mask == 0
-                start, end = start.masked_fill(pad, -1e4), end.masked_fill(pad, -1e4)
-            return start, end
-        logits = self.head(pooled)
-        return logits.squeeze(-1) if self.head_kind == "regress" else logits
+        out = self.head.read(Encoded(seq, pooled, token_type_ids, attention_mask, start_positions))
+        return out.view(shape[:2]) if self.kind.per_choice else out

@@ -12,19 +12,24 @@ Task evaluation (`albertctl eval TASK --model DIR`) lives with fine-tuning
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from albertctl.core.config import parse_override, with_overrides
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir
 from albertctl.core.safeload import BadJson, decode_json, parse_yaml
-from albertctl.data.pretraining import PretrainingCollator, load_split, read_manifest, vocab_file
+from albertctl.data.pretraining import (
+    PretrainingCollator,
+    check_data_matches,
+    load_split,
+    read_manifest,
+    vocab_file,
+)
 from albertctl.data.tokenizer import load_tokenizer
-from albertctl.model.albert import AlbertForPreTraining, PretrainingLoss, pretraining_loss
+from albertctl.model.albert import AlbertForPreTraining
+from albertctl.tasks.pretraining import EVAL_BATCH_SIZE, pretraining_metrics
 
 REPORT_KEYS = (
     "global_step",
@@ -41,134 +46,7 @@ def original_report(report: dict[str, Any]) -> dict[str, Any]:
     return {k: report[k] for k in REPORT_KEYS if k in report}
 
 
-# Every eval batch gets this one batch index: a row's dynamic mask then depends only on its
-# uid, not on the batch size or the number of ranks, and never coincides with training's.
-EVAL_BATCH_INDEX = 1 << 40
-EVAL_BATCH_SIZE = 64
-
-Reduce = Callable[[list[float]], list[float]]
-
-
-def pretraining_step(
-    model: torch.nn.Module, batch: Mapping[str, torch.Tensor], masked_count: torch.Tensor | None = None
-) -> PretrainingLoss:
-    """MLM + SOP losses and counts of a collated batch (`PretrainingCollator`'s keys), as
-    training and evaluation both run it: the last layer only at [CLS] and the masked positions.
-    `masked_count`: see `pretraining_loss`."""
-    out = model(
-        batch["input_ids"],
-        batch["token_type_ids"],
-        batch["attention_mask"],
-        batch["masked_lm_positions"],
-        sparse_last_layer=True,
-    )
-    return pretraining_loss(
-        out,
-        batch["masked_lm_ids"],
-        batch["masked_lm_weights"],
-        batch["sentence_order_labels"],
-        masked_count=masked_count,
-    )
-
-
-@torch.no_grad()
-def pretraining_metrics(
-    model: torch.nn.Module,
-    dataset: Any,
-    collator: PretrainingCollator,
-    batch_size: int,
-    rank: int = 0,
-    world_size: int = 1,
-    max_examples: int | None = None,
-    reduce: Reduce | None = None,
-    progress: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, float]:
-    """MLM and SOP loss and accuracy over `dataset` (this rank's share; `reduce` sums over
-    ranks), and the most-frequent-masked-token baseline. Masks are fixed by the collator's seed.
-    `progress` gets `evaluating` events: {split, done, total} in sequences, at the start and
-    after every batch."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    n = len(dataset) if max_examples is None else min(len(dataset), max_examples)
-    vocab = model.config.vocab_size
-    sums = torch.zeros(6, dtype=torch.float64)  # mlm loss, mlm correct, mlm count, sop loss, sop correct, n
-    label_counts = torch.zeros(vocab, dtype=torch.float64)
-    batches = range(rank, (n + batch_size - 1) // batch_size, world_size)
-    mine = sum(min(n, (b + 1) * batch_size) - b * batch_size for b in batches)
-    if progress is not None:
-        progress({"event": "evaluating", "split": "held-out", "done": 0, "total": mine})
-    done = 0
-    for b in batches:
-        rows = [dataset[i] for i in range(b * batch_size, min(n, (b + 1) * batch_size))]
-        batch = {k: v.to(device) for k, v in collator(rows, EVAL_BATCH_INDEX).items()}
-        lo = pretraining_step(model, batch)
-        k = float(lo.sentence_order_count)
-        sums += torch.tensor(
-            [
-                float(lo.masked_lm_loss) * float(lo.masked_lm_count),
-                float(lo.masked_lm_correct),
-                float(lo.masked_lm_count),
-                float(lo.sentence_order_loss) * k,
-                float(lo.sentence_order_correct),
-                k,
-            ],
-            dtype=torch.float64,
-        )
-        real = batch["masked_lm_weights"] > 0
-        label_counts += torch.bincount(batch["masked_lm_ids"][real].cpu(), minlength=vocab).double()
-        done += len(rows)
-        if progress is not None:
-            progress({"event": "evaluating", "split": "held-out", "done": done, "total": mine})
-    if reduce is not None:
-        flat = reduce(sums.tolist() + label_counts.tolist())
-        sums, label_counts = torch.tensor(flat[:6]), torch.tensor(flat[6:])
-    model.train(was_training)
-    mlm_loss, mlm_correct, mlm_count, sop_loss, sop_correct, seqs = sums.tolist()
-    if seqs == 0:
-        raise AlbertError("no held-out examples to evaluate (the eval split is empty)")
-    report = {
-        "loss": mlm_loss / max(mlm_count, 1) + sop_loss / seqs,
-        "masked_lm_accuracy": mlm_correct / max(mlm_count, 1),
-        "masked_lm_loss": mlm_loss / max(mlm_count, 1),
-        "sentence_order_accuracy": sop_correct / seqs,
-        "sentence_order_loss": sop_loss / seqs,
-    }
-    report["most_frequent_token_accuracy"] = float(label_counts.max()) / max(mlm_count, 1)
-    report["most_frequent_token_id"] = int(label_counts.argmax())
-    report["eval_examples"] = int(seqs)
-    report["eval_masked_tokens"] = int(mlm_count)
-    return report
-
-
-def check_data_matches(data_dir: Path, vocab_size: int, max_positions: int, what: str) -> dict[str, Any]:
-    """The prepared data must use the model's vocabulary size and fit its positions."""
-    manifest = read_manifest(data_dir)
-    have = int(manifest.get("vocab", {}).get("vocab_size", -1))
-    if have != vocab_size:
-        raise AlbertError(
-            f"{data_dir}: vocabulary has {have} tokens but {what} has model.vocab_size={vocab_size} "
-            f"(prepare the data with a matching vocabulary, or --set model.vocab_size={have})"
-        )
-    length = int(manifest.get("data", {}).get("max_seq_length", 0))
-    if length > max_positions:
-        raise AlbertError(
-            f"{data_dir}: sequences of up to {length} tokens, but {what} has "
-            f"model.max_position_embeddings={max_positions}"
-        )
-    return manifest
-
-
 NO_DATA = "eval --model DIR needs --data DIR (the output of albertctl prepare) for the pretraining report"
-
-
-def pretraining_data_record(data_dir: Path, manifest: dict[str, Any], builtin: bool) -> dict[str, Any]:
-    """What `pretrain` writes into its model dirs' head, so that `eval --model M` finds the data."""
-    return {
-        "path": str(Path(data_dir).resolve()),
-        "builtin": builtin,
-        "vocab_sha256": manifest.get("vocab", {}).get("sha256"),
-    }
 
 
 def recorded_data(model_dir: Path, head: dict[str, Any]) -> Path:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -44,11 +43,11 @@ from albertctl.tasks.base import (
     length_grouped_batches,
     load_task_config,
     lower_is_better,
-    output_arrays,
     read_split,
-    sorted_batches,
     split_overrides,
 )
+from albertctl.tasks.glue import paper_table
+from albertctl.tasks.predict import dev_metrics, predict_outputs
 from albertctl.training import checkpoint as ckpt
 from albertctl.training import loop, trackers
 
@@ -199,7 +198,7 @@ def _finetune(
         best_metric=best_metric if dev else None,
         best_mode="min" if lower_is_better(best_metric) else "max",
         patience=config.early_stopping_patience,
-        show_metrics=("accuracy",) if task.head in ("classify", "choice") else (),
+        show_metrics=("accuracy",) if task.kind.argmax else (),
         resume=resume,
         resume_from=resume_from,
         report_to=report_to,
@@ -410,14 +409,14 @@ def task_loss(task: Task) -> loop.LossFn:
     def loss_fn(model: nn.Module, batch: loop.Batch) -> loop.LossOutput:
         labels = batch["labels"]
         inputs = (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-        if task.head == "squad2-beam":  # the end logits are conditioned on the gold start
+        if task.kind.gold_start:  # the end logits are conditioned on the gold start
             output = model(*inputs, start_positions=labels[:, 0])
         else:
             output = model(*inputs)
         loss = task.compute_loss(output, labels)
         n = labels.shape[0]
         metrics: dict[str, tuple[Any, Any]] = {}
-        if task.head in ("classify", "choice"):
+        if task.kind.argmax:
             metrics["accuracy"] = ((output.argmax(-1) == labels).sum(), n)
         return loop.LossOutput(loss, metrics)
 
@@ -426,66 +425,6 @@ def task_loss(task: Task) -> loop.LossFn:
 
 # ---------------------------------------------------------------------------------------------
 # prediction and evaluation
-
-
-@torch.no_grad()
-def predict_outputs(
-    task: Task,
-    module: nn.Module,
-    features: Sequence[Feature],
-    config: TaskConfig,
-    pad_id: int = 0,
-    progress: ProgressFn | None = None,
-    split: str = "",
-) -> list[np.ndarray]:
-    """One output array per feature, in the features' order (batches run longest first).
-    `progress` gets `evaluating` events: {split, done, total} in features (sequences, SQuAD
-    windows, RACE questions), at the start and after every batch."""
-    was_training = module.training
-    module.eval()
-    device = next(module.parameters()).device
-    outputs: list[np.ndarray | None] = [None] * len(features)
-    done = 0
-    if progress is not None:
-        progress({"event": "evaluating", "split": split, "done": 0, "total": len(features)})
-    for batch_ids in sorted_batches([f.length for f in features], config.eval_batch_size):
-        batch = collate([features[i] for i in batch_ids], pad_id)
-        ids, types, mask = (batch[k].to(device) for k in ("input_ids", "token_type_ids", "attention_mask"))
-        arrays = output_arrays(task.head, module(ids, types, mask), batch["attention_mask"])
-        for i, array in zip(batch_ids, arrays, strict=True):
-            outputs[i] = array
-        done += len(batch_ids)
-        if progress is not None:
-            progress({"event": "evaluating", "split": split, "done": done, "total": len(features)})
-    module.train(was_training)
-    return outputs  # type: ignore[return-value]
-
-
-def dev_metrics(
-    task: Task,
-    module: nn.Module,
-    examples: dict[str, Sequence[Any]],
-    features: dict[str, Sequence[Feature]],
-    config: TaskConfig,
-    pad_id: int = 0,
-    keep: dict[str, list[Any]] | None = None,
-    progress: ProgressFn | None = None,
-) -> dict[str, float]:
-    """Metrics of every dev split, keys suffixed per split (MNLI: accuracy_m, accuracy_mm);
-    each split's predictions go into `keep` when it is given; `progress` as in predict_outputs."""
-    out: dict[str, float] = {}
-    for split, suffix in task.dev_splits.items():
-        preds = task.predict(
-            examples[split],
-            features[split],
-            predict_outputs(task, module, features[split], config, pad_id, progress, split),
-            config,
-        )
-        if keep is not None:
-            keep[split] = preds
-        for key, value in task.metrics(examples[split], preds).items():
-            out[f"{key}_{suffix}" if suffix else key] = float(value)
-    return out
 
 
 def load_finetuned(path: Path) -> ModelDir:
@@ -624,35 +563,6 @@ def stored_task_config(source: ModelDir, overrides: Sequence[str]) -> TaskConfig
 # the summary table
 
 
-GLUE_COLUMNS = [  # (column, task, metric keys) in the ALBERT paper's order
-    ("MNLI-m/mm", "mnli", ("accuracy_m", "accuracy_mm")),
-    ("QNLI", "qnli", ("accuracy",)),
-    ("QQP", "qqp", ("f1", "accuracy")),
-    ("RTE", "rte", ("accuracy",)),
-    ("SST-2", "sst-2", ("accuracy",)),
-    ("MRPC", "mrpc", ("f1", "accuracy")),
-    ("CoLA", "cola", ("mcc",)),
-    ("STS-B", "sts-b", ("pearson", "spearman")),
-    ("WNLI", "wnli", ("accuracy",)),
-]
-
-
 def summary(results: Sequence[TaskResult]) -> dict[str, Any]:
-    """The paper's GLUE table, one row per task in its column order: scores x100, pairs as
-    a/b, and the average (a pair counts as its mean, as the GLUE leaderboard averages)."""
-    by_task = {r.task: r for r in results}
-    rows, scores = [], []
-    for column, name, keys in GLUE_COLUMNS:
-        if name not in by_task:
-            continue
-        values = [100 * by_task[name].metrics[k] for k in keys if k in by_task[name].metrics]
-        rows.append(
-            {
-                "task": column,
-                "metrics": "/".join(k for k in keys if k in by_task[name].metrics),
-                "dev": "/".join(f"{v:.1f}" for v in values) if values else "-",
-            }
-        )
-        if values:
-            scores.append(float(np.mean(values)))
-    return {"rows": rows, "average": round(float(np.mean(scores)), 1) if scores else None}
+    """The paper's GLUE table of these results (tasks/glue.py paper_table)."""
+    return paper_table({r.task: r.metrics for r in results})

@@ -30,11 +30,18 @@ from albertctl.core.console import human_bytes, human_duration
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir, save_model_dir
 from albertctl.data.corpus import cache_dir
-from albertctl.data.pretraining import PretrainingCollator, load_split, read_manifest, vocab_file
+from albertctl.data.pretraining import (
+    PretrainingCollator,
+    check_data_matches,
+    load_split,
+    pretraining_data_record,
+    read_manifest,
+    vocab_file,
+)
 from albertctl.data.tokenizer import load_tokenizer
 from albertctl.model.albert import AlbertForPreTraining
-from albertctl.pipelines import evaluate
-from albertctl.pipelines import profile as profile_summary
+from albertctl.model.cost import profile_summary
+from albertctl.tasks.pretraining import EVAL_BATCH_SIZE, pretraining_metrics, pretraining_step
 from albertctl.training import checkpoint as ckpt
 from albertctl.training import device, loop, trackers
 from albertctl.training.loop import Batch, LossOutput
@@ -48,7 +55,7 @@ MASKED_COUNT_KEY = "masked_lm_weights"
 def mlm_sop_loss(model: nn.Module, batch: Batch) -> LossOutput:
     """The loop's loss function for pretraining: MLM (at the masked positions) + SOP."""
     count = batch.get(f"step_totals/{MASKED_COUNT_KEY}")
-    lo = evaluate.pretraining_step(model, batch, masked_count=count)
+    lo = pretraining_step(model, batch, masked_count=count)
     denom = count if count is not None else lo.masked_lm_count.clamp_min(1.0)
     n = lo.sentence_order_count
     return LossOutput(
@@ -87,7 +94,7 @@ def run(
     what = f"profile '{profile.name}'"
     m = profile.model
     if data is not None:  # user errors before DeepSpeed starts
-        evaluate.check_data_matches(data, m.vocab_size, m.max_position_embeddings, what)
+        check_data_matches(data, m.vocab_size, m.max_position_embeddings, what)
     init_dir = load_model_dir(init) if init is not None else None
     if init_dir is not None:
         build_model(profile, init_dir)
@@ -132,13 +139,13 @@ def _train(
     """The data, the model and the loop; then RUN_DIR/model from the last checkpoint."""
     m = profile.model
     data_dir = data if data is not None else builtin_data(profile, dist, progress)
-    manifest = evaluate.check_data_matches(data_dir, m.vocab_size, m.max_position_embeddings, what)
+    manifest = check_data_matches(data_dir, m.vocab_size, m.max_position_embeddings, what)
     train_ds, eval_ds = load_split(data_dir, "train"), load_split(data_dir, "eval")
     spm = vocab_file(data_dir, manifest)
     tokenizer = load_tokenizer(spm, profile.data.do_lower_case)
     collator = PretrainingCollator(tokenizer, profile.data, profile.train.seed)
     # recorded in every model dir the run writes: `eval --model M` finds the data without --data
-    recorded = evaluate.pretraining_data_record(data_dir, manifest, builtin=data is None)
+    recorded = pretraining_data_record(data_dir, manifest, builtin=data is None)
 
     model = build_model(profile, init_dir)
     batches = loop.IndexedBatches(
@@ -157,11 +164,11 @@ def _train(
         )
 
     def held_out(module: nn.Module, step: int) -> dict[str, float]:
-        return evaluate.pretraining_metrics(
+        return pretraining_metrics(
             module,
             eval_ds,
             collator,
-            evaluate.EVAL_BATCH_SIZE,
+            EVAL_BATCH_SIZE,
             dist.rank,
             dist.world_size,
             reduce=loop.all_reduce_sum,
@@ -275,7 +282,7 @@ def plan(profile: Profile, world_size: int) -> dict[str, Any]:
     """What a run would do, without building anything heavy."""
     t = profile.train
     accumulation = loop.accumulation_steps(t, world_size)
-    s = profile_summary.summary(profile, world_size)
+    s = profile_summary(profile, world_size)
     memory = s["memory_per_gpu_bytes"][f"zero{profile.deepspeed.zero_stage}"]
     return {
         "profile": profile.name,
@@ -309,7 +316,7 @@ def estimate(profile: Profile, world_size: int, local_rank: int = 0) -> dict[str
     these are lower bounds (on a CPU the peak is fp32's). Warns when even that is beyond
     TOO_LONG_SECONDS, or when the memory estimate exceeds the GPU's memory (the machine's RAM for
     CPU ranks, which share it)."""
-    s = profile_summary.summary(profile, world_size)
+    s = profile_summary(profile, world_size)
     dev = device.current(local_rank)
     peak = device.matmul_peak(dev.kind, profile.train.precision)
     on_gpu = dev.kind == "cuda"

@@ -25,7 +25,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -40,13 +40,21 @@ from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
 from albertctl.core.hub import quiet_hub_logs
 from albertctl.data.tokenizer import Tokenizer
+from albertctl.model.head_kinds import KINDS, HeadKind, KindInfo
 
 if TYPE_CHECKING:  # torch loads only where batches and losses are made (scoring a file needs none)
     import torch
 
-    from albertctl.model.heads import BeamSpanOutput, HeadKind
 
 Label = int | float | tuple[int, int] | None
+ExampleT = TypeVar("ExampleT")
+
+
+@dataclass
+class ReadReport(Generic[ExampleT]):
+    """What reading a task's files found: the examples; each reader adds what it skipped."""
+
+    examples: list[ExampleT]
 
 
 @dataclass(frozen=True)
@@ -259,7 +267,14 @@ class Task:
             return self.postprocess(examples, features, outputs, config)
         return default_postprocess(self, examples, features, outputs)
 
+    @property
+    def kind(self) -> KindInfo:
+        """What the head kind means for labels, decoding and training (model/head_kinds.py)."""
+        return KINDS[self.head]
+
     def compute_loss(self, output: Any, labels: torch.Tensor) -> torch.Tensor:
+        from albertctl.model.heads import head_loss  # torch: only where losses are made
+
         return (self.loss or head_loss(self.head))(output, labels)
 
 
@@ -537,75 +552,24 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# losses and default decoding
-
-
-def head_loss(head: HeadKind) -> Loss:
-    import torch.nn.functional as F
-
-    def classify(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), labels)
-
-    def regress(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(scores.float(), labels.float())
-
-    def span(output: tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        start, end = output
-        return (F.cross_entropy(start.float(), labels[:, 0]) + F.cross_entropy(end.float(), labels[:, 1])) / 2
-
-    def beam(output: BeamSpanOutput, labels: torch.Tensor) -> torch.Tensor:
-        # the original v2 loss: mean of start and end NLL, plus half the answerability BCE
-        start = -output.start_log_probs.gather(1, labels[:, :1]).mean()
-        end = -output.end_log_probs.gather(1, labels[:, 1:2]).mean()
-        bce = F.binary_cross_entropy_with_logits(output.cls_logits.float(), labels[:, 2].float())
-        return (start + end) / 2 + 0.5 * bce
-
-    return {"classify": classify, "choice": classify, "regress": regress, "span": span, "squad2-beam": beam}[
-        head
-    ]
-
-
-def output_arrays(head: HeadKind, output: Any, attention_mask: torch.Tensor) -> list[np.ndarray]:
-    """A batch's model output -> one float32 array per feature: (num_labels,), (), (C,), or
-    (2, T_i) start/end logits trimmed to the feature's real length; squad2-beam: one packed
-    vector of its top-k beams."""
-    import torch
-
-    if head == "span":
-        start, end = output
-        lengths = attention_mask.sum(-1).tolist()
-        both = torch.stack([start, end], 1).float().cpu().numpy()  # (B, 2, T)
-        return [both[i, :, :n] for i, n in enumerate(lengths)]
-    if head == "squad2-beam":  # packed: k, k2, start top-k log-probs, their indices, end log-probs
-        # (k, k2), their indices, the answerability logit (squad.unpack_beam reads it)
-        b, k = output.start_log_probs.shape
-        k2 = output.end_log_probs.shape[-1]
-        parts = [
-            torch.tensor([[k, k2]], dtype=torch.float64).expand(b, 2),
-            output.start_log_probs.double().cpu(),
-            output.start_top_index.double().cpu(),
-            output.end_log_probs.reshape(b, -1).double().cpu(),
-            output.end_top_index.reshape(b, -1).double().cpu(),
-            output.cls_logits.detach().double().cpu()[:, None],
-        ]
-        return list(torch.cat(parts, 1).numpy())
-    return list(output.detach().float().cpu().numpy())
+# default decoding
 
 
 def default_postprocess(
     task: Task, examples: Sequence[Any], features: Sequence[Feature], outputs: Sequence[np.ndarray]
 ) -> list[Any]:
     """One feature per example: regress -> float score; classify -> label string; choice -> index."""
+    decode = task.kind.decode
+    if decode == "task":
+        raise ValueError(f"task {task.name}: span tasks need their own postprocess")
     preds: list[Any] = [None] * len(examples)
     for feature, out in zip(features, outputs, strict=True):
-        if task.head == "regress":
+        if decode == "score":
             preds[feature.example_index] = float(out)
-        elif task.head == "classify":
+        elif decode == "label":
             preds[feature.example_index] = task.labels[int(np.argmax(out))]
-        elif task.head == "choice":
-            preds[feature.example_index] = int(np.argmax(out))
         else:
-            raise ValueError(f"task {task.name}: span tasks need their own postprocess")
+            preds[feature.example_index] = int(np.argmax(out))
     return preds
 
 

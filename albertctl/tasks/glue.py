@@ -11,7 +11,7 @@ follows the original `classifier_utils.py` (MNLI: contradiction, entailment, neu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,6 +22,7 @@ import numpy as np
 from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import quote
 from albertctl.data.tokenizer import Tokenizer
+from albertctl.model.head_kinds import KINDS, HeadKind
 from albertctl.tasks.base import Feature, Metrics, Task, TaskConfig, accuracy, dataset_split, register
 
 
@@ -111,7 +112,7 @@ SCORE_RANGE = (0.0, 5.0)  # STS-B similarity scores (the one regression task)
 
 def _parse_label(raw: str, task: Task, where: str) -> str | float:
     raw = raw.strip()
-    if task.head == "regress":
+    if task.kind.regression:
         try:
             score = float(raw[:100])
         except ValueError:
@@ -169,7 +170,7 @@ def read_datasets(spec: GlueSpec, task_name: str, dataset: Any, split: str) -> l
     examples = []
     for i, row in enumerate(part):
         raw = row["label"]
-        if task.head == "regress":
+        if task.kind.regression:
             label = (
                 None
                 if split.startswith("test") or raw is None or raw < 0
@@ -215,7 +216,7 @@ def pair_features(
     task = TASKS[task_name]
     if example.label is None:
         label = None
-    elif task.head == "regress":
+    elif task.kind.regression:
         label = float(example.label)
     else:
         label = task.label_id(str(example.label))
@@ -281,7 +282,7 @@ def write_submission(
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = ["index\tprediction"]
     for example, pred in zip(examples, preds, strict=True):
-        rows.append(f"{example.guid}\t{pred:.3f}" if task.head == "regress" else f"{example.guid}\t{pred}")
+        rows.append(f"{example.guid}\t{pred:.3f}" if task.kind.regression else f"{example.guid}\t{pred}")
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
     tmp.replace(path)
@@ -303,7 +304,7 @@ def _glue(
     labels: tuple[str, ...],
     metrics: Metrics,
     main_metric: str,
-    head: str = "classify",
+    head: HeadKind = "classify",
     hub_config: str | None = None,
     dev_splits: dict[str, str] | None = None,
     test_splits: tuple[str, ...] = ("test",),
@@ -315,8 +316,8 @@ def _glue(
     task = Task(
         name=name,
         display=display,
-        head=head,  # type: ignore[arg-type]
-        num_labels=len(labels) if head == "classify" else 1,
+        head=head,
+        num_labels=1 if KINDS[head].regression else len(labels),
         main_metric=main_metric,
         read_files=partial(read_files, spec, name),
         featurise=partial(pair_features, name),
@@ -508,3 +509,41 @@ AX = _glue(  # the diagnostic set: test only, predicted with the MNLI model, MNL
     config_name="mnli",
     aliases=("diagnostic",),
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# the paper's table
+
+
+GLUE_COLUMNS = [  # (column, task, metric keys) in the ALBERT paper's order
+    ("MNLI-m/mm", "mnli", ("accuracy_m", "accuracy_mm")),
+    ("QNLI", "qnli", ("accuracy",)),
+    ("QQP", "qqp", ("f1", "accuracy")),
+    ("RTE", "rte", ("accuracy",)),
+    ("SST-2", "sst-2", ("accuracy",)),
+    ("MRPC", "mrpc", ("f1", "accuracy")),
+    ("CoLA", "cola", ("mcc",)),
+    ("STS-B", "sts-b", ("pearson", "spearman")),
+    ("WNLI", "wnli", ("accuracy",)),
+]
+
+
+def paper_table(by_task: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
+    """The paper's GLUE table from each task's dev metrics, one row per task in its column
+    order: scores x100, pairs as a/b, and the average (a pair counts as its mean, as the GLUE
+    leaderboard averages)."""
+    rows, scores = [], []
+    for column, name, keys in GLUE_COLUMNS:
+        if name not in by_task:
+            continue
+        values = [100 * by_task[name][k] for k in keys if k in by_task[name]]
+        rows.append(
+            {
+                "task": column,
+                "metrics": "/".join(k for k in keys if k in by_task[name]),
+                "dev": "/".join(f"{v:.1f}" for v in values) if values else "-",
+            }
+        )
+        if values:
+            scores.append(float(np.mean(values)))
+    return {"rows": rows, "average": round(float(np.mean(scores)), 1) if scores else None}

@@ -29,7 +29,7 @@ from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import BadJson, decode_json
 from albertctl.data.tokenizer import Tokenizer
-from albertctl.tasks.base import Feature, Task, TaskConfig, accuracy, dataset_split, register
+from albertctl.tasks.base import Feature, ReadReport, Task, TaskConfig, accuracy, dataset_split, register
 
 LETTERS = "ABCD"
 LEVELS = ("middle", "high")
@@ -48,10 +48,9 @@ class RaceExample:
 
 
 @dataclass
-class ReadReport:
+class RaceReadReport(ReadReport[RaceExample]):
     """What a directory read found: examples, files read, bad files skipped (path, reason)."""
 
-    examples: list[RaceExample]
     files: int = 0
     skipped: list[tuple[str, str]] | None = None
 
@@ -103,11 +102,11 @@ def parse_passage(text: str, level: str) -> list[RaceExample]:
     return out
 
 
-def read_dir(data: Path, split: str, levels: Sequence[str] = LEVELS, quiet: bool = False) -> ReadReport:
+def read_dir(data: Path, split: str, levels: Sequence[str] = LEVELS, quiet: bool = False) -> RaceReadReport:
     """Every valid file of `split` at `levels`, in (level, file number) order; bad files warned
     about and counted in `skipped`."""
     root = race_root(data)
-    report = ReadReport(examples=[], skipped=[])
+    report = RaceReadReport(examples=[], skipped=[])
     found_dir = False
     for level in levels:
         folder = root / split / level

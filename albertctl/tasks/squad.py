@@ -52,7 +52,8 @@ from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import read_json
 from albertctl.data.tokenizer import Encoding, Tokenizer
-from albertctl.tasks.base import Feature, Task, TaskConfig, dataset_split, register
+from albertctl.model.head_kinds import unpack_beam
+from albertctl.tasks.base import Feature, ReadReport, Task, TaskConfig, dataset_split, register
 
 FILES = {
     1: {"train": "train-v1.1.json", "dev": "dev-v1.1.json"},
@@ -83,10 +84,9 @@ class SquadPrediction:
 
 
 @dataclass
-class ReadReport:
+class SquadReadReport(ReadReport[SquadExample]):
     """What one file held: examples, and answers / questions / paragraphs skipped."""
 
-    examples: list[SquadExample]
     bad_answers: int = 0
     skipped_questions: int = 0
     skipped_paragraphs: int = 0
@@ -128,9 +128,9 @@ def _check_version(obj: dict, source: str, version: int) -> None:
         )
 
 
-def parse_squad(obj: Any, source: str, version: int, quiet: bool = False) -> ReadReport:
+def parse_squad(obj: Any, source: str, version: int, quiet: bool = False) -> SquadReadReport:
     """Examples of an official SQuAD JSON object; `source` names it in messages."""
-    report = ReadReport(examples=[])
+    report = SquadReadReport(examples=[])
     articles = _require(obj, "data", list, source)
     _check_version(obj, source, version)
     for a, article in enumerate(articles):
@@ -187,7 +187,7 @@ def parse_squad(obj: Any, source: str, version: int, quiet: bool = False) -> Rea
     return report
 
 
-def read_file(path: Path, version: int, quiet: bool = False) -> ReadReport:
+def read_file(path: Path, version: int, quiet: bool = False) -> SquadReadReport:
     obj = read_json(path, "not JSON")
     return parse_squad(obj, str(path), version, quiet)
 
@@ -340,7 +340,7 @@ def decode(
     config: TaskConfig,
 ) -> list[SquadPrediction]:
     """One prediction per example from its windows' outputs: (2, T) start/end logits of the
-    simple head, or the beam head's packed top-k array (`beam_arrays`)."""
+    simple head, or the beam head's packed top-k vector (model/heads.py pack_beam)."""
     by_example: dict[int, list[int]] = collections.defaultdict(list)
     for i, f in enumerate(features):
         by_example[f.example_index].append(i)
@@ -400,17 +400,6 @@ def decode(
             text = ""
         preds.append(SquadPrediction(text, best_text, null_odds, config.null_threshold, nbest, config.metric))
     return preds
-
-
-def unpack_beam(array: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """The packed beam output (base.output_arrays) -> start_top_log_probs (k,), start_index
-    (k,), end_top_log_probs (k, k2), end_index (k, k2), cls logit."""
-    k, k2 = int(array[0]), int(array[1])
-    rest = array[2:]
-    start_top, start_index = rest[:k], rest[k : 2 * k].astype(int)
-    end_top = rest[2 * k : 2 * k + k * k2].reshape(k, k2)
-    end_index = rest[2 * k + k * k2 : 2 * k + 2 * k * k2].reshape(k, k2).astype(int)
-    return start_top, start_index, end_top, end_index, float(rest[-1])
 
 
 # ---------------------------------------------------------------------------------------------

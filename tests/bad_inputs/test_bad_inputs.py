@@ -17,25 +17,18 @@ from pathlib import Path
 import pytest
 import tf_index
 import torch
-from glue_fixtures import STSB_HEAD, pretrained_dir, train_spm, write_glue
+from bad_input_assets import TF, base_assets, write_text
+from glue_fixtures import STSB_HEAD, write_glue
 
 from albertctl.convert.hf import write_hf_dir
 from albertctl.core.modeldir import load_model_dir, save_model_dir, write_manifest
 
-TF = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
-
-
-def _text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory) -> Path:
-    a = tmp_path_factory.mktemp("assets")
-    spm = train_spm(a / "spm")  # 64 pieces
-    model = pretrained_dir(a / "model", spm)
+    a, spm, model = base_assets(tmp_path_factory)
 
     # model directories damaged in the ways a dying disk or a careless copy leaves them
     shutil.copytree(model, a / "truncated")
@@ -48,11 +41,11 @@ def assets(tmp_path_factory) -> Path:
     shutil.copytree(model, a / "nomanifest")
     (a / "nomanifest" / "manifest.json").unlink()
     shutil.copytree(model, a / "badmanifest")
-    _text(a / "badmanifest" / "manifest.json", "{not json")
+    write_text(a / "badmanifest" / "manifest.json", "{not json")
     shutil.copytree(model, a / "noweights")
     (a / "noweights" / "model.safetensors").unlink()
     shutil.copytree(model, a / "badprofile")
-    _text(a / "badprofile" / "profile.yaml", "model: [1, 2\n")
+    write_text(a / "badprofile" / "profile.yaml", "model: [1, 2\n")
 
     # TF bundles: truncated data shard, missing index, garbage index
     for name in ("tf_truncated", "tf_noindex", "tf_badindex"):
@@ -74,64 +67,64 @@ def assets(tmp_path_factory) -> Path:
     shutil.copytree(TF / "classifier", a / "tf_classifier")
     (a / "hf_noconfig").mkdir()
     (a / "hf_noconfig" / "model.safetensors").write_bytes(b"")
-    _text(a / "hf_badconfig" / "config.json", '{"model_type": ')
+    write_text(a / "hf_badconfig" / "config.json", '{"model_type": ')
 
     # profiles
-    _text(a / "malformed.yaml", "model:\n  hidden_size: [128\n")
-    _text(a / "misspelled.yaml", "extends: tiny\nmodel:\n  hiden_size: 128\n")
-    _text(a / "unknown_section.yaml", "extends: tiny\nmodle:\n  hidden_size: 128\n")
-    _text(a / "wrongtype.yaml", "extends: tiny\nmodel:\n  hidden_size: wide\n")
-    _text(a / "list.yaml", "- tiny\n- base\n")
-    _text(a / "extends_missing.yaml", "extends: nosuch\n")
+    write_text(a / "malformed.yaml", "model:\n  hidden_size: [128\n")
+    write_text(a / "misspelled.yaml", "extends: tiny\nmodel:\n  hiden_size: 128\n")
+    write_text(a / "unknown_section.yaml", "extends: tiny\nmodle:\n  hidden_size: 128\n")
+    write_text(a / "wrongtype.yaml", "extends: tiny\nmodel:\n  hidden_size: wide\n")
+    write_text(a / "list.yaml", "- tiny\n- base\n")
+    write_text(a / "extends_missing.yaml", "extends: nosuch\n")
     (a / "latin1.yaml").write_bytes("description: caf\xe9\n".encode("latin-1"))
     (a / "adir.yaml").mkdir()
 
     # text corpora
-    _text(a / "empty.txt", "")
-    _text(a / "blank.txt", "\n\n   \n\n")
+    write_text(a / "empty.txt", "")
+    write_text(a / "blank.txt", "\n\n   \n\n")
     (a / "latin1.txt").write_bytes("Un caf\xe9 noir.\nDeux.\n".encode("latin-1"))
     (a / "emptydir").mkdir()
-    _text(a / "garbage.model", "this is not a sentencepiece model\n")
+    write_text(a / "garbage.model", "this is not a sentencepiece model\n")
 
     # prepared-data directories
     (a / "data_badmanifest").mkdir()
-    _text(a / "data_badmanifest" / "manifest.json", "[1, 2")
+    write_text(a / "data_badmanifest" / "manifest.json", "[1, 2")
 
     # GLUE task files
     write_glue(a / "glue")
-    _text(a / "sst_nolabel" / "SST-2" / "train.tsv", "sentence\nfine film\n")
-    _text(a / "sst_nolabel" / "SST-2" / "dev.tsv", "sentence\nfine film\n")
-    _text(a / "sst_badlabel" / "SST-2" / "train.tsv", "sentence\tlabel\nfine film\t7\n")
-    _text(a / "sst_badlabel" / "SST-2" / "dev.tsv", "sentence\tlabel\nfine film\t1\n")
+    write_text(a / "sst_nolabel" / "SST-2" / "train.tsv", "sentence\nfine film\n")
+    write_text(a / "sst_nolabel" / "SST-2" / "dev.tsv", "sentence\nfine film\n")
+    write_text(a / "sst_badlabel" / "SST-2" / "train.tsv", "sentence\tlabel\nfine film\t7\n")
+    write_text(a / "sst_badlabel" / "SST-2" / "dev.tsv", "sentence\tlabel\nfine film\t1\n")
     (a / "sst_latin1" / "SST-2").mkdir(parents=True)
     (a / "sst_latin1" / "SST-2" / "train.tsv").write_bytes("sentence\tlabel\ncaf\xe9\t1\n".encode("latin-1"))
     (a / "sst_latin1" / "SST-2" / "dev.tsv").write_bytes("sentence\tlabel\ncaf\xe9\t1\n".encode("latin-1"))
-    _text(a / "sst_empty" / "SST-2" / "train.tsv", "")
-    _text(a / "sst_empty" / "SST-2" / "dev.tsv", "")
-    _text(a / "cola_short" / "CoLA" / "train.tsv", "gj04\t1\n")
-    _text(a / "cola_short" / "CoLA" / "dev.tsv", "gj04\t1\n")
+    write_text(a / "sst_empty" / "SST-2" / "train.tsv", "")
+    write_text(a / "sst_empty" / "SST-2" / "dev.tsv", "")
+    write_text(a / "cola_short" / "CoLA" / "train.tsv", "gj04\t1\n")
+    write_text(a / "cola_short" / "CoLA" / "dev.tsv", "gj04\t1\n")
 
     # SQuAD and RACE files
-    _text(
+    write_text(
         a / "squad_nocontext.json",
         '{"version": "1.1", "data": [{"title": "t", "paragraphs": [{"qas": []}]}]}',
     )
-    _text(a / "squad_notjson.json", "not json\n")
-    _text(a / "pred_list.json", '["an answer"]')
-    _text(a / "pred_number.json", '{"q1": 3}')
+    write_text(a / "squad_notjson.json", "not json\n")
+    write_text(a / "pred_list.json", '["an answer"]')
+    write_text(a / "pred_number.json", '{"q1": 3}')
     qa = {"id": "q1", "question": "what?", "answers": [{"text": "film", "answer_start": 4}]}
     dev = {"data": [{"title": "t", "paragraphs": [{"context": "the film", "qas": [qa]}]}]}
-    _text(a / "squad_dev.json", json.dumps(dev))
+    write_text(a / "squad_dev.json", json.dumps(dev))
 
     # ---- issue 17: resource bombs, escapes, non-numbers, malformed files of our own formats
     laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
         for p, c in zip("abcdefgh", "bcdefghi", strict=True)
     )
-    _text(a / "laughs.yaml", "extends: tiny\ndescription: hi\n" + laughs)
-    _text(a / "deep.yaml", "extends: tiny\ndescription: " + "[" * 150 + "]" * 150 + "\n")
-    _text(a / "longvalue.yaml", "extends: tiny\nmodel:\n  hidden_size: " + "w" * 100_000 + "\n")
-    _text(a / "squad_deep.json", "[" * 200_000 + "]" * 200_000)
+    write_text(a / "laughs.yaml", "extends: tiny\ndescription: hi\n" + laughs)
+    write_text(a / "deep.yaml", "extends: tiny\ndescription: " + "[" * 150 + "]" * 150 + "\n")
+    write_text(a / "longvalue.yaml", "extends: tiny\nmodel:\n  hidden_size: " + "w" * 100_000 + "\n")
+    write_text(a / "squad_deep.json", "[" * 200_000 + "]" * 200_000)
     hf = a / "hf_model"
     model_dir = load_model_dir(model)
     write_hf_dir(hf, model_dir.profile, model_dir.state_dict, spm, model_dir.head)
@@ -143,10 +136,10 @@ def assets(tmp_path_factory) -> Path:
         "hf_abc": json.dumps({**config, "hidden_size": "abc"}),
     }.items():
         shutil.copytree(hf, a / name)
-        _text(a / name / "config.json", text)
+        write_text(a / name / "config.json", text)
     shutil.copytree(hf, a / "hf_escape")
     (a / "hf_escape" / "model.safetensors").unlink()
-    _text(
+    write_text(
         a / "hf_escape" / "model.safetensors.index.json",
         json.dumps({"weight_map": {"x": "../../../etc/passwd"}}),
     )
@@ -158,7 +151,7 @@ def assets(tmp_path_factory) -> Path:
         shutil.copytree(model, a / name)
         manifest = json.loads((model / "manifest.json").read_text())
         change(manifest)
-        _text(a / name / "manifest.json", json.dumps(manifest))
+        write_text(a / name / "manifest.json", json.dumps(manifest))
 
     manifest_variant("m_fileslist", lambda m: m.update(files=list(m["files"])))
     manifest_variant("m_metastring", lambda m: m["files"].update({"model.safetensors": "abc"}))
@@ -206,11 +199,11 @@ def assets(tmp_path_factory) -> Path:
     # STS-B scores that are not scores
     for name, score in {"sts_nan": "nan", "sts_inf": "inf", "sts_high": "7.5", "sts_low": "-3"}.items():
         rows = f"{STSB_HEAD}\tscore\n0\tmain-captions\tMSRvid\t2012test\t0000\tnone\tnone\ta man\ta dog\t{score}\n"
-        _text(a / name / "STS-B" / "train.tsv", rows)
-        _text(a / name / "STS-B" / "dev.tsv", rows)
+        write_text(a / name / "STS-B" / "train.tsv", rows)
+        write_text(a / name / "STS-B" / "dev.tsv", rows)
 
     # a corpus line no sentence is as long as
-    _text(a / "longline.txt", "word " * 300_000 + "\n")
+    write_text(a / "longline.txt", "word " * 300_000 + "\n")
     return a
 
 

@@ -15,26 +15,18 @@ import shutil
 from pathlib import Path
 
 import pytest
-from glue_fixtures import pretrained_dir, train_spm, write_glue
+from bad_input_assets import TF, base_assets, write_text
+from glue_fixtures import write_glue
 
 from albertctl.core.modeldir import load_model_dir, save_model_dir
 from albertctl.model.heads import AlbertForTask
 from albertctl.pipelines import finetune
 from albertctl.tasks.base import get_task, load_task_config
 
-TF = Path(__file__).resolve().parents[1] / "fixtures" / "tf"
-
-
-def _text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory) -> Path:
-    a = tmp_path_factory.mktemp("assets")
-    spm = train_spm(a / "spm")  # 64 pieces
-    model = pretrained_dir(a / "model", spm)
+    a, spm, model = base_assets(tmp_path_factory)
     write_glue(a / "glue")
     # a model fine-tuned on SST-2 (random weights): what `eval sst-2 --predict` needs
     md = load_model_dir(model)
@@ -53,7 +45,7 @@ def _hf_export(cwd: Path, a: Path, name: str) -> None:
     """What `convert --to hf` writes (config.json with its "albertctl" section)."""
     (cwd / name).mkdir()
     shutil.copyfile(a / "model" / "model.safetensors", cwd / name / "model.safetensors")
-    _text(cwd / name / "config.json", json.dumps({"model_type": "albert", "albertctl": {}}))
+    write_text(cwd / name / "config.json", json.dumps({"model_type": "albert", "albertctl": {}}))
 
 
 # Each setup makes the working directory's contents: "file" entries are user files, "model:"
@@ -100,7 +92,7 @@ def _setup(cwd: Path, a: Path, name: str | None) -> None:
         elif content.startswith("link:"):
             os.symlink(content.removeprefix("link:"), path)
         else:
-            _text(path, content)
+            write_text(path, content)
 
 
 def _tree(root: Path) -> dict[str, str]:
