@@ -31,16 +31,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import math
-import os
 import signal
-import socket
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
@@ -51,7 +46,8 @@ from torch import nn
 from albertctl.core.config import DeepSpeedConfig, TrainConfig
 from albertctl.core.errors import AlbertError
 from albertctl.training import checkpoint as ckpt
-from albertctl.training import trackers
+from albertctl.training import distributed, trackers
+from albertctl.training.distributed import Distributed
 from albertctl.training.optim import Lamb, build_optimizer, flat_layouts, learning_rate_at
 
 Batch = Mapping[str, torch.Tensor]
@@ -155,86 +151,6 @@ class TrainResult:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class Distributed:
-    rank: int
-    world_size: int
-    local_rank: int
-
-
-def init_distributed() -> Distributed:
-    """Set DeepSpeed up for this process: CPU accelerator when no GPU, and the env variables a
-    single process needs without the launcher (RANK=0, WORLD_SIZE=1, a free MASTER_PORT)."""
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    if "RANK" not in os.environ:
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    import deepspeed
-
-    if not deepspeed.comm.is_initialized():
-        _skip_cpu_inference_op()
-        with _quiet_deepspeed():
-            deepspeed.init_distributed(verbose=False)
-    return Distributed(
-        int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
-    )
-
-
-def _skip_cpu_inference_op() -> None:
-    """On the CPU accelerator DeepSpeed JIT-compiles its shared-memory all-reduce op
-    (deepspeed_shm_comm) when communication starts, although only its inference all-reduce uses
-    it; training reduces through torch.distributed (gloo) either way. The build costs about a
-    minute on first use, and one killed half-way leaves torch's build lock behind, after which
-    every later start waits on it forever. Mark the op unavailable: DeepSpeed then skips it."""
-    from deepspeed import ops
-    from deepspeed.accelerator import get_accelerator
-
-    if get_accelerator().device_name() == "cpu":
-        ops.__compatible_ops__["deepspeed_shm_comm"] = False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# What DeepSpeed printed while starting (op builds, banners, warnings), kept for RUN/deepspeed.log.
-_CHATTER: list[str] = []
-
-
-@contextlib.contextmanager
-def _quiet_deepspeed() -> Iterator[None]:
-    """DeepSpeed prints op builds, its config and ZeRO banners on every start, some from compiler
-    subprocesses: catch both file descriptors, so none of it reaches the user's terminal. The text
-    goes to RUN/deepspeed.log (see `_Log.third_party`); if starting fails it is kept there too."""
-    logger = logging.getLogger("DeepSpeed")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            logger.setLevel(level)
-            sink.seek(0)
-            text = sink.read().decode("utf-8", errors="replace")
-            if text.strip():
-                _CHATTER.append(text)
-
-
 def accumulation_steps(train: TrainConfig, world_size: int) -> int:
     """global_batch = micro_batch x accumulation x world_size; AlbertError when it does not divide."""
     per_step = train.micro_batch_size * world_size
@@ -302,45 +218,6 @@ class _Interrupt:
             signal.signal(sig, handler)
 
 
-class _Comm:
-    """Collectives that cost nothing with one process."""
-
-    def __init__(self, dist: Distributed, device: torch.device) -> None:
-        self.dist, self.device = dist, device
-
-    def sum(self, values: list[float]) -> list[float]:
-        if self.dist.world_size == 1:
-            return values
-        import deepspeed
-
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        deepspeed.comm.all_reduce(t)
-        return t.tolist()
-
-    def flag(self, value: bool) -> bool:
-        """True when `value` is True on any rank."""
-        return self.sum([1.0 if value else 0.0])[0] > 0
-
-    def barrier(self) -> None:
-        if self.dist.world_size > 1:
-            import deepspeed
-
-            deepspeed.comm.barrier()
-
-
-def all_reduce_sum(values: list[float]) -> list[float]:
-    """Sum a list of numbers over all ranks (a no-op with one process). For eval callbacks."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return list(values)
-    import deepspeed
-    from deepspeed.accelerator import get_accelerator
-
-    t = torch.tensor(values, dtype=torch.float64, device=get_accelerator().current_device_name())
-    deepspeed.comm.all_reduce(t)
-    return t.tolist()
-
-
 class _Log:
     """metrics.jsonl, TensorBoard when installed, and the progress callback: rank 0 only."""
 
@@ -354,10 +231,10 @@ class _Log:
 
     def third_party(self) -> None:
         """Move what DeepSpeed printed while starting into RUN/deepspeed.log."""
-        if self.enabled and _CHATTER:
+        text = distributed.take_chatter()
+        if self.enabled and text:
             with (self.path.parent / "deepspeed.log").open("a", encoding="utf-8") as f:
-                f.write("".join(_CHATTER))
-        _CHATTER.clear()
+                f.write(text)
 
     def open_trackers(self, names: tuple[str, ...], params: dict[str, Any]) -> None:
         if self.enabled:
@@ -415,7 +292,7 @@ def train(
     """
     import deepspeed
 
-    dist = init_distributed()
+    dist = distributed.init_distributed()
     log = _Log(spec.out_dir, dist.rank, progress)
     t, note = fit_warmup(train_config)
     if note:
@@ -451,7 +328,7 @@ def train(
                 module.gradient_checkpointing = True
     optimizer = build_optimizer(spec.model, t)
     try:
-        with _quiet_deepspeed():
+        with distributed.single_process_env(), distributed.quiet_deepspeed():
             engine, ds_optimizer, _, _ = deepspeed.initialize(
                 model=spec.model,
                 optimizer=optimizer,
@@ -467,13 +344,12 @@ def train(
         optimizer.set_layouts(layouts)
     if t.compile:  # DeepSpeed compiles the wrapped module in place; state-dict keys stay the same
         engine.compile()
-    comm = _Comm(dist, engine.device)
     stage = ds_config.zero_stage
 
     step = 0
     best: dict[str, float] | None = None
     if resume_from is not None:
-        step = _restore(engine, ds_optimizer, stage, layouts, resume_from, dist, comm, t.seed)
+        step = _restore(engine, ds_optimizer, stage, layouts, resume_from, dist, t.seed)
         best = state.get("best")
     start_step = step
     last_ckpt = resume_from
@@ -500,7 +376,6 @@ def train(
             layouts,
             spec,
             dist,
-            comm,
             root,
             at,
             t.keep_last,
@@ -539,7 +414,7 @@ def train(
             for group in ds_optimizer.param_groups:
                 group["lr"] = lr
             batches = [_to(spec.batches.micro_batch(step * gas + k), engine.device) for k in range(gas)]
-            _add_step_totals(batches, spec.step_totals, comm, gas * dist.world_size)
+            _add_step_totals(batches, spec.step_totals, gas * dist.world_size)
             losses = []
             for k, batch in enumerate(batches):
                 out = spec.loss(engine, batch)
@@ -548,7 +423,7 @@ def train(
                 window.add(out, batch, spec.token_key)
                 if k < gas - 1:
                     engine.step()  # DeepSpeed only counts the micro-batch here
-            if comm.flag(not all(math.isfinite(x) for x in losses)):
+            if distributed.any_rank(not all(math.isfinite(x) for x in losses)):
                 bad = next((x for x in losses if not math.isfinite(x)), float("nan"))
                 where = (
                     f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written"
@@ -564,10 +439,10 @@ def train(
             window.micro += len(losses)
 
             if step % t.log_every == 0 or step == t.train_steps:
-                last_metrics = window.report(comm, step, lr, t.train_steps)
+                last_metrics = window.report(step, lr, t.train_steps)
                 log.event({"event": "train", **last_metrics})
                 window = _Window(time.perf_counter())
-            interrupted = comm.flag(interrupt.signal is not None)
+            interrupted = distributed.any_rank(interrupt.signal is not None)
             if step % t.save_every == 0 or step == t.train_steps or interrupted:
                 last_ckpt = save(step)
                 log.event({"event": "checkpoint", "step": step, "path": str(last_ckpt)}, record=False)
@@ -579,7 +454,7 @@ def train(
             ):
                 eval_metrics = _evaluate(engine, spec, step)
                 log.event({"event": "eval", "step": step, **eval_metrics})
-                if spec.best_metric and _improved(comm, dist, eval_metrics, best, spec):
+                if spec.best_metric and _improved(dist, eval_metrics, best, spec):
                     best, stale = {"step": step, **eval_metrics}, 0
                     _save_model(engine, stage, dist, spec.save_model, best_dir)
                     log.event({"event": "best", "step": step, "path": str(best_dir)}, record=False)
@@ -614,13 +489,13 @@ def _to(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def _add_step_totals(
-    batches: list[dict[str, torch.Tensor]], keys: tuple[str, ...], comm: _Comm, micro_batches: int
+    batches: list[dict[str, torch.Tensor]], keys: tuple[str, ...], micro_batches: int
 ) -> None:
     """batch["step_totals/<key>"] = (sum of `key` over the global batch) / micro-batches."""
     if not keys:
         return
     local = [sum(float(b[key].float().sum()) for b in batches) for key in keys]
-    totals = comm.sum(local)
+    totals = distributed.all_reduce_sum(local)
     for b in batches:
         for key, total in zip(keys, totals, strict=True):
             b[f"step_totals/{key}"] = torch.tensor(max(total, 1.0) / micro_batches, device=b[key].device)
@@ -648,12 +523,12 @@ class _Window:
         if token_key is not None and token_key in batch:
             self.tokens += float((batch[token_key] != 0).sum())
 
-    def report(self, comm: _Comm, step: int, lr: float, total_steps: int) -> dict[str, float]:
+    def report(self, step: int, lr: float, total_steps: int) -> dict[str, float]:
         names = sorted(self.metrics)
         flat = [self.loss, self.micro, self.tokens, self.sequences]
         for n in names:
             flat += self.metrics[n]
-        flat = comm.sum(flat)
+        flat = distributed.all_reduce_sum(flat)
         seconds = max(time.perf_counter() - self.start, 1e-9)
         out: dict[str, Any] = {"step": step, "loss": flat[0] / max(flat[1], 1)}
         for i, n in enumerate(names):
@@ -677,7 +552,7 @@ def _evaluate(engine: Any, spec: RunSpec, step: int) -> dict[str, float]:
 
 
 def _improved(
-    comm: _Comm, dist: Distributed, metrics: dict[str, float], best: dict[str, float] | None, spec: RunSpec
+    dist: Distributed, metrics: dict[str, float], best: dict[str, float] | None, spec: RunSpec
 ) -> bool:
     """Rank 0 decides; every rank follows (ZeRO-3 gathers need all of them)."""
     value = metrics.get(spec.best_metric or "")
@@ -689,7 +564,7 @@ def _improved(
             )
         old = None if best is None else best.get(spec.best_metric or "")
         better = old is None or (value > old if spec.best_mode == "max" else value < old)
-    return comm.flag(better)
+    return distributed.any_rank(better)
 
 
 def full_state_dict(engine: Any, zero_stage: int, rank: int) -> dict[str, torch.Tensor]:
@@ -724,7 +599,6 @@ def _save(
     layouts: dict[int, Any],
     spec: RunSpec,
     dist: Distributed,
-    comm: _Comm,
     root: Path,
     step: int,
     keep_last: int,
@@ -739,10 +613,10 @@ def _save(
             tmp = ckpt.begin(root, step)
         except OSError as err:
             failure = err
-    comm.barrier()
+    distributed.barrier()
     model_state = full_state_dict(engine, stage, dist.rank)
     universal = ckpt.universal_state(  # collective under ZeRO
-        ds_optimizer, engine.module, layouts, dist.rank, dist.world_size, comm.sum
+        ds_optimizer, engine.module, layouts, dist.rank, dist.world_size, distributed.all_reduce_sum
     )
     if failure is None:
         try:
@@ -754,7 +628,7 @@ def _save(
                 spec.save_model(model_state, tmp / ckpt.MODEL)
         except OSError as err:
             failure = err
-    if comm.flag(failure is not None):
+    if distributed.any_rank(failure is not None):
         if dist.rank == 0:
             ckpt.abandon(tmp)
         err = failure or OSError(0, "another rank failed to write its shard")
@@ -766,7 +640,7 @@ def _save(
         except OSError as err:
             ckpt.abandon(tmp)
             raise ckpt.disk_error(err, step, root) from None
-    comm.barrier()
+    distributed.barrier()
     return path
 
 
@@ -777,7 +651,6 @@ def _restore(
     layouts: dict[int, Any],
     path: Path,
     dist: Distributed,
-    comm: _Comm,
     seed: int,
 ) -> int:
     """Model weights, optimiser state and RNG from checkpoint `path`; returns its step.
@@ -816,7 +689,7 @@ def _restore(
             layouts,
             dist.rank,
             dist.world_size,
-            comm.sum,
+            distributed.all_reduce_sum,
             saved,
             str(path),
         )
