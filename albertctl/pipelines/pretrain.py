@@ -37,7 +37,8 @@ from albertctl.pipelines import evaluate
 from albertctl.pipelines import profile as profile_summary
 from albertctl.training import checkpoint as ckpt
 from albertctl.training import device, distributed, loop, trackers
-from albertctl.training.loop import Batch, LossOutput
+from albertctl.training.batches import Batch, IndexedBatches
+from albertctl.training.loop import LossOutput
 
 ProgressFn = Callable[[dict[str, Any]], None]
 # The loop totals this batch tensor over the global batch, so the MLM loss is the mean over
@@ -141,7 +142,7 @@ def _train(
     recorded = evaluate.pretraining_data_record(data_dir, manifest, builtin=data is None)
 
     model = build_model(profile, init_dir)
-    batches = loop.IndexedBatches(
+    batches = IndexedBatches(
         len(train_ds),
         lambda idx: [train_ds[i] for i in idx],
         collator,
