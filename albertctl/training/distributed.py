@@ -2,9 +2,11 @@
 
 Under a launcher (`deepspeed`, `torchrun`) the environment already says who this process is
 (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and nothing here changes it. Without
-one, DeepSpeed still reads those variables while it starts (its process group, and LOCAL_RANK
-when it builds an engine): `single_process_env` supplies them for exactly that long and then
-puts the environment back, so a later subprocess never mistakes itself for a launched rank.
+one, DeepSpeed still reads them while it starts (its process group, the engine's device):
+`single_process_env` supplies them for exactly that long and then puts the environment back, so
+a later subprocess never mistakes itself for a launched rank or reuses a port this process
+holds. LOCAL_RANK alone stays set ("0", as a launcher sets it for one rank per node): ZeRO-3 reads
+it on every forward pass, not only while starting.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def init_distributed() -> Distributed:
     on the CPU accelerator when there is no GPU."""
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # read when deepspeed is first imported
+    if not launched():
+        os.environ.setdefault("LOCAL_RANK", "0")  # read by ZeRO-3 in every forward pass
     import deepspeed
 
     if not deepspeed.comm.is_initialized():
