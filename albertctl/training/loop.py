@@ -3,7 +3,7 @@
 The loop knows nothing about ALBERT. A run is described by:
 
 - a `torch.nn.Module` (any model),
-- a `BatchSource`: micro-batch number i of this rank, deterministic, so the data position is
+- a `BatchSource` (training/batches.py): micro-batch number i of this rank, deterministic, so the data position is
   just a counter and a resumed run sees exactly the batches it would have seen,
 - a `LossFn`: `(model, batch) -> LossOutput(loss, metrics)`,
 - an optional `EvalFn` (called every `train.eval_every` steps and at the end),
