@@ -1,4 +1,4 @@
-"""Shared helpers for the bench scripts: machine description, matmul peak, weight copying, output.
+"""Shared helpers for the bench scripts: machine description, weight copying, output.
 
 Benchmarks time albertctl and a peer (transformers) in the same process, alternating runs,
 and report ratios; absolute numbers depend on the machine and what else runs on it.
@@ -55,24 +55,6 @@ def machine() -> dict:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None, repeats: int = 5) -> float:
-    """FLOP/s of a square matmul, best of `repeats`: the machine's practical peak. On a GPU the
-    matrices are 8192 wide, so the kernel, not its launch, is timed."""
-    n = n or (8192 if device.type == "cuda" else 2048)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for _ in range(3):
-            a @ b
-        sync(device)
-        best = min(best, (time.perf_counter() - t) / 3)
-    return 2 * n**3 / best
 
 
 def alternate(

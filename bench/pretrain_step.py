@@ -31,7 +31,6 @@ from common import (  # noqa: E402
     copy_weights,
     hf_config,
     machine,
-    matmul_peak,
     median,
     peak_memory,
     write_json,
@@ -39,6 +38,7 @@ from common import (  # noqa: E402
 
 from albertctl.core.config import load_profile  # noqa: E402
 from albertctl.model.albert import AlbertForPreTraining, pretraining_loss, training_flops_per_token  # noqa: E402
+from albertctl.training.device import matmul_peak  # noqa: E402
 
 BATCH = {"tiny": 32, "base": 8, "large": 4, "xlarge": 2, "xxlarge": 1}
 
@@ -173,7 +173,9 @@ def main() -> None:
     info = machine()
     rows = []
     peaks = {
-        p: matmul_peak(device, {"fp32": torch.float32, "bf16": torch.bfloat16}[p])
+        p: matmul_peak(
+            device.type, p, n=8192 if device.type == "cuda" else 2048, repeats=5, cpu_in_precision=True
+        )
         for p in {*args.precisions, *(["bf16"] if device.type == "cuda" else [])}
     }
     for profile in args.profiles:

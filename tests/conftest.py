@@ -24,15 +24,6 @@ def _run(
     argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
 ) -> CliResult:
     full_env = {**os.environ, "ALBERTCTL_NO_PROGRESS": "1", "COLUMNS": "200", **(env or {})}
-    for key in (
-        "RANK",
-        "WORLD_SIZE",
-        "LOCAL_RANK",
-        "MASTER_ADDR",
-        "MASTER_PORT",
-    ):  # set by in-process training
-        if key not in (env or {}):
-            full_env.pop(key, None)
     proc = subprocess.run(
         [sys.executable, "-m", "albertctl", *argv],
         cwd=cwd,

@@ -12,11 +12,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import pretrain_synthetic as S  # noqa: E402
 
-from albertctl.training import loop  # noqa: E402
+from albertctl.training import distributed, loop  # noqa: E402
 
 
 def main() -> None:
-    dist = loop.init_distributed()
+    dist = distributed.init_distributed()
     for arg in sys.argv[1:]:
         if arg.startswith("--local_rank"):
             continue

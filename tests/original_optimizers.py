@@ -19,7 +19,7 @@ import torch
 
 from albertctl.core.config import Profile
 from albertctl.pipelines.pretrain import MASKED_COUNT_KEY, mlm_sop_loss
-from albertctl.training.loop import IndexedBatches
+from albertctl.training.batches import IndexedBatches
 from albertctl.training.optim import learning_rate_at
 
 EXCLUDED = ("LayerNorm", "layer_norm", "bias")  # create_optimizer's exclude_from_weight_decay

@@ -16,8 +16,9 @@ from albertctl.core.config import Profile, profile_from_dict
 from albertctl.core.modeldir import save_model_dir
 from albertctl.model.albert import AlbertForPreTraining
 from albertctl.pipelines.pretrain import MASKED_COUNT_KEY, mlm_sop_loss
+from albertctl.training.batches import IndexedBatches
 from albertctl.training.checkpoint import checkpoint_name
-from albertctl.training.loop import IndexedBatches, RunSpec
+from albertctl.training.loop import RunSpec
 
 V, T, P = 64, 16, 4
 

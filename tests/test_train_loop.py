@@ -17,6 +17,7 @@ from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir
 from albertctl.training import checkpoint as ckpt
 from albertctl.training import loop
+from albertctl.training.batches import IndexedBatches
 
 # First losses of the synthetic run (fp32, CPU, LAMB as the original). Re-record only in a commit that changes
 # numerics on purpose (last: the original's LAMB, and the SOP head without dropout).
@@ -158,8 +159,8 @@ def test_existing_run_needs_resume(tmp_path):
 def test_indexed_batches_split_over_ranks_like_accumulation():
     fetch = lambda idx: [{"i": torch.tensor(i)} for i in idx]  # noqa: E731
     collate = lambda ex, g: {"i": torch.stack([e["i"] for e in ex])}  # noqa: E731
-    one = loop.IndexedBatches(10, fetch, collate, 2, 0, 1, seed=3)
-    two = [loop.IndexedBatches(10, fetch, collate, 2, r, 2, seed=3) for r in range(2)]
+    one = IndexedBatches(10, fetch, collate, 2, 0, 1, seed=3)
+    two = [IndexedBatches(10, fetch, collate, 2, r, 2, seed=3) for r in range(2)]
     for step in range(7):  # crosses epochs
         single = torch.cat([one.micro_batch(step * 2 + k)["i"] for k in range(2)])
         split = torch.cat([two[r].micro_batch(step)["i"] for r in range(2)])

@@ -49,7 +49,7 @@ from albertctl.tasks.base import (
 from albertctl.tasks.glue import paper_table
 from albertctl.tasks.predict import dev_metrics, predict_outputs
 from albertctl.training import checkpoint as ckpt
-from albertctl.training import loop, trackers
+from albertctl.training import distributed, loop, trackers
 
 ProgressFn = Callable[[dict[str, Any]], None]
 EMBEDDINGS_KEY = "albert.embeddings.word_embeddings.weight"
@@ -175,7 +175,7 @@ def _finetune(
     network = build_model(task, profile, source, config.seed)
     head = head_info(task, config)
     total = config.total_steps(len(train_features))
-    dist = loop.init_distributed()  # this rank's share of the batches (one process: rank 0 of 1)
+    dist = distributed.init_distributed()  # this rank's share of the batches (one process: rank 0 of 1)
     micro = rank_micro_batch(config, dist.world_size)
     train_config = to_train_config(config, profile.train, total, micro)
 

@@ -43,8 +43,9 @@ from albertctl.model.albert import AlbertForPreTraining
 from albertctl.model.cost import profile_summary
 from albertctl.tasks.pretraining import EVAL_BATCH_SIZE, pretraining_metrics, pretraining_step
 from albertctl.training import checkpoint as ckpt
-from albertctl.training import device, loop, trackers
-from albertctl.training.loop import Batch, LossOutput
+from albertctl.training import device, distributed, loop, trackers
+from albertctl.training.batches import Batch, IndexedBatches
+from albertctl.training.loop import LossOutput
 
 ProgressFn = Callable[[dict[str, Any]], None]
 # The loop totals this batch tensor over the global batch, so the MLM loss is the mean over
@@ -100,7 +101,7 @@ def run(
         build_model(profile, init_dir)
     # checked and locked before DeepSpeed starts (one line, quickly); rank 0 holds the lock
     with ckpt.run_directory(out, ("model",), [data, init], hold=os.environ.get("RANK", "0") == "0"):
-        dist = loop.init_distributed()
+        dist = distributed.init_distributed()
         if progress is not None and dist.rank == 0:  # the run header: device, world size, time to expect
             est = estimate(profile, dist.world_size, dist.local_rank)
             progress({"event": "info", "message": estimate_line(est, profile.train.train_steps)})
@@ -130,7 +131,7 @@ def _train(
     out: Path,
     resume: bool,
     init_dir: Any | None,
-    dist: loop.Distributed,
+    dist: distributed.Distributed,
     progress: ProgressFn | None,
     what: str,
     trackers_used: tuple[str, ...] = (),
@@ -148,7 +149,7 @@ def _train(
     recorded = pretraining_data_record(data_dir, manifest, builtin=data is None)
 
     model = build_model(profile, init_dir)
-    batches = loop.IndexedBatches(
+    batches = IndexedBatches(
         len(train_ds),
         lambda idx: [train_ds[i] for i in idx],
         collator,
@@ -171,7 +172,7 @@ def _train(
             EVAL_BATCH_SIZE,
             dist.rank,
             dist.world_size,
-            reduce=loop.all_reduce_sum,
+            reduce=distributed.all_reduce_sum,
             progress=progress if dist.rank == 0 else None,
         )
 
@@ -239,7 +240,7 @@ def build_model(profile: Profile, init: Any | None) -> AlbertForPreTraining:
     return model
 
 
-def builtin_data(profile: Profile, dist: loop.Distributed, progress: ProgressFn | None) -> Path:
+def builtin_data(profile: Profile, dist: distributed.Distributed, progress: ProgressFn | None) -> Path:
     """The sample corpus prepared for this profile's vocabulary and data recipe, cached under
     the cache directory (rank 0 prepares, the others wait)."""
     from albertctl.pipelines import prepare
@@ -270,7 +271,7 @@ def builtin_data(profile: Profile, dist: loop.Distributed, progress: ProgressFn 
                         progress({"event": "prepare", **p})
 
                 prepare.run(profile, None, target, num_proc=min(2, os.cpu_count() or 1), progress=on_prepare)
-    loop.all_reduce_sum([0.0])  # a barrier: the other ranks wait for rank 0's data
+    distributed.all_reduce_sum([0.0])  # a barrier: the other ranks wait for rank 0's data
     return target
 
 

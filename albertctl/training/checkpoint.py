@@ -43,6 +43,7 @@ from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import MANIFEST, owns_model_dir, verify_manifest, write_manifest
 from albertctl.core.outputs import fsync_dir, fsync_tree, honour_umask, manifest_owns, save_safetensors
 from albertctl.core.safeload import dump_yaml, parse_yaml, quote
+from albertctl.training import ds_compat
 
 STATE = "state.yaml"
 MODEL = "model"
@@ -98,54 +99,40 @@ def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def optimizer_state(ds_optimizer: Any, zero_stage: int) -> dict[str, Any]:
     """The parts of the (DeepSpeed-wrapped) optimiser needed to continue exactly."""
     if zero_stage == 0:
-        inner = getattr(ds_optimizer, "optimizer", None)
-        if isinstance(ds_optimizer, torch.optim.Optimizer) and inner is None:
+        inner = ds_compat.inner_optimizer(ds_optimizer)
+        if inner is None:
             return {"optimizer": ds_optimizer.state_dict()}
-        return {"optimizer": inner.state_dict(), "fp32": _fp32_master(ds_optimizer)}
+        return {"optimizer": inner.state_dict(), "fp32": ds_compat.unpartitioned_masters(ds_optimizer)}
     if zero_stage in (1, 2):
         return {
             "optimizer": ds_optimizer.optimizer.state_dict(),
-            "fp32": list(ds_optimizer.single_partition_of_fp32_groups),
+            "fp32": ds_compat.zero12_masters(ds_optimizer),
         }
-    sd = ds_optimizer.state_dict()
-    return {"optimizer": sd["optimizer_state_dict"], "fp32": list(sd["fp32_flat_groups"])}
-
-
-def _fp32_master(ds_optimizer: Any) -> list[torch.Tensor]:
-    groups = getattr(ds_optimizer, "fp32_groups_flat_partition", None) or getattr(
-        ds_optimizer, "fp32_groups_flat", None
-    )
-    return list(groups or [])
+    optimizer, fp32 = ds_compat.zero3_state(ds_optimizer)
+    return {"optimizer": optimizer, "fp32": fp32}
 
 
 @torch.no_grad()
 def load_optimizer_state(ds_optimizer: Any, zero_stage: int, state: dict[str, Any]) -> None:
     if zero_stage == 0:
-        inner = getattr(ds_optimizer, "optimizer", None)
-        if isinstance(ds_optimizer, torch.optim.Optimizer) and inner is None:
+        inner = ds_compat.inner_optimizer(ds_optimizer)
+        if inner is None:
             ds_optimizer.load_state_dict(state["optimizer"])
             return
         inner.load_state_dict(state["optimizer"])
-        for current, saved in zip(_fp32_master(ds_optimizer), state.get("fp32", []), strict=True):
+        for current, saved in zip(
+            ds_compat.unpartitioned_masters(ds_optimizer), state.get("fp32", []), strict=True
+        ):
             current.copy_(saved)
-        if hasattr(ds_optimizer, "update_lp_params"):
-            ds_optimizer.update_lp_params()
+        ds_compat.refresh_low_precision(ds_optimizer)
         return
     if zero_stage in (1, 2):
         ds_optimizer.optimizer.load_state_dict(state["optimizer"])
-        for current, saved in zip(ds_optimizer.single_partition_of_fp32_groups, state["fp32"], strict=True):
+        for current, saved in zip(ds_compat.zero12_masters(ds_optimizer), state["fp32"], strict=True):
             current.copy_(saved)
-        ds_optimizer.update_lp_params()
+        ds_compat.refresh_low_precision(ds_optimizer)
         return
-    ds_optimizer._rigid_load_state_dict(
-        {  # ZeRO-3: DeepSpeed's own restore, fed from safetensors
-            "loss_scaler": ds_optimizer.loss_scaler,
-            "dynamic_loss_scale": ds_optimizer.dynamic_loss_scale,
-            "overflow": False,
-            "optimizer_state_dict": state["optimizer"],
-            "fp32_flat_groups": state["fp32"],
-        }
-    )
+    ds_compat.zero3_load(ds_optimizer, state["optimizer"], state["fp32"])  # fed from safetensors
 
 
 # The universal optimiser state, per parameter name. A DeepSpeed wrapper hands the client
@@ -169,20 +156,12 @@ class _Piece:
 def _masters(ds_optimizer: Any) -> list[tuple[torch.Tensor, list[torch.Tensor]]] | None:
     """(fp32 flat master, the parameters laid out in it) per group, in `flat_layouts`'s order;
     None when the client optimiser steps the parameters themselves."""
-    d = ds_optimizer
-    for flats, params in (
-        ("fp32_partitioned_groups_flat", "fp16_groups"),  # ZeRO-3
-        ("single_partition_of_fp32_groups", "round_robin_bit16_groups"),  # ZeRO 1/2
-        ("fp32_groups_flat_partition", "bf16_groups"),  # BF16_Optimizer
-        ("fp32_groups_flat", "fp16_groups"),  # FP16_Optimizer
-    ):
-        if hasattr(d, flats):
-            return list(zip(getattr(d, flats), getattr(d, params), strict=True))
-    return None
+    groups = ds_compat.master_groups(ds_optimizer)
+    return None if groups is None else [(g.flat, g.params) for g in groups]
 
 
 def _inner(ds_optimizer: Any) -> torch.optim.Optimizer:
-    inner = getattr(ds_optimizer, "optimizer", None)
+    inner = ds_compat.inner_optimizer(ds_optimizer)
     return ds_optimizer if inner is None else inner
 
 
@@ -223,7 +202,7 @@ def _pieces(
     for i, j, (start, length) in held:
         flat, params = masters[i]
         p = params[j]
-        shape = tuple(getattr(p, "ds_shape", p.shape))
+        shape = ds_compat.full_shape(p)
         out.append(_Piece(names[id(p)], shape, before[first[i] + j], length, flat, start))
     return out, partitioned
 
@@ -323,20 +302,12 @@ def load_universal_state(
             for key, value in scalars.items():
                 own[key] = value.clone() if isinstance(value, torch.Tensor) else value
     if zero_stage == 3:  # DeepSpeed's own path copies the fp32 partitions into the parameters
-        ds_optimizer._set_fp32_optimizer_param_groups()
-        inner_state = ds_optimizer.optimizer.state_dict()
-        ds_optimizer._clear_fp32_optimizer_param_groups()
-        ds_optimizer._rigid_load_state_dict(
-            {
-                "loss_scaler": ds_optimizer.loss_scaler,
-                "dynamic_loss_scale": ds_optimizer.dynamic_loss_scale,
-                "overflow": False,
-                "optimizer_state_dict": inner_state,
-                "fp32_flat_groups": [flat.clone() for flat, _ in _masters(ds_optimizer) or []],
-            }
+        inner_state = ds_compat.zero3_inner_state(ds_optimizer)
+        ds_compat.zero3_load(
+            ds_optimizer, inner_state, [flat.clone() for flat, _ in _masters(ds_optimizer) or []]
         )
-    elif hasattr(ds_optimizer, "update_lp_params"):
-        ds_optimizer.update_lp_params()
+    else:
+        ds_compat.refresh_low_precision(ds_optimizer)
 
 
 def rng_state() -> dict[str, torch.Tensor]:

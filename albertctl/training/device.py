@@ -44,12 +44,15 @@ def current(local_rank: int = 0) -> Device:
     return Device("cpu", f"{name} ({torch.get_num_threads()} threads)", int(ram))
 
 
-def matmul_peak(kind: str, precision: str = "fp32", n: int | None = None, repeats: int = 3) -> float:
+def matmul_peak(
+    kind: str, precision: str = "fp32", n: int | None = None, repeats: int = 3, cpu_in_precision: bool = False
+) -> float:
     """FLOP/s of a square matmul, best of `repeats`: the device's practical peak. On a GPU in the
     run's precision, 4096 wide (the kernel, not its launch, is timed); on a CPU in fp32, 1024 wide
-    (CPUs without bf16 instructions take seconds for one bf16 matmul). A fraction of a second."""
+    (CPUs without bf16 instructions take seconds for one bf16 matmul). A fraction of a second.
+    `cpu_in_precision` times the CPU in `precision` too (bench/, on CPUs with bf16 units)."""
     device = torch.device(kind)
-    dtype = _DTYPES[precision] if kind == "cuda" else torch.float32
+    dtype = _DTYPES[precision] if kind == "cuda" or cpu_in_precision else torch.float32
     n = n or (4096 if kind == "cuda" else 1024)
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(device, dtype)

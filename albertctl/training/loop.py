@@ -3,7 +3,7 @@
 The loop knows nothing about ALBERT. A run is described by:
 
 - a `torch.nn.Module` (any model),
-- a `BatchSource`: micro-batch number i of this rank, deterministic, so the data position is
+- a `BatchSource` (training/batches.py): micro-batch number i of this rank, deterministic, so the data position is
   just a counter and a resumed run sees exactly the batches it would have seen,
 - a `LossFn`: `(model, batch) -> LossOutput(loss, metrics)`,
 - an optional `EvalFn` (called every `train.eval_every` steps and at the end),
@@ -30,17 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import logging
-import math
-import os
-import signal
-import socket
-import sys
-import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
@@ -51,10 +41,12 @@ from torch import nn
 from albertctl.core.config import DeepSpeedConfig, TrainConfig
 from albertctl.core.errors import AlbertError
 from albertctl.training import checkpoint as ckpt
-from albertctl.training import trackers
-from albertctl.training.optim import Lamb, build_optimizer, flat_layouts, learning_rate_at
-
-Batch = Mapping[str, torch.Tensor]
+from albertctl.training import distributed
+from albertctl.training.batches import Batch, BatchSource
+from albertctl.training.distributed import Distributed
+from albertctl.training.interrupt import Interrupt
+from albertctl.training.run import Run, dropout_seed
+from albertctl.training.runlog import RunLog, Window
 
 
 class LossOutput(NamedTuple):
@@ -75,18 +67,6 @@ class LossFn(Protocol):
     def __call__(self, model: nn.Module, batch: Batch) -> LossOutput:
         """`model` is the DeepSpeed engine wrapping your module: call it like the module."""
         ...
-
-
-class BatchSource(Protocol):
-    """Micro-batches of one rank, addressed by a counter (0, 1, 2, ...).
-
-    `micro_batch(i)` must return the same tensors for the same `i` every time (seed the
-    shuffling and masking from `i`), and different ranks must see different data: build the
-    source with the rank and world size (see `IndexedBatches`). The loop asks for
-    `i = step * accumulation + k` and records the next `i` as the data position.
-    """
-
-    def micro_batch(self, index: int) -> Batch: ...
 
 
 class EvalFn(Protocol):
@@ -155,86 +135,6 @@ class TrainResult:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class Distributed:
-    rank: int
-    world_size: int
-    local_rank: int
-
-
-def init_distributed() -> Distributed:
-    """Set DeepSpeed up for this process: CPU accelerator when no GPU, and the env variables a
-    single process needs without the launcher (RANK=0, WORLD_SIZE=1, a free MASTER_PORT)."""
-    if not torch.cuda.is_available():
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    if "RANK" not in os.environ:
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    import deepspeed
-
-    if not deepspeed.comm.is_initialized():
-        _skip_cpu_inference_op()
-        with _quiet_deepspeed():
-            deepspeed.init_distributed(verbose=False)
-    return Distributed(
-        int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
-    )
-
-
-def _skip_cpu_inference_op() -> None:
-    """On the CPU accelerator DeepSpeed JIT-compiles its shared-memory all-reduce op
-    (deepspeed_shm_comm) when communication starts, although only its inference all-reduce uses
-    it; training reduces through torch.distributed (gloo) either way. The build costs about a
-    minute on first use, and one killed half-way leaves torch's build lock behind, after which
-    every later start waits on it forever. Mark the op unavailable: DeepSpeed then skips it."""
-    from deepspeed import ops
-    from deepspeed.accelerator import get_accelerator
-
-    if get_accelerator().device_name() == "cpu":
-        ops.__compatible_ops__["deepspeed_shm_comm"] = False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# What DeepSpeed printed while starting (op builds, banners, warnings), kept for RUN/deepspeed.log.
-_CHATTER: list[str] = []
-
-
-@contextlib.contextmanager
-def _quiet_deepspeed() -> Iterator[None]:
-    """DeepSpeed prints op builds, its config and ZeRO banners on every start, some from compiler
-    subprocesses: catch both file descriptors, so none of it reaches the user's terminal. The text
-    goes to RUN/deepspeed.log (see `_Log.third_party`); if starting fails it is kept there too."""
-    logger = logging.getLogger("DeepSpeed")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            logger.setLevel(level)
-            sink.seek(0)
-            text = sink.read().decode("utf-8", errors="replace")
-            if text.strip():
-                _CHATTER.append(text)
-
-
 def accumulation_steps(train: TrainConfig, world_size: int) -> int:
     """global_batch = micro_batch x accumulation x world_size; AlbertError when it does not divide."""
     per_step = train.micro_batch_size * world_size
@@ -279,111 +179,6 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class _Interrupt:
-    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint after the current step."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _Interrupt:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal is not None and signum == signal.SIGINT:  # second Ctrl-C: give up at once
-            raise KeyboardInterrupt
-        self.signal = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-
-
-class _Comm:
-    """Collectives that cost nothing with one process."""
-
-    def __init__(self, dist: Distributed, device: torch.device) -> None:
-        self.dist, self.device = dist, device
-
-    def sum(self, values: list[float]) -> list[float]:
-        if self.dist.world_size == 1:
-            return values
-        import deepspeed
-
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        deepspeed.comm.all_reduce(t)
-        return t.tolist()
-
-    def flag(self, value: bool) -> bool:
-        """True when `value` is True on any rank."""
-        return self.sum([1.0 if value else 0.0])[0] > 0
-
-    def barrier(self) -> None:
-        if self.dist.world_size > 1:
-            import deepspeed
-
-            deepspeed.comm.barrier()
-
-
-def all_reduce_sum(values: list[float]) -> list[float]:
-    """Sum a list of numbers over all ranks (a no-op with one process). For eval callbacks."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return list(values)
-    import deepspeed
-    from deepspeed.accelerator import get_accelerator
-
-    t = torch.tensor(values, dtype=torch.float64, device=get_accelerator().current_device_name())
-    deepspeed.comm.all_reduce(t)
-    return t.tolist()
-
-
-class _Log:
-    """metrics.jsonl, TensorBoard when installed, and the progress callback: rank 0 only."""
-
-    def __init__(self, out_dir: Path, rank: int, progress: ProgressFn | None) -> None:
-        self.enabled = rank == 0
-        self.progress = progress
-        self.path = out_dir / "metrics.jsonl"
-        self.trackers: list[trackers.Tracker] = []
-        if self.enabled:
-            out_dir.mkdir(parents=True, exist_ok=True)
-
-    def third_party(self) -> None:
-        """Move what DeepSpeed printed while starting into RUN/deepspeed.log."""
-        if self.enabled and _CHATTER:
-            with (self.path.parent / "deepspeed.log").open("a", encoding="utf-8") as f:
-                f.write("".join(_CHATTER))
-        _CHATTER.clear()
-
-    def open_trackers(self, names: tuple[str, ...], params: dict[str, Any]) -> None:
-        if self.enabled:
-            self.trackers = trackers.open_trackers(names, self.path.parent, params)
-
-    def event(self, event: dict[str, Any], record: bool = True) -> None:
-        if not self.enabled:
-            return
-        if record:
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(event) + "\n")
-            metrics = trackers.numeric_fields(event)
-            if metrics:
-                for tracker in self.trackers:
-                    tracker.log(metrics, int(event.get("step", 0)))
-        if self.progress is not None:
-            self.progress(event)
-
-    def warn(self, message: str) -> None:
-        self.event({"event": "warning", "message": message}, record=False)
-
-    def close(self) -> None:
-        for tracker in self.trackers:
-            tracker.close()
-
-
 def fit_warmup(t: TrainConfig) -> tuple[TrainConfig, str | None]:
     """A warm-up at least as long as the run never reaches the peak learning rate (e.g. a task's
     1000 warm-up steps kept after `--set task.train_steps=50`): warm up over the first 10% instead,
@@ -413,20 +208,77 @@ def train(
     The checkpoint's `model/` directory must hold the module's state dict under the module's
     own names (as `core.modeldir.save_model_dir` writes it): `--resume` reloads it from there.
     """
-    import deepspeed
-
-    dist = init_distributed()
-    log = _Log(spec.out_dir, dist.rank, progress)
+    dist = distributed.init_distributed()
+    log = RunLog(spec.out_dir, dist.rank, progress)
     t, note = fit_warmup(train_config)
     if note:
         log.warn(note)
     gas = accumulation_steps(t, dist.world_size)
-    root = spec.out_dir / "checkpoints"
     identity = {**spec.identity, "world_size": dist.world_size, "zero_stage": ds_config.zero_stage}
+    resume_from, state = _resume_point(spec, t, identity, log)  # before anything heavy: errors come quickly
+    ds_json = deepspeed_config(t, ds_config, dist.world_size)
+    run = Run.start(spec, t, dist, gas, ds_config.zero_stage, ds_json, identity, log)
+    step = run.restore(resume_from) if resume_from is not None else 0
+    best = Best(spec, state.get("best"))
+    start_step, last_ckpt = step, resume_from
+    params = {f"train.{k}": v for k, v in dataclasses.asdict(t).items()}
+    params.update({f"deepspeed.{k}": v for k, v in dataclasses.asdict(ds_config).items()})
+    log.open_trackers(spec.report_to, {**params, **identity})
+    start = {"start_step": step, "total_steps": t.train_steps, "world_size": dist.world_size}
+    log.event(
+        {"event": "start", **start, "accumulation": gas, "global_batch_size": t.global_batch_size}, False
+    )
 
-    # Decide where we start before building anything heavy: a user error should be quick.
+    window = Window(time.perf_counter())
+    last_metrics: dict[str, float] = {}
+    eval_metrics: dict[str, float] = {}
+    stopped: Literal["finished", "interrupted", "early"] = "finished"
+    began = time.perf_counter()
+    if resume_from is None:
+        torch.manual_seed(dropout_seed(t.seed, dist.rank))
+    run.engine.train()
+    with Interrupt() as interrupt, contextlib.closing(log):
+        while step < t.train_steps:
+            lr = run.step(step, window, last_ckpt)
+            step += 1
+            if step % t.log_every == 0 or step == t.train_steps:
+                last_metrics = window.report(step, lr, t.train_steps)
+                log.event({"event": "train", **last_metrics})
+                window = Window(time.perf_counter())
+            interrupted = distributed.any_rank(interrupt.signal is not None)
+            if step % t.save_every == 0 or step == t.train_steps or interrupted:
+                last_ckpt = run.save(step, best.metrics)
+                log.event({"event": "checkpoint", "step": step, "path": str(last_ckpt)}, record=False)
+            if interrupted:
+                stopped = "interrupted"
+                break
+            if spec.evaluate is not None and (
+                (t.eval_every and step % t.eval_every == 0) or step == t.train_steps
+            ):
+                eval_metrics = run.evaluate(step)
+                log.event({"event": "eval", "step": step, **eval_metrics})
+                if best.update(run, log, step, eval_metrics, can_stop=step < t.train_steps):
+                    stopped = "early"
+                    break
+    return TrainResult(
+        global_step=step,
+        stopped=stopped,
+        last_metrics=last_metrics,
+        eval_metrics=eval_metrics,
+        checkpoint=last_ckpt,
+        best=best.metrics,
+        best_dir=best.dir if best.metrics else None,
+        seconds=time.perf_counter() - began if step > start_step else 0.0,
+    )
+
+
+def _resume_point(
+    spec: RunSpec, t: TrainConfig, identity: dict[str, Any], log: RunLog
+) -> tuple[Path | None, dict[str, Any]]:
+    """The checkpoint to continue from (None: a fresh start) and its state.yaml; AlbertError for
+    contradictory options, an incompatible checkpoint, or a fresh start over earlier checkpoints."""
+    root = spec.out_dir / "checkpoints"
     resume_from: Path | None = None
-    state: dict[str, Any] = {}
     if spec.resume and spec.resume_from is not None:
         raise AlbertError("--resume and --resume-from exclude each other: --resume takes the latest in --out")
     if spec.resume_from is not None:
@@ -435,453 +287,58 @@ def train(
         resume_from = ckpt.find_latest_good(root, log.warn)
         if resume_from is None:
             log.warn(f"no checkpoint to resume from under {root}; starting from step 0")
-    if resume_from is not None:
-        state = ckpt.read_state(resume_from)
-        ckpt.check_compatible(resume_from, state, identity)
-        if state["step"] >= t.train_steps:
-            log.warn(f"{resume_from} is already at step {state['step']} (train.train_steps={t.train_steps})")
-    elif spec.resume_from is None and ckpt.latest_names(root):
-        raise AlbertError(
-            f"{spec.out_dir} already holds checkpoints; pass --resume to continue, or choose a new --out"
-        )
-
-    if t.activation_checkpointing:
-        for module in spec.model.modules():  # the Hugging Face convention, no model knowledge
-            if hasattr(module, "gradient_checkpointing"):
-                module.gradient_checkpointing = True
-    optimizer = build_optimizer(spec.model, t)
-    try:
-        with _quiet_deepspeed():
-            engine, ds_optimizer, _, _ = deepspeed.initialize(
-                model=spec.model,
-                optimizer=optimizer,
-                config=deepspeed_config(t, ds_config, dist.world_size),
-            )
-    finally:
-        log.third_party()
-    # Under ZeRO or bf16/fp16 DeepSpeed gives the optimiser flat tensors: LAMB then needs to know
-    # which stretch is which parameter to keep its trust ratio per layer (training/optim.py), and
-    # checkpoints store the optimiser state per parameter (training/checkpoint.py).
-    layouts = flat_layouts(ds_optimizer)
-    if isinstance(optimizer, Lamb) and optimizer.adapts:
-        optimizer.set_layouts(layouts)
-    if t.compile:  # DeepSpeed compiles the wrapped module in place; state-dict keys stay the same
-        engine.compile()
-    comm = _Comm(dist, engine.device)
-    stage = ds_config.zero_stage
-
-    step = 0
-    best: dict[str, float] | None = None
-    if resume_from is not None:
-        step = _restore(engine, ds_optimizer, stage, layouts, resume_from, dist, comm, t.seed)
-        best = state.get("best")
-    start_step = step
-    last_ckpt = resume_from
-    params = {f"train.{k}": v for k, v in dataclasses.asdict(t).items()}
-    params.update({f"deepspeed.{k}": v for k, v in dataclasses.asdict(ds_config).items()})
-    log.open_trackers(spec.report_to, {**params, **identity})
-    log.event(
-        {
-            "event": "start",
-            "start_step": step,
-            "total_steps": t.train_steps,
-            "world_size": dist.world_size,
-            "accumulation": gas,
-            "global_batch_size": t.global_batch_size,
-        },
-        record=False,
-    )
-
-    def save(at: int) -> Path:
-        return _save(
-            engine,
-            ds_optimizer,
-            stage,
-            layouts,
-            spec,
-            dist,
-            comm,
-            root,
-            at,
-            t.keep_last,
-            {
-                "step": at,
-                "next_micro_batch": at * gas,
-                "accumulation": gas,
-                "schedule": {
-                    "kind": "warmup_poly",
-                    "peak": t.learning_rate,
-                    "warmup_steps": t.warmup_steps,
-                    "train_steps": t.train_steps,
-                    "power": t.poly_power,
-                },
-                "seed": t.seed,
-                "dropout_seed": dropout_seed(t.seed, dist.rank),
-                "optimizer_format": ckpt.UNIVERSAL,
-                "identity": identity,
-                "best": best,
-            },
-        )
-
-    window = _Window(time.perf_counter())
-    last_metrics: dict[str, float] = {}
-    eval_metrics: dict[str, float] = {}
-    best_dir = spec.out_dir / "best" if spec.best_metric else None
-    stopped: Literal["finished", "interrupted", "early"] = "finished"
-    stale = 0  # evaluations since the last new best (early stopping)
-    began = time.perf_counter()
     if resume_from is None:
-        torch.manual_seed(dropout_seed(t.seed, dist.rank))
-    engine.train()
-    with _Interrupt() as interrupt, contextlib.closing(log):
-        while step < t.train_steps:
-            lr = learning_rate_at(step, t.learning_rate, t.warmup_steps, t.train_steps, t.poly_power)
-            for group in ds_optimizer.param_groups:
-                group["lr"] = lr
-            batches = [_to(spec.batches.micro_batch(step * gas + k), engine.device) for k in range(gas)]
-            _add_step_totals(batches, spec.step_totals, comm, gas * dist.world_size)
-            losses = []
-            for k, batch in enumerate(batches):
-                out = spec.loss(engine, batch)
-                engine.backward(out.loss)
-                losses.append(out.loss.detach().float().item())
-                window.add(out, batch, spec.token_key)
-                if k < gas - 1:
-                    engine.step()  # DeepSpeed only counts the micro-batch here
-            if comm.flag(not all(math.isfinite(x) for x in losses)):
-                bad = next((x for x in losses if not math.isfinite(x)), float("nan"))
-                where = (
-                    f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written"
-                )
-                raise AlbertError(
-                    f"non-finite loss ({bad}) at step {step + 1}; stopped before the optimizer step, "
-                    f"{where} (try a lower train.learning_rate or precision fp32)"
-                )
-            engine.step()
-            step += 1
-            window.steps += 1
-            window.loss += sum(losses)
-            window.micro += len(losses)
-
-            if step % t.log_every == 0 or step == t.train_steps:
-                last_metrics = window.report(comm, step, lr, t.train_steps)
-                log.event({"event": "train", **last_metrics})
-                window = _Window(time.perf_counter())
-            interrupted = comm.flag(interrupt.signal is not None)
-            if step % t.save_every == 0 or step == t.train_steps or interrupted:
-                last_ckpt = save(step)
-                log.event({"event": "checkpoint", "step": step, "path": str(last_ckpt)}, record=False)
-            if interrupted:
-                stopped = "interrupted"
-                break
-            if spec.evaluate is not None and (
-                (t.eval_every and step % t.eval_every == 0) or step == t.train_steps
-            ):
-                eval_metrics = _evaluate(engine, spec, step)
-                log.event({"event": "eval", "step": step, **eval_metrics})
-                if spec.best_metric and _improved(comm, dist, eval_metrics, best, spec):
-                    best, stale = {"step": step, **eval_metrics}, 0
-                    _save_model(engine, stage, dist, spec.save_model, best_dir)
-                    log.event({"event": "best", "step": step, "path": str(best_dir)}, record=False)
-                elif spec.best_metric and best is not None:
-                    stale += 1
-                    if spec.patience and stale >= spec.patience and step < t.train_steps:
-                        log.event(
-                            {"event": "early_stop", "step": step, "patience": spec.patience, "best": best}
-                        )
-                        stopped = "early"
-                        break
-    return TrainResult(
-        global_step=step,
-        stopped=stopped,
-        last_metrics=last_metrics,
-        eval_metrics=eval_metrics,
-        checkpoint=last_ckpt,
-        best=best,
-        best_dir=best_dir if best else None,
-        seconds=time.perf_counter() - began if step > start_step else 0.0,
-    )
-
-
-def dropout_seed(seed: int, rank: int) -> int:
-    """The one place the global RNG (dropout) is seeded: from the profile's seed and the rank.
-    A resumed run restores the saved generator state instead."""
-    return (seed * 1_000_003 + rank * 7919 + 17) % (2**63)
-
-
-def _to(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
-def _add_step_totals(
-    batches: list[dict[str, torch.Tensor]], keys: tuple[str, ...], comm: _Comm, micro_batches: int
-) -> None:
-    """batch["step_totals/<key>"] = (sum of `key` over the global batch) / micro-batches."""
-    if not keys:
-        return
-    local = [sum(float(b[key].float().sum()) for b in batches) for key in keys]
-    totals = comm.sum(local)
-    for b in batches:
-        for key, total in zip(keys, totals, strict=True):
-            b[f"step_totals/{key}"] = torch.tensor(max(total, 1.0) / micro_batches, device=b[key].device)
-
-
-class _Window:
-    """Sums over one log interval on this rank."""
-
-    def __init__(self, start: float) -> None:
-        self.start = start
-        self.steps = 0
-        self.micro = 0
-        self.loss = 0.0
-        self.tokens = 0.0
-        self.sequences = 0.0
-        self.metrics: dict[str, list[float]] = {}
-
-    def add(self, out: LossOutput, batch: Batch, token_key: str | None) -> None:
-        for name, (num, den) in out.metrics.items():
-            acc = self.metrics.setdefault(name, [0.0, 0.0])
-            acc[0] += float(num)
-            acc[1] += float(den)
-        first = next(v for v in batch.values() if isinstance(v, torch.Tensor))
-        self.sequences += first.shape[0]
-        if token_key is not None and token_key in batch:
-            self.tokens += float((batch[token_key] != 0).sum())
-
-    def report(self, comm: _Comm, step: int, lr: float, total_steps: int) -> dict[str, float]:
-        names = sorted(self.metrics)
-        flat = [self.loss, self.micro, self.tokens, self.sequences]
-        for n in names:
-            flat += self.metrics[n]
-        flat = comm.sum(flat)
-        seconds = max(time.perf_counter() - self.start, 1e-9)
-        out: dict[str, Any] = {"step": step, "loss": flat[0] / max(flat[1], 1)}
-        for i, n in enumerate(names):
-            num, den = flat[4 + 2 * i], flat[5 + 2 * i]
-            out[n] = num / den if den else float("nan")
-        out["lr"] = lr
-        out["tokens_per_second"] = flat[2] / seconds
-        out["sequences_per_second"] = flat[3] / seconds
-        out["eta_seconds"] = seconds / max(self.steps, 1) * (total_steps - step)
-        return out
-
-
-def _evaluate(engine: Any, spec: RunSpec, step: int) -> dict[str, float]:
-    module = engine.module
-    module.eval()
-    try:
-        with torch.no_grad():
-            return dict(spec.evaluate(module, step))
-    finally:
-        module.train()
-
-
-def _improved(
-    comm: _Comm, dist: Distributed, metrics: dict[str, float], best: dict[str, float] | None, spec: RunSpec
-) -> bool:
-    """Rank 0 decides; every rank follows (ZeRO-3 gathers need all of them)."""
-    value = metrics.get(spec.best_metric or "")
-    better = False
-    if dist.rank == 0:
-        if value is None:
+        if spec.resume_from is None and ckpt.latest_names(root):
             raise AlbertError(
-                f"best_metric {spec.best_metric!r} is not among the eval metrics ({', '.join(metrics)})"
+                f"{spec.out_dir} already holds checkpoints; pass --resume to continue, or choose a new --out"
             )
-        old = None if best is None else best.get(spec.best_metric or "")
-        better = old is None or (value > old if spec.best_mode == "max" else value < old)
-    return comm.flag(better)
+        return None, {}
+    state = ckpt.read_state(resume_from)
+    ckpt.check_compatible(resume_from, state, identity)
+    if state["step"] >= t.train_steps:
+        log.warn(f"{resume_from} is already at step {state['step']} (train.train_steps={t.train_steps})")
+    return resume_from, state
 
 
-def full_state_dict(engine: Any, zero_stage: int, rank: int) -> dict[str, torch.Tensor]:
-    """The module's whole state dict in fp32 on CPU, on rank 0 (empty elsewhere). Under
-    ZeRO-3 every rank must call it: the partitioned parameters are gathered first."""
-    module = engine.module
-    if zero_stage == 3:
-        import deepspeed
+class Best:
+    """Fine-tuning's `best/` model dir and early stopping, from `spec.best_metric`, `best_mode`
+    and `patience` (a no-op without `best_metric`)."""
 
-        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
-            if rank != 0:
-                return {}
-            return {k: v.detach().float().cpu().clone() for k, v in module.state_dict().items()}
-    if rank != 0:
-        return {}
-    return {k: v.detach().float().cpu().clone() for k, v in module.state_dict().items()}
+    def __init__(self, spec: RunSpec, metrics: dict[str, float] | None) -> None:
+        self.spec = spec
+        self.metrics = metrics  # eval metrics of the best so far, with its "step"
+        self.dir = spec.out_dir / "best" if spec.best_metric else None
+        self.stale = 0  # evaluations since the last new best
 
+    def update(self, run: Run, log: RunLog, step: int, metrics: dict[str, float], can_stop: bool) -> bool:
+        """Keep `best/` up to date after an evaluation; True (and an early_stop event) when
+        patience has run out and `can_stop` (not the run's last step)."""
+        spec = self.spec
+        if not spec.best_metric or self.dir is None:
+            return False
+        if self._improved(run.dist, metrics):
+            self.metrics, self.stale = {"step": step, **metrics}, 0
+            run.save_model(self.dir)
+            log.event({"event": "best", "step": step, "path": str(self.dir)}, record=False)
+            return False
+        if self.metrics is None:
+            return False
+        self.stale += 1
+        if spec.patience and self.stale >= spec.patience and can_stop:
+            log.event({"event": "early_stop", "step": step, "patience": spec.patience, "best": self.metrics})
+            return True
+        return False
 
-def _save_model(engine: Any, stage: int, dist: Distributed, save_model: SaveModelFn, target: Path) -> None:
-    state = full_state_dict(engine, stage, dist.rank)
-    if dist.rank == 0:
-        try:
-            save_model(state, target)
-        except OSError as err:
-            raise AlbertError(f"could not write {target}: {err.strerror or err}") from None
-
-
-def _save(
-    engine: Any,
-    ds_optimizer: Any,
-    stage: int,
-    layouts: dict[int, Any],
-    spec: RunSpec,
-    dist: Distributed,
-    comm: _Comm,
-    root: Path,
-    step: int,
-    keep_last: int,
-    state: dict[str, Any],
-) -> Path:
-    """Every rank writes its shard into one temporary directory; rank 0 adds the model dir and
-    state.yaml, then renames it into place. Any OSError (full disk) leaves no partial checkpoint."""
-    tmp = root / f".{ckpt.checkpoint_name(step)}.tmp"
-    failure: OSError | None = None
-    if dist.rank == 0:
-        try:
-            tmp = ckpt.begin(root, step)
-        except OSError as err:
-            failure = err
-    comm.barrier()
-    model_state = full_state_dict(engine, stage, dist.rank)
-    universal = ckpt.universal_state(  # collective under ZeRO
-        ds_optimizer, engine.module, layouts, dist.rank, dist.world_size, comm.sum
-    )
-    if failure is None:
-        try:
-            shard: dict[str, Any] = {"rng": ckpt.rng_state()}
-            if universal is not None:
-                shard[ckpt.UNIVERSAL] = universal
-            ckpt.write_shard(tmp, dist.rank, shard)
-            if dist.rank == 0:
-                spec.save_model(model_state, tmp / ckpt.MODEL)
-        except OSError as err:
-            failure = err
-    if comm.flag(failure is not None):
+    def _improved(self, dist: Distributed, metrics: dict[str, float]) -> bool:
+        """Rank 0 decides; every rank follows (ZeRO-3 gathers need all of them)."""
+        name = self.spec.best_metric or ""
+        value = metrics.get(name)
+        better = False
         if dist.rank == 0:
-            ckpt.abandon(tmp)
-        err = failure or OSError(0, "another rank failed to write its shard")
-        raise ckpt.disk_error(err, step, root) from None
-    path = root / ckpt.checkpoint_name(step)
-    if dist.rank == 0:
-        try:
-            path = ckpt.finish(root, tmp, step, state, keep_last)
-        except OSError as err:
-            ckpt.abandon(tmp)
-            raise ckpt.disk_error(err, step, root) from None
-    comm.barrier()
-    return path
-
-
-def _restore(
-    engine: Any,
-    ds_optimizer: Any,
-    stage: int,
-    layouts: dict[int, Any],
-    path: Path,
-    dist: Distributed,
-    comm: _Comm,
-    seed: int,
-) -> int:
-    """Model weights, optimiser state and RNG from checkpoint `path`; returns its step.
-
-    A universal checkpoint (training/checkpoint.py) loads on any world size and ZeRO stage; one
-    written before it on the same world size and stage (`check_compatible` refuses others)."""
-    from safetensors.torch import load_file
-
-    state = ckpt.read_state(path)
-    if stage < 3:
-        weights = load_file(str(path / ckpt.MODEL / "model.safetensors"))
-        module = engine.module
-        own = module.state_dict()
-        missing = sorted(set(own) - set(weights))
-        if missing:
-            raise AlbertError(
-                f"{path}: checkpoint model lacks {len(missing)} tensors of this model (e.g. {missing[0]})"
-            )
-        with torch.no_grad():
-            for k, v in own.items():
-                if v.shape != weights[k].shape:
-                    raise AlbertError(
-                        f"{path}: {k} has shape {tuple(weights[k].shape)}, this model {tuple(v.shape)}"
-                    )
-                v.copy_(weights[k].to(v.dtype))
-    ranks = ckpt.shard_ranks(path)
-    if state.get("optimizer_format") == ckpt.UNIVERSAL:
-        shards = {r: ckpt.read_shard(path, r) for r in ranks}
-        saved = [shard[ckpt.UNIVERSAL] for shard in shards.values() if ckpt.UNIVERSAL in shard]
-        if not saved:
-            raise AlbertError(f"{path}: no trainer shard holds optimiser state")
-        ckpt.load_universal_state(
-            ds_optimizer,
-            stage,
-            engine.module,
-            layouts,
-            dist.rank,
-            dist.world_size,
-            comm.sum,
-            saved,
-            str(path),
-        )
-        shard = shards.get(dist.rank)
-    else:
-        shard = ckpt.read_shard(path, dist.rank)
-        if "optimizer" in shard:
-            ckpt.load_optimizer_state(ds_optimizer, stage, shard["optimizer"])
-        elif stage > 0:
-            raise AlbertError(f"{path}: shard of rank {dist.rank} holds no optimiser state")
-    step = int(state["step"])
-    if shard is not None:
-        ckpt.set_rng_state(shard["rng"])
-    else:  # more ranks than the checkpoint had: a fresh dropout stream for this rank and step
-        torch.manual_seed(dropout_seed(seed + step, dist.rank))
-    return step
-
-
-class IndexedBatches:
-    """A `BatchSource` over `num_examples` examples: shuffled per epoch from `seed`, sharded
-    over ranks, collated per micro-batch.
-
-    Global micro-batch g = i * world_size + rank holds stream positions
-    [g * micro_batch_size, (g + 1) * micro_batch_size); position p is example
-    `permutation(epoch = p // num_examples)[p % num_examples]`. One rank with accumulation k*n
-    therefore sees exactly the examples n ranks with accumulation k see, step for step.
-    `collate(examples, g)` gets the global micro-batch number (use it to seed masking).
-    """
-
-    def __init__(
-        self,
-        num_examples: int,
-        fetch: Callable[[list[int]], list[dict[str, Any]]],
-        collate: Callable[[list[dict[str, Any]], int], Batch],
-        micro_batch_size: int,
-        rank: int = 0,
-        world_size: int = 1,
-        seed: int = 0,
-        shuffle: bool = True,
-    ) -> None:
-        if num_examples < 1:
-            raise AlbertError("no training examples")
-        self.num_examples, self.fetch, self.collate = num_examples, fetch, collate
-        self.micro_batch_size, self.rank, self.world_size = micro_batch_size, rank, world_size
-        self.seed, self.shuffle = seed, shuffle
-        self._epoch = -1
-        self._order: list[int] = []
-
-    def _permutation(self, epoch: int) -> list[int]:
-        if epoch != self._epoch:
-            if self.shuffle:
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-                self._order = torch.randperm(self.num_examples, generator=g).tolist()
-            else:
-                self._order = list(range(self.num_examples))
-            self._epoch = epoch
-        return self._order
-
-    def indices(self, index: int) -> tuple[int, list[int]]:
-        g = index * self.world_size + self.rank
-        out = []
-        for p in range(g * self.micro_batch_size, (g + 1) * self.micro_batch_size):
-            out.append(self._permutation(p // self.num_examples)[p % self.num_examples])
-        return g, out
-
-    def micro_batch(self, index: int) -> Batch:
-        g, idx = self.indices(index)
-        return self.collate(self.fetch(idx), g)
+            if value is None:
+                raise AlbertError(
+                    f"best_metric {name!r} is not among the eval metrics ({', '.join(metrics)})"
+                )
+            old = None if self.metrics is None else self.metrics.get(name)
+            better = old is None or (value > old if self.spec.best_mode == "max" else value < old)
+        return distributed.any_rank(better)

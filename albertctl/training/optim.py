@@ -36,6 +36,7 @@ from torch import nn
 
 from albertctl.core.config import TrainConfig
 from albertctl.core.errors import AlbertError
+from albertctl.training import ds_compat
 
 # DeepSpeed FusedLamb's default bounds on the trust ratio (`train.lamb_clamp_trust_ratio`).
 FUSED_LAMB_CLAMP = (0.01, 10.0)
@@ -293,43 +294,26 @@ def flat_layouts(ds_optimizer: Any) -> dict[int, FlatLayout]:
     layouts: dict[int, FlatLayout] = {}
     checks: list[tuple[torch.Tensor, int, torch.Tensor]] = []  # (flat, start, expected piece)
     try:
-        if hasattr(ds_optimizer, "fp32_partitioned_groups_flat"):  # ZeRO-3
-            group = ds_optimizer.dp_process_group
-            r = rank(group)
-            for flat, params in zip(
-                ds_optimizer.fp32_partitioned_groups_flat, ds_optimizer.fp16_groups, strict=True
-            ):
+        for g in ds_compat.master_groups(ds_optimizer) or []:
+            if g.kind == "zero3":
+                r = rank(g.process_group)
                 slices, offset = [], 0
-                for j, param in enumerate(params):
-                    piece = param.ds_tensor.ds_numel
-                    valid = max(0, min(piece, param.ds_numel - r * piece))
+                for j, param in enumerate(g.params):
+                    piece, numel, local = ds_compat.zero3_piece(param)
+                    valid = max(0, min(piece, numel - r * piece))
                     if valid:
                         slices.append((offset, valid, j))
-                        checks.append((flat, offset, param.ds_tensor.data.view(-1)[:valid]))
+                        checks.append((g.flat, offset, local[:valid]))
                     offset += piece
-                layouts[id(flat)] = _layout(slices, len(params), shared(group), flat, offset)
-        elif hasattr(ds_optimizer, "single_partition_of_fp32_groups"):  # ZeRO 1/2
-            for i, flat in enumerate(ds_optimizer.single_partition_of_fp32_groups):
-                params = ds_optimizer.round_robin_bit16_groups[i]
-                group = ds_optimizer.real_dp_process_group[i]
-                offsets = getattr(ds_optimizer, "round_robin_bit16_offsets", None)
-                offsets = offsets[i] if offsets else _packed_offsets(params)
-                layouts[id(flat)] = _partition_layout(
-                    flat, params, offsets, ds_optimizer.partition_size[i], rank(group), shared(group), checks
-                )
-        elif hasattr(ds_optimizer, "fp32_groups_flat_partition"):  # BF16_Optimizer
-            for i, flat in enumerate(ds_optimizer.fp32_groups_flat_partition):
-                params = ds_optimizer.bf16_groups[i]
-                group = ds_optimizer.real_dp_process_group[i]
-                size = ds_optimizer.bf16_groups_flat[i].numel() // world(group)
-                layouts[id(flat)] = _partition_layout(
-                    flat, params, _packed_offsets(params), size, rank(group), shared(group), checks
-                )
-        elif hasattr(ds_optimizer, "fp32_groups_flat"):  # FP16_Optimizer (fp16, or bf16 without ZeRO)
-            for flat, params in zip(ds_optimizer.fp32_groups_flat, ds_optimizer.fp16_groups, strict=True):
-                layouts[id(flat)] = _partition_layout(
-                    flat, params, _packed_offsets(params), flat.numel(), 0, None, checks
-                )
+                layouts[id(g.flat)] = _layout(slices, len(g.params), shared(g.process_group), g.flat, offset)
+                continue
+            offsets = g.offsets if g.offsets is not None else _packed_offsets(g.params)
+            r, group = (
+                (0, None) if g.process_group is None else (rank(g.process_group), shared(g.process_group))
+            )
+            layouts[id(g.flat)] = _partition_layout(
+                g.flat, g.params, offsets, g.partition_size, r, group, checks
+            )
     except (AttributeError, IndexError, TypeError, ValueError) as err:
         raise _layout_error(name, f"unexpected structure ({err})") from None
     for flat, start, expected in checks:
