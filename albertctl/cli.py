@@ -13,7 +13,7 @@ from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from albertctl.core import console
-from albertctl.core.config import builtin_profiles, load_profile
+from albertctl.core.config import builtin_profiles, load_profile, parse_overrides
 from albertctl.core.errors import AlbertError
 
 try:  # recent typer releases vendor click as typer._click
@@ -222,7 +222,7 @@ def profile_show(
     """Print the resolved profile, parameter count, FLOPs per token and memory per GPU."""
     from albertctl.pipelines import profile as pipeline
 
-    result = pipeline.summary(load_profile(name, overrides or []), world_size)
+    result = pipeline.summary(load_profile(name, parse_overrides(overrides)), world_size)
     if as_json:
         console.print_json(result)
         return
@@ -442,7 +442,7 @@ def finetune(
     from albertctl.pipelines import launch
 
     if launch.wanted(num_gpus, num_nodes, hostfile):
-        pipeline.check_world_size(task, overrides or [], launch.world_size(num_gpus, num_nodes))
+        pipeline.check_world_size(task, parse_overrides(overrides), launch.world_size(num_gpus, num_nodes))
         raise typer.Exit(launch.relaunch(sys.argv[1:], num_gpus, num_nodes, hostfile))
     bar, on_event = _loop_progress(f"finetune {task}")
     with bar, contextlib.redirect_stdout(sys.stderr):  # libraries' chatter (DeepSpeed) stays off stdout
@@ -451,7 +451,7 @@ def finetune(
             model,
             out or Path("runs") / "finetune" / task.lower(),
             data,
-            overrides or [],
+            parse_overrides(overrides),
             resume,
             on_event,
             _own(
@@ -593,7 +593,7 @@ def vocab(
         keys, value = parse_override(text)
         options[".".join(keys)] = value
     result = pipeline.run(
-        load_profile(profile, overrides or []),
+        load_profile(profile, parse_overrides(overrides)),
         _inputs(inputs, dataset, split, text_column, dataset_config),
         output,
         vocab_size,
@@ -684,7 +684,13 @@ def prepare(
             )
 
         result = pipeline.run(
-            load_profile(profile, overrides or []), source, output, vocab_file, num_proc, seed, on_progress
+            load_profile(profile, parse_overrides(overrides)),
+            source,
+            output,
+            vocab_file,
+            num_proc,
+            seed,
+            on_progress,
         )
     if as_json:
         console.print_json(result)
@@ -827,7 +833,7 @@ def pretrain(
     from albertctl.pipelines import pretrain as pipeline
     from albertctl.pipelines.evaluate import original_report
 
-    prof = load_profile(profile, overrides or [])
+    prof = load_profile(profile, parse_overrides(overrides))
     world = launch.world_size(num_gpus, num_nodes)
     if dry_run:
         plan = {**pipeline.plan(prof, world), **pipeline.estimate(prof, world)}
@@ -1010,7 +1016,7 @@ def eval_(
                 question_column=question_column,
                 option_columns=option_columns,
             )
-            result = finetune.evaluate(task, model, data, predict, overrides or [], own, on_event)
+            result = finetune.evaluate(task, model, data, predict, parse_overrides(overrides), own, on_event)
         if as_json:
             console.print_json(result)
         else:
@@ -1029,7 +1035,9 @@ def eval_(
         raise AlbertError("--predict needs a TASK, e.g. albertctl eval mnli --model DIR --predict OUT")
     bar, on_event = _eval_progress()
     with bar, contextlib.redirect_stdout(sys.stderr):
-        report = pipeline.run_pretraining(model, data, overrides=overrides or [], progress=on_event)
+        report = pipeline.run_pretraining(
+            model, data, overrides=parse_overrides(overrides), progress=on_event
+        )
     if as_json:
         console.print_json(report)
     else:

@@ -153,7 +153,9 @@ def task_head(task: Task, head: dict[str, Any]) -> dict[str, Any]:
             f"the task has {task.num_labels} labels ({', '.join(task.labels)})"
         )
     span_head = next((key for key, value in task.span_heads.items() if value == kind), None)
-    config = load_task_config(task, [f"task.span_head={span_head}"] if span_head else [])
+    config = load_task_config(task)
+    if span_head:  # squad2: the checkpoint's span head picks the task's setting
+        config = dataclasses.replace(config, span_head=span_head)
     return {
         "task": task.name,
         "num_labels": task.num_labels,

@@ -12,13 +12,13 @@ Task evaluation (`albertctl eval TASK --model DIR`) lives with fine-tuning
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from albertctl.core.config import parse_override, with_overrides
+from albertctl.core.config import Overrides, parse_overrides, with_overrides
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir
 from albertctl.core.safeload import BadJson, decode_json, parse_yaml
@@ -210,7 +210,7 @@ def run_pretraining(
     data_dir: Path | None,
     batch_size: int = EVAL_BATCH_SIZE,
     max_examples: int | None = None,
-    overrides: Sequence[str] = (),
+    overrides: Overrides = (),
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """`albertctl eval --model DIR --data DIR`: the report on the data's held-out split.
@@ -219,11 +219,11 @@ def run_pretraining(
 
     Dynamically masked data is masked with the model profile's `data` recipe; `overrides`
     (`data.key=value` only) change it, e.g. to score a model under another masking."""
-    for text in overrides:
-        keys, _ = parse_override(text)
-        if keys[0] != "data" or len(keys) != 2:
+    overrides = parse_overrides(overrides)
+    for o in overrides:
+        if o.section != "data" or len(o.keys) != 2:
             raise AlbertError(
-                f"--set {text!r}: the pretraining report takes data.KEY=VALUE only (the held-out masking, "
+                f"--set {o.text!r}: the pretraining report takes data.KEY=VALUE only (the held-out masking, "
                 "e.g. --set data.ngram=1)"
             )
     md = load_model_dir(model_dir)

@@ -27,7 +27,14 @@ import torch
 from torch import nn
 
 from albertctl.core import outputs
-from albertctl.core.config import Profile, TrainConfig, _build, with_overrides
+from albertctl.core.config import (
+    Overrides,
+    Profile,
+    TrainConfig,
+    build_section,
+    parse_overrides,
+    with_overrides,
+)
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import MANIFEST, ModelDir, load_model_dir, save_model_dir
 from albertctl.data import tokenizer as tokenizers
@@ -82,7 +89,7 @@ def run(
     model: Path,
     out_dir: Path,
     data: Path | None = None,
-    overrides: Sequence[str] = (),
+    overrides: Overrides = (),
     resume: bool = False,
     progress: ProgressFn | None = None,
     own: dict[str, Any] | None = None,
@@ -120,7 +127,7 @@ def finetune_task(
     model_path: Path,
     out_dir: Path,
     data: Path | None = None,
-    overrides: Sequence[str] = (),
+    overrides: Overrides = (),
     resume: bool = False,
     progress: ProgressFn | None = None,
     own: dict[str, Any] | None = None,
@@ -320,7 +327,7 @@ def rank_micro_batch(config: TaskConfig, world_size: int) -> int:
     return config.micro_batch
 
 
-def check_world_size(task_name: str, overrides: Sequence[str], world_size: int) -> None:
+def check_world_size(task_name: str, overrides: Overrides, world_size: int) -> None:
     """Before the launcher starts processes: each trained task's global batch must split into
     micro-batches over `world_size` ranks (one line naming the task settings otherwise)."""
     task_overrides, _ = split_overrides(overrides)
@@ -501,7 +508,7 @@ def evaluate(
     model: Path,
     data: Path | None = None,
     predict_dir: Path | None = None,
-    overrides: Sequence[str] = (),
+    overrides: Overrides = (),
     own: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
@@ -603,7 +610,7 @@ def is_predictions_file(path: Path) -> bool:
 QUICK_TRIAL_KEYS = ("max_train_samples", "max_eval_samples", "early_stopping_patience")
 
 
-def stored_task_config(source: ModelDir, overrides: Sequence[str]) -> TaskConfig:
+def stored_task_config(source: ModelDir, overrides: Overrides) -> TaskConfig:
     """The TaskConfig the model was fine-tuned with, `--set task.key=value` on top."""
     stored = dict(source.head.get("task_config") or {})
     for key in QUICK_TRIAL_KEYS:  # a quick trial's subset or patience says nothing about scoring
@@ -612,12 +619,12 @@ def stored_task_config(source: ModelDir, overrides: Sequence[str]) -> TaskConfig
     values = {k: v for k, v in stored.items() if k in valid}
     task = get_task(source.head["task"])
     base = load_task_config(task, overrides)  # validates the overrides, gives defaults
-    for text in overrides:
-        key = text.split("=", 1)[0].strip().split(".", 1)[1]
-        values[key] = getattr(base, key)
+    for o in parse_overrides(overrides):
+        if o.section == "task":
+            values[o.keys[1]] = getattr(base, o.keys[1])
     if not values:
         return base
-    return _build(TaskConfig, values, "task", str(source.path / MANIFEST))
+    return build_section(TaskConfig, values, "task", str(source.path / MANIFEST))
 
 
 # ---------------------------------------------------------------------------------------------
