@@ -13,6 +13,7 @@ Task evaluation (`albertctl eval TASK --model DIR`) lives with fine-tuning
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from albertctl.core.config import Overrides, parse_overrides, with_overrides
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir
+from albertctl.core.results import Result
 from albertctl.core.safeload import BadJson, decode_json, parse_yaml
 from albertctl.data.pretraining import PretrainingCollator, load_split, read_manifest, vocab_file
 from albertctl.data.tokenizer import load_tokenizer
@@ -205,6 +207,19 @@ def global_step_of(model_dir: Path, head: dict[str, Any]) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class PretrainingReport(Result):
+    """What `albertctl eval --model DIR` prints; `to_dict()` (its --json output) is flat:
+    global_step, data, then the metrics."""
+
+    global_step: int
+    data: str  # the prepared data scored (its held-out split)
+    metrics: dict[str, Any]  # pretraining_metrics(): losses, accuracies, eval_examples, ...
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"global_step": self.global_step, "data": self.data, **self.metrics}
+
+
 def run_pretraining(
     model_dir: Path,
     data_dir: Path | None,
@@ -212,7 +227,7 @@ def run_pretraining(
     max_examples: int | None = None,
     overrides: Overrides = (),
     progress: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+) -> PretrainingReport:
     """`albertctl eval --model DIR --data DIR`: the report on the data's held-out split.
     Without `data_dir`: the data the model was pretrained on, when its model dir records it
     (`pretrain` does) and it is still there.
@@ -254,7 +269,7 @@ def run_pretraining(
         max_examples=max_examples,
         progress=progress,
     )
-    return {"global_step": global_step_of(Path(model_dir), md.head), "data": str(data_dir), **report}
+    return PretrainingReport(global_step_of(Path(model_dir), md.head), str(data_dir), report)
 
 
 # --------------------------------------------------------------------------- curves

@@ -37,6 +37,7 @@ from albertctl.core.config import (
 )
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import MANIFEST, ModelDir, load_model_dir, save_model_dir
+from albertctl.core.results import Result
 from albertctl.data import tokenizer as tokenizers
 from albertctl.data.tokenizer import Tokenizer
 from albertctl.model.heads import AlbertForTask
@@ -77,6 +78,23 @@ class TaskResult:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["model_dir"] = str(self.model_dir) if self.model_dir else None
+        return out
+
+
+@dataclass(frozen=True)
+class EvalResult(Result):
+    """What `albertctl eval TASK` prints; `to_dict()` is its --json output."""
+
+    task: str
+    model: str
+    metrics: dict[str, float]  # dev metrics ({} when only predicting)
+    predictions: list[str]  # files written under --predict
+    report: dict[str, list[dict[str, Any]]] | None = None  # per-class rows by split, for tasks that have one
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if self.report is None:
+            del out["report"]
         return out
 
 
@@ -511,7 +529,7 @@ def evaluate(
     overrides: Overrides = (),
     own: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
-) -> dict[str, Any]:
+) -> EvalResult:
     """Dev metrics of a fine-tuned model; with `predict_dir`, test-set submission files too.
     `progress` gets the `evaluating` events of every split scored or predicted.
     A task over your own files scores `data` (labelled), or with `predict_dir` writes one
@@ -580,7 +598,7 @@ def evaluate(
                 written = task.write_predictions(tmp, split, ex, preds)  # one file, or several (own data)
                 names += [p.name for p in (written if isinstance(written, list) else [written])]
         result["predictions"] = [str(Path(predict_dir) / name) for name in names]
-    return result
+    return EvalResult(**result)
 
 
 PREDICTIONS = "a predictions file albertctl wrote"
