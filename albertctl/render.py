@@ -344,5 +344,5 @@ def convert(r) -> None:
     c = r.counts
     console.info(
         f"loaded {c['loaded']}, skipped {c['skipped']}, missing {c['missing']}; "
-        f"head {r.head['kind']}; wrote {r.out}"
+        f"head {r.head.kind}; wrote {r.out}"
     )

@@ -3,17 +3,18 @@
 import json
 
 from albertctl.core.console import print_json
+from albertctl.core.modeldir import HeadRecord
 from albertctl.pipelines.convert import ConvertResult
 from albertctl.pipelines.evaluate import PretrainingReport
 from albertctl.pipelines.finetune import EvalResult
 
 
 def test_convert_result_json_names_from_and_keeps_order(capsys):
-    r = ConvertResult(
-        "tf", "ckpt", "albertctl", "out", {"kind": "span"}, {"hidden_size": 8}, {"loaded": 1}, [], []
-    )
+    head = HeadRecord(kind="span")
+    r = ConvertResult("tf", "ckpt", "albertctl", "out", head, {"hidden_size": 8}, {"loaded": 1}, [], [])
     assert list(r.to_dict()) == ["from", "source", "to", "out", "head", "model", "counts", "rows", "notes"]
     assert (r["from"], r.from_, "from" in r, "from_" in r) == ("tf", "tf", True, False)
+    assert r["head"] == {"kind": "span"}
     print_json(r)
     assert json.loads(capsys.readouterr().out)["from"] == "tf"
 
@@ -40,3 +41,27 @@ def test_pretraining_report_is_flat():
         ("masked_lm_accuracy", 0.25),
     ]
     assert r["loss"] == 1.5 and r.get("missing", 3) == 3
+
+
+def test_head_record_round_trips_key_order_and_unknown_keys():
+    head = {
+        "source": "ckpt",
+        "kind": "classify",
+        "task": "mnli",
+        "num_labels": 3,
+        "labels": ["a", "b", "c"],
+        "data": {"kind": "x"},
+    }
+    record = HeadRecord.from_dict(head)
+    assert (record.kind, record.task, record.num_labels, record.extra) == (
+        "classify",
+        "mnli",
+        3,
+        {"source": "ckpt", "data": {"kind": "x"}},
+    )
+    assert list(record.to_dict().items()) == list(head.items())
+    assert HeadRecord.from_dict({"kind": "pretraining", "task": None}).to_dict() == {
+        "kind": "pretraining",
+        "task": None,
+    }
+    assert HeadRecord().to_dict() == {"kind": "pretraining"}

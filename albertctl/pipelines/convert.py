@@ -38,7 +38,7 @@ from albertctl.convert.tf_bundle import TensorBundle, find_checkpoint_prefix
 from albertctl.core import outputs
 from albertctl.core.config import Profile
 from albertctl.core.errors import AlbertError
-from albertctl.core.modeldir import check_model_dir_output, load_model_dir, save_model_dir
+from albertctl.core.modeldir import HeadRecord, check_model_dir_output, load_model_dir, save_model_dir
 from albertctl.core.results import Result
 from albertctl.core.safeload import quote, shorten
 from albertctl.data.wordpiece import WordPieceTokenizer
@@ -57,7 +57,7 @@ class ConvertResult(Result):
     source: str
     to: str
     out: str
-    head: dict[str, Any]  # the head record written beside the weights
+    head: HeadRecord  # the head written into the manifest
     model: dict[str, Any]  # the model section of the profile
     counts: dict[str, int]  # loaded / skipped / missing
     rows: list[dict[str, Any]]  # one per variable: status, key, source, shape, note
@@ -65,6 +65,7 @@ class ConvertResult(Result):
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
+        out["head"] = self.head.to_dict()
         return {("from" if k == "from_" else k): v for k, v in out.items()}
 
 
@@ -123,7 +124,7 @@ def run(
         source=str(source),
         to=to,
         out=str(out),
-        head=converted.head,
+        head=HeadRecord.from_dict(converted.head),
         model=profile.to_dict()["model"],
         counts=counts,
         rows=converted.rows,
