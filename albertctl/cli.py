@@ -12,8 +12,9 @@ import typer
 from rich.markup import escape
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
+from albertctl import render
 from albertctl.core import console
-from albertctl.core.config import builtin_profiles, load_profile
+from albertctl.core.config import builtin_profiles, load_profile, parse_overrides
 from albertctl.core.errors import AlbertError
 
 try:  # recent typer releases vendor click as typer._click
@@ -189,14 +190,10 @@ def _root(
 )
 def profile_list(as_json: JsonOpt = False) -> None:
     """List the built-in profiles."""
-    rows = []
-    for name in builtin_profiles():
-        p = load_profile(name)
-        rows.append({"name": name, "description": p.description})
-    if as_json:
-        console.print_json(rows)
-    else:
-        console.show(console.table("built-in profiles", ["name", "description"], [r.values() for r in rows]))
+    from albertctl.pipelines import profile as pipeline
+
+    rows = pipeline.builtin()
+    render.show(rows, as_json, render.profiles)
 
 
 @profile_app.command(
@@ -222,40 +219,8 @@ def profile_show(
     """Print the resolved profile, parameter count, FLOPs per token and memory per GPU."""
     from albertctl.pipelines import profile as pipeline
 
-    result = pipeline.summary(load_profile(name, overrides or []), world_size)
-    if as_json:
-        console.print_json(result)
-        return
-    for section, values in result["profile"].items():
-        if isinstance(values, dict):
-            console.show(console.key_value_table(section, values, exact=True))
-    console.show(
-        console.key_value_table(
-            "cost",
-            {
-                "parameters (embeddings + encoder + pooler)": result["parameters"],
-                "parameters with MLM + SOP heads": result["parameters_with_pretraining_heads"],
-                "training FLOPs per token": result["training_flops_per_token"],
-                "tokens per optimizer step": result["tokens_per_step"],
-            },
-        )
-    )
-    rows = [
-        (
-            stage,
-            console.human_bytes(m["model_states"]),
-            console.human_bytes(m["activations"]),
-            console.human_bytes(m["total"]),
-        )
-        for stage, m in result["memory_per_gpu_bytes"].items()
-    ]
-    console.show(
-        console.table(
-            f"training memory per GPU (estimate, {world_size} GPUs)",
-            ["ZeRO stage", "model states", "activations", "total"],
-            rows,
-        )
-    )
+    result = pipeline.summary(load_profile(name, parse_overrides(overrides)), world_size)
+    render.show(result, as_json, render.profile_summary)
 
 
 TaskArg = Annotated[
@@ -342,52 +307,14 @@ LabelsOpt = Annotated[
 ]
 
 
-def _own(**options: str | Path | None) -> dict[str, str]:
-    """The your-own-data options that were given (tasks/custom.py parses them)."""
-    return {k: str(v) for k, v in options.items() if v is not None}
+OWN_COLUMNS = ("text_column", "label_column", "id_column", "question_column", "option_columns")
 
 
-def _show_evaluating(bar, ids: dict[str, int], event: dict) -> None:
-    """An `evaluating` event ({split, done, total}) on the bar's `eval` row, started over for
-    each evaluation."""
-    title = f"eval {event.get('split') or 'dev'}"
-    if "eval" not in ids:
-        ids["eval"] = bar.add_task(title, total=event["total"], completed=0, rate="", metrics="")
-    elif event["done"] == 0:
-        bar.reset(ids["eval"], total=event["total"], description=title)
-    if event["done"]:
-        bar.update(ids["eval"], completed=event["done"])
-
-
-def _loop_progress(title: str):
-    """A progress bar fed by the training loop's events; returns (bar, callback)."""
-    bar = console.progress()
-    ids: dict[str, int] = {}
-
-    def on_event(event: dict) -> None:
-        kind = event.get("event")
-        if kind == "start":
-            ids["task"] = bar.add_task(
-                title, total=event["total_steps"], completed=event["start_step"], rate=""
-            )
-        elif kind == "train" and "task" in ids:
-            bar.update(ids["task"], completed=event["step"], rate=f"loss {event['loss']:.4f}")
-        elif kind == "eval":
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
-            bar.console.print(f"step {event['step']}: {shown}", highlight=False)
-        elif kind == "evaluating":
-            _show_evaluating(bar, ids, event)
-        elif kind == "early_stop":
-            best = event["best"]
-            bar.console.print(
-                f"early stopping at step {event['step']}: no new best in {event['patience']} evaluations "
-                f"(best at step {best['step']})",
-                highlight=False,
-            )
-        elif kind == "warning":
-            console.warn(event["message"])
-
-    return bar, on_event
+def _own(validation: Path | None, *columns: str | None, labels: str | None = None) -> dict[str, str]:
+    """The your-own-data options that were given, by name (tasks/custom.py parses them):
+    --validation, the five column options in OWN_COLUMNS order, --labels."""
+    given = {"validation": validation, **dict(zip(OWN_COLUMNS, columns, strict=True)), "labels": labels}
+    return {k: str(v) for k, v in given.items() if v is not None}
 
 
 @app.command(
@@ -441,54 +368,24 @@ def finetune(
     from albertctl.pipelines import finetune as pipeline
     from albertctl.pipelines import launch
 
-    if launch.wanted(num_gpus, num_nodes, hostfile):
-        pipeline.check_world_size(task, overrides or [], launch.world_size(num_gpus, num_nodes))
-        raise typer.Exit(launch.relaunch(sys.argv[1:], num_gpus, num_nodes, hostfile))
-    bar, on_event = _loop_progress(f"finetune {task}")
+    sets = parse_overrides(overrides)
+    code = launch.relaunch_if_wanted(
+        num_gpus, num_nodes, hostfile, lambda world: pipeline.check_world_size(task, sets, world)
+    )
+    if code is not None:
+        raise typer.Exit(code)
+    columns = (text_column, label_column, id_column, question_column, option_columns)
+    own = _own(validation, *columns, labels=labels)
+    bar, on_event = render.training_progress(f"finetune {task}")
     with bar, contextlib.redirect_stdout(sys.stderr):  # libraries' chatter (DeepSpeed) stays off stdout
+        out = out or Path("runs") / "finetune" / task.lower()
         results = pipeline.run(
-            task,
-            model,
-            out or Path("runs") / "finetune" / task.lower(),
-            data,
-            overrides or [],
-            resume,
-            on_event,
-            _own(
-                validation=validation,
-                text_column=text_column,
-                label_column=label_column,
-                id_column=id_column,
-                question_column=question_column,
-                option_columns=option_columns,
-                labels=labels,
-            ),
-            report_to or [],
-            resume_from,
+            task, model, out, data, sets, resume, on_event, own, report_to or [], resume_from
         )
     if launch.rank() != 0:
         return
-    if as_json:
-        body = {"results": [r.to_dict() for r in results]}
-        if len(results) > 1:
-            body["summary"] = pipeline.summary(results)
-        console.print_json(body)
-        return
-    for r in results:
-        console.show(
-            console.key_value_table(
-                f"{r.display}: dev metrics of the best checkpoint (step {r.extra.get('best_step')}) -> {r.model_dir}",
-                r.metrics,
-            )
-        )
-    if len(results) > 1:
-        s = pipeline.summary(results)
-        rows = [list(r.values()) for r in s["rows"]] + [
-            ["Avg", "", "-" if s["average"] is None else f"{s['average']:.1f}"]
-        ]
-        console.show(
-            console.table("GLUE dev (x100), best checkpoint per task", ["task", "metrics", "dev"], rows)
-        )
+    summary = pipeline.summary(results) if len(results) > 1 else None
+    (render.finetune_json if as_json else render.finetune_results)(results, summary)
 
 
 InputsArg = Annotated[
@@ -588,12 +485,9 @@ def vocab(
     from albertctl.core.config import parse_override
     from albertctl.pipelines import vocab as pipeline
 
-    options = {}
-    for text in spm_options or []:
-        keys, value = parse_override(text)
-        options[".".join(keys)] = value
+    options = {".".join(keys): value for keys, value in map(parse_override, spm_options or [])}
     result = pipeline.run(
-        load_profile(profile, overrides or []),
+        load_profile(profile, parse_overrides(overrides)),
         _inputs(inputs, dataset, split, text_column, dataset_config),
         output,
         vocab_size,
@@ -602,36 +496,7 @@ def vocab(
         num_proc,
         kind,
     )
-    if as_json:
-        console.print_json(result)
-        return
-    for line in result["warnings"]:
-        console.warn(line)
-    console.show(
-        console.key_value_table(
-            "vocabulary",
-            {
-                "model": result["model"],
-                "vocab size": result["vocab_size"],
-                "special ids": ", ".join(f"{k}={v}" for k, v in result["special_ids"].items()),
-                "input": ", ".join(result["inputs"]),
-                "input bytes": result["input_bytes"],
-                "sentences": result["sentences"],
-                **(
-                    {"character_coverage (trainer)": str(result["flags"]["character_coverage"])}
-                    if "character_coverage" in result["flags"]
-                    else {"kind": "wordpiece"}
-                ),
-                f"token coverage (first {result['sample_sentences']} sentences)": result["token_coverage"],
-                "tokens per word": result["tokens_per_word"],
-            },
-        )
-    )
-    console.show(
-        console.table(
-            "tokenised sample", ["text", "pieces"], [(result["example"], " ".join(result["example_pieces"]))]
-        )
-    )
+    render.show(result, as_json, render.vocab)
 
 
 @app.command(
@@ -671,110 +536,11 @@ def prepare(
     from albertctl.pipelines import prepare as pipeline
 
     source = _inputs(inputs, dataset, split, text_column, dataset_config)
-    with console.progress(transient=True) as bar:
-        task = bar.add_task("prepare", total=None, rate="")
-
-        def on_progress(p: dict) -> None:
-            secs = max(p["elapsed"], 1e-9)
-            bar.update(
-                task,
-                completed=p["bytes"],
-                total=p["total_bytes"],
-                rate=f"{p['documents'] / secs:,.0f} docs/s {p['bytes'] / 1e6 / secs:.2f} MB/s",
-            )
-
-        result = pipeline.run(
-            load_profile(profile, overrides or []), source, output, vocab_file, num_proc, seed, on_progress
-        )
-    if as_json:
-        console.print_json(result)
-        return
-    for line in result["warnings"]:
-        console.warn(line)
-    r = result
-    console.show(
-        console.key_value_table(
-            f"prepared {r['output']}",
-            {
-                "documents (train / eval)": f"{r['documents']} ({r['documents_train']} / {r['documents_eval']})",
-                "instances (train / eval)": f"{r['instances']} ({r['instances_train']} / {r['instances_eval']})",
-                "tokens": r["tokens"],
-                "tokens per instance": r["tokens_per_instance"],
-                "padding share": r["padding_share"],
-                "masked share": f"{r['masked_share']:.4f}, from {r['masked_share_from']}",
-                "span lengths (words: count, share)": ", ".join(
-                    f"{n}: {c} ({r['span_length_shares'][n]:.3f})" for n, c in r["span_lengths"].items()
-                ),
-                "replacement [MASK] / random / kept": " / ".join(
-                    f"{v:.3f}" for v in r["replacement_shares"].values()
-                ),
-                "label 1 share (SOP swapped / NSP random)": r["label_1_share"],
-                "skipped": ", ".join(f"{k}: {v}" for k, v in r["skipped"].items()) or "nothing",
-                "adjusted": ", ".join(f"{k}: {v}" for k, v in r["adjusted"].items()),
-                "throughput": f"{r['documents_per_second']:,.0f} docs/s, {r['mb_per_second']:.2f} MB/s, "
-                f"{r['instances_per_second']:,.0f} instances/s ({r['seconds']:.1f} s)",
-            },
-        )
-    )
-
-
-def _pretrain_progress():
-    """Live progress for pretraining: step, loss, MLM and SOP accuracy, lr, tokens/s and ETA."""
-    from rich.progress import TextColumn
-
-    bar = console.progress(False, TextColumn("{task.fields[metrics]}"))
-    ids: dict[str, int] = {}
-
-    def on_event(event: dict) -> None:
-        kind = event.get("event")
-        if kind == "start":
-            ids["task"] = bar.add_task(
-                "pretrain", total=event["total_steps"], completed=event["start_step"], rate="", metrics=""
-            )
-        elif kind == "train" and "task" in ids:
-            shown = f"loss {event['loss']:.4f}"
-            for key, short in (("masked_lm_accuracy", "mlm_acc"), ("sentence_order_accuracy", "sop_acc")):
-                if key in event:
-                    shown += f" {short} {event[key]:.3f}"
-            bar.update(
-                ids["task"],
-                completed=event["step"],
-                rate=f"{event['tokens_per_second']:,.0f} tok/s",
-                metrics=f"{shown} lr {event['lr']:.2e}",
-            )
-        elif kind == "eval":
-            shown = ", ".join(f"{k} {v:.4f}" for k, v in event.items() if isinstance(v, float))
-            bar.console.print(f"held-out at step {event['step']}: {shown}", highlight=False)
-        elif kind == "evaluating":
-            _show_evaluating(bar, ids, event)
-        elif kind == "prepare":  # the built-in sample corpus, prepared once before the first run
-            if "prepare" not in ids:
-                ids["prepare"] = bar.add_task("prepare", total=None, rate="", metrics="")
-            secs = max(event["elapsed"], 1e-9)
-            bar.update(
-                ids["prepare"],
-                completed=event["bytes"],
-                total=event["total_bytes"],
-                rate=f"{event['bytes'] / 1e6 / secs:.2f} MB/s",
-                metrics=f"{event['documents']:,} documents, {event['instances']:,} instances",
-            )
-        elif kind == "info":
-            bar.console.print(event["message"], highlight=False, markup=False)
-        elif kind == "warning":
-            bar.console.print(f"[yellow]warning:[/] {event['message']}", highlight=False, markup=True)
-
-    return bar, on_event
-
-
-def _plan_value(key: str, value):
-    """Settings as they are; measured or estimated figures in readable units."""
-    if key.endswith("_bytes"):
-        return console.human_bytes(value)
-    if key.startswith("estimated_"):
-        return console.human_duration(value)
-    if key.endswith("_flops"):
-        return f"{value / 1e12:.3g} TFLOP/s"
-    return value
+    bar, on_progress = render.prepare_progress()
+    with bar:
+        prof = load_profile(profile, parse_overrides(overrides))
+        result = pipeline.run(prof, source, output, vocab_file, num_proc, seed, on_progress)
+    render.show(result, as_json, render.prepare)
 
 
 @app.command(
@@ -825,81 +591,56 @@ def pretrain(
     """Pretrain ALBERT (MLM + SOP) with DeepSpeed, then print the eval report on held-out data."""
     from albertctl.pipelines import launch
     from albertctl.pipelines import pretrain as pipeline
-    from albertctl.pipelines.evaluate import original_report
 
-    prof = load_profile(profile, overrides or [])
+    prof = load_profile(profile, parse_overrides(overrides))
     world = launch.world_size(num_gpus, num_nodes)
     if dry_run:
-        plan = {**pipeline.plan(prof, world), **pipeline.estimate(prof, world)}
-        if as_json:
-            console.print_json(plan)
-            return
-        warnings = plan.pop("warnings")
-        shown = {k: _plan_value(k, v) for k, v in plan.items()}
-        console.show(console.key_value_table(f"pretraining plan ({prof.name}, dry run)", shown, exact=True))
-        for message in warnings:
-            console.warn(message)
+        render.show(pipeline.dry_run(prof, world), as_json, render.pretrain_plan)
         return
-    if launch.wanted(num_gpus, num_nodes, hostfile):
-        pipeline.plan(prof, world)  # batch arithmetic errors before starting processes
-        raise typer.Exit(launch.relaunch(sys.argv[1:], num_gpus, num_nodes, hostfile))
-    bar, on_event = _pretrain_progress()
+    # batch arithmetic errors before starting processes
+    code = launch.relaunch_if_wanted(num_gpus, num_nodes, hostfile, lambda world: pipeline.plan(prof, world))
+    if code is not None:
+        raise typer.Exit(code)
+    bar, on_event = render.training_progress("pretrain", pretraining=True)
     with bar, contextlib.redirect_stdout(sys.stderr):  # DeepSpeed's chatter stays off stdout
-        result = pipeline.run(
-            prof,
-            data,
-            out or pipeline.default_out(prof),
-            resume,
-            init,
-            on_event,
-            report_to or [],
-            resume_from,
-        )
-    if result["rank"] != 0:
+        out = out or pipeline.default_out(prof)
+        result = pipeline.run(prof, data, out, resume, init, on_event, report_to or [], resume_from)
+    if result.rank != 0:
         return
-    if as_json:
-        console.print_json(result)
-    else:
-        ev = result["eval"]
-        if ev:
-            console.show(
-                console.key_value_table(
-                    f"held-out eval ({ev.get('eval_examples')} sequences)", original_report(ev)
-                )
-            )
-            base = ev["most_frequent_token_accuracy"]
-            console.show(
-                console.key_value_table(
-                    "masked_lm_accuracy vs always predicting the most frequent masked token",
-                    {
-                        "masked_lm_accuracy": ev["masked_lm_accuracy"],
-                        "most frequent token accuracy": base,
-                        "ratio": ev["masked_lm_accuracy"] / base if base else float("inf"),
-                    },
-                )
-            )
-        console.info(
-            f"model: {result['model_dir']}  run: {result['run_dir']}  "
-            f"({result['global_step']} steps, {result['seconds']:.0f} s)"
-        )
-    if result["stopped"] == "interrupted":
-        console.error(
-            f"interrupted at step {result['global_step']}; checkpoint {result['checkpoint']} saved; "
-            f"continue with --resume --out {result['run_dir']}"
-        )
+    render.show(result, as_json, render.pretrain)
+    if result.stopped == "interrupted":
+        render.interrupted(result)
         raise SystemExit(130)
 
 
-def _eval_progress():
-    """A transient bar for `eval`: one row per split scored or predicted."""
-    bar = console.progress(transient=True)
-    ids: dict[str, int] = {}
+def _eval_scores(task: str | None, model: Path | None, predictions: Path | None, data, na_probs):
+    """`eval squad2 --predictions FILE`: score a predictions file, no model."""
+    from albertctl.pipelines import score
 
-    def on_event(event: dict) -> None:
-        if event.get("event") == "evaluating":
-            _show_evaluating(bar, ids, event)
+    if task is None or predictions is None or model is not None:
+        raise AlbertError(
+            "--predictions FILE needs a TASK and no --model, e.g. albertctl eval squad2 "
+            "--predictions predictions.json --data dev-v2.0.json [--na-probs null_odds.json]"
+        )
+    return score.score_predictions(task, predictions, data, na_probs)
 
-    return bar, on_event
+
+def _eval_task(task: str, model: Path, data: Path | None, predict: Path | None, overrides, own):
+    """`eval TASK`: dev metrics of a fine-tuned model (and --predict files)."""
+    from albertctl.pipelines import finetune
+
+    bar, on_event = render.eval_progress()
+    with bar, contextlib.redirect_stdout(sys.stderr):
+        return finetune.evaluate(task, model, data, predict, parse_overrides(overrides), own, on_event)
+
+
+def _eval_pretraining(model: Path, data: Path | None, overrides):
+    """`eval --model DIR`: the pretraining report on held-out data."""
+    from albertctl.pipelines import evaluate
+
+    bar, on_event = render.eval_progress()
+    with bar, contextlib.redirect_stdout(sys.stderr):
+        return evaluate.run_pretraining(model, data, overrides=parse_overrides(overrides), progress=on_event)
 
 
 @app.command(
@@ -967,77 +708,25 @@ def eval_(
 ) -> None:
     """Evaluate a model: the pretraining report on held-out data, a task's dev metrics, or plot curves."""
     if predictions is not None or na_probs is not None:  # pure scoring: no torch to import
-        from albertctl.pipelines import score
-
-        if task is None or predictions is None or model is not None:
-            raise AlbertError(
-                "--predictions FILE needs a TASK and no --model, e.g. albertctl eval squad2 "
-                "--predictions predictions.json --data dev-v2.0.json [--na-probs null_odds.json]"
-            )
-        result = score.score_predictions(task, predictions, data, na_probs)
-        if as_json:
-            console.print_json(result)
-        else:
-            console.show(
-                console.key_value_table(
-                    f"{result['task']}: scores of {result['predictions']}", result["metrics"]
-                )
-            )
+        render.show(_eval_scores(task, model, predictions, data, na_probs), as_json, render.scores)
         return
-
     from albertctl.pipelines import evaluate as pipeline
 
     if plot is not None:
-        path = pipeline.plot(plot)
-        if as_json:
-            console.print_json({"plot": str(path)})
-        else:
-            console.info(f"wrote {path}")
-        return
-    if model is None:
+        render.show({"plot": str(pipeline.plot(plot))}, as_json, render.plot)
+    elif model is None:
         raise AlbertError(
             "eval needs --model DIR (with --data DIR for the pretraining report, or a TASK), or --plot RUN_DIR"
         )
-    if task is not None:
-        from albertctl.pipelines import finetune
-
-        bar, on_event = _eval_progress()
-        with bar, contextlib.redirect_stdout(sys.stderr):
-            own = _own(
-                text_column=text_column,
-                label_column=label_column,
-                id_column=id_column,
-                question_column=question_column,
-                option_columns=option_columns,
-            )
-            result = finetune.evaluate(task, model, data, predict, overrides or [], own, on_event)
-        if as_json:
-            console.print_json(result)
-        else:
-            if result["metrics"]:
-                console.show(
-                    console.key_value_table(
-                        f"{result['task']}: dev metrics of {result['model']}", result["metrics"]
-                    )
-                )
-            for split, rows in result.get("report", {}).items():
-                console.show(console.table(f"per class ({split})", list(rows[0]), [r.values() for r in rows]))
-            for path in result["predictions"]:
-                console.info(f"wrote {path}")
-        return
-    if predict is not None:
+    elif task is not None:
+        columns = (text_column, label_column, id_column, question_column, option_columns)
+        own = _own(None, *columns)
+        render.show(_eval_task(task, model, data, predict, overrides, own), as_json, render.task_eval)
+    elif predict is not None:
         raise AlbertError("--predict needs a TASK, e.g. albertctl eval mnli --model DIR --predict OUT")
-    bar, on_event = _eval_progress()
-    with bar, contextlib.redirect_stdout(sys.stderr):
-        report = pipeline.run_pretraining(model, data, overrides=overrides or [], progress=on_event)
-    if as_json:
-        console.print_json(report)
     else:
-        console.show(
-            console.key_value_table(
-                f"eval of {model} on {report['data']} (held-out split)", pipeline.original_report(report)
-            )
-        )
+        report = _eval_pretraining(model, data, overrides)
+        render.show(report, as_json, lambda r: render.pretraining_eval(r, model))
 
 
 @app.command(
@@ -1112,33 +801,7 @@ def convert(
     from albertctl.pipelines import convert as pipeline
 
     result = pipeline.run(source_kind, source, out, to, config, spm_file, head, task)
-    if as_json:
-        console.print_json(result)
-        return
-    for note in result["notes"]:
-        console.info(note)
-    rows = [r for r in result["rows"] if r["status"] != "skipped"]
-    skipped: dict[str, list[str]] = {}
-    for r in result["rows"]:
-        if r["status"] == "skipped":
-            skipped.setdefault(r["note"], []).append(r["source"])
-    shown = [(r["status"], r["key"], r["source"], "x".join(map(str, r["shape"])), r["note"]) for r in rows]
-    shown += [
-        ("skipped", f"{len(v)} variables", v[0] + (", ..." if len(v) > 1 else ""), "", reason)
-        for reason, v in skipped.items()
-    ]
-    console.show(
-        console.table(
-            f"convert {result['source']} ({result['from']} -> {result['to']})",
-            ["status", "albertctl key", "source name", "shape", "note"],
-            shown,
-        )
-    )
-    c = result["counts"]
-    console.info(
-        f"loaded {c['loaded']}, skipped {c['skipped']}, missing {c['missing']}; "
-        f"head {result['head']['kind']}; wrote {result['out']}"
-    )
+    render.show(result, as_json, render.convert)
 
 
 def main() -> None:

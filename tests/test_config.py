@@ -113,3 +113,32 @@ def test_group_of_is_the_original_rule():
 
 def test_profile_defaults_are_valid():
     assert Profile().model.hidden_size == 768
+
+
+def test_overrides_parse_once_and_records_pass_through():
+    from albertctl.core.config import Override, parse_overrides
+
+    parsed = parse_overrides(["train.learning_rate=1e-4", "deepspeed.extra={a: [1]}"])
+    assert parsed == (
+        Override(("train", "learning_rate"), "1e-4", "train.learning_rate=1e-4"),  # YAML 1.1: coerced later
+        Override(("deepspeed", "extra"), {"a": [1]}, "deepspeed.extra={a: [1]}"),
+    )
+    assert parse_overrides(parsed) == parsed and parse_overrides(None) == ()
+    assert load_profile("tiny", parsed) == load_profile(
+        "tiny", ["train.learning_rate=1e-4", "deepspeed.extra={a: [1]}"]
+    )
+
+
+def test_load_section_applies_its_own_overrides_only():
+    from albertctl.core.config import DataConfig, load_section
+
+    data = load_section(
+        DataConfig, "data", {"ngram": 2}, ["data.max_seq_length=64", "train.seed=1"], "f.yaml"
+    )
+    assert (data.ngram, data.max_seq_length) == (2, 64)
+    with pytest.raises(
+        AlbertError, match=r"^--set 'data.ngrm=1': unknown key data.ngrm \(did you mean ngram\?\)$"
+    ):
+        load_section(DataConfig, "data", {}, ["data.ngrm=1"], "f.yaml")
+    with pytest.raises(AlbertError, match=r"^f.yaml with --set: data.ngram must be an integer, got 'x'$"):
+        load_section(DataConfig, "data", {}, ["data.ngram=x"], "f.yaml")

@@ -9,6 +9,7 @@ key, wrong types and impossible shapes give one-line errors.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -374,6 +375,20 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class Override:
+    """One `--set section.key=value`, parsed: `keys` is the dotted path, `value` a YAML scalar
+    (or flow collection), `text` what was typed, for messages."""
+
+    keys: tuple[str, ...]
+    value: Any
+    text: str
+
+    @property
+    def section(self) -> str:
+        return self.keys[0]
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`train.learning_rate=1e-4` -> (["train", "learning_rate"], 0.0001). Values are YAML scalars."""
     key, sep, raw = text.partition("=")
@@ -383,38 +398,54 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+Overrides = Sequence[str | Override]
+
+
+def parse_overrides(overrides: Overrides | None) -> tuple[Override, ...]:
+    """`--set` texts -> Override records, parsed once at the edge (the CLI); records pass through
+    unchanged, so library callers may hand over either."""
+    parsed = []
+    for item in overrides or ():
+        if isinstance(item, Override):
+            parsed.append(item)
+        else:
+            keys, value = parse_override(item)
+            parsed.append(Override(tuple(keys), value, item))
+    return tuple(parsed)
+
+
+def apply_overrides(data: dict[str, Any], overrides: Overrides) -> dict[str, Any]:
     out = _deep_merge({}, data)
-    for text in overrides:
-        keys, value = parse_override(text)
+    for o in parse_overrides(overrides):
         node = out
-        for k in keys[:-1]:
+        for k in o.keys[:-1]:
             nxt = node.get(k)
             if nxt is None:
                 nxt = node[k] = {}
             if not isinstance(nxt, dict):
-                raise AlbertError(f"--set {quote(text)}: {shorten(str(k))} is not a section")
+                raise AlbertError(f"--set {quote(o.text)}: {shorten(str(k))} is not a section")
             node = nxt
-        node[keys[-1]] = value
+        node[o.keys[-1]] = copy.deepcopy(o.value)  # a record may be applied to several profiles
     return out
 
 
-def load_profile(name_or_path: str | Path, overrides: list[str] | None = None) -> Profile:
+def load_profile(name_or_path: str | Path, overrides: Overrides | None = None) -> Profile:
     """Read a built-in profile or a YAML file, apply `--set` overrides, validate."""
     path = resolve_profile_path(name_or_path)
     data = _load_raw(path)
     data.setdefault("name", path.stem)
+    overrides = parse_overrides(overrides)
     if overrides:
         _check_keys(apply_overrides({}, overrides), source="--set")
         data = apply_overrides(data, overrides)
     return profile_from_dict(data, source=f"{path} with --set" if overrides else str(path))
 
 
-def with_overrides(profile: Profile, overrides: Sequence[str]) -> Profile:
+def with_overrides(profile: Profile, overrides: Overrides) -> Profile:
     """`profile` (e.g. a model directory's) with `--set section.key=value` overrides applied."""
     if not overrides:
         return profile
-    return profile_from_dict(apply_overrides(profile.to_dict(), list(overrides)), source="--set")
+    return profile_from_dict(apply_overrides(profile.to_dict(), overrides), source="--set")
 
 
 def profile_from_dict(data: dict[str, Any], source: str) -> Profile:
@@ -422,7 +453,8 @@ def profile_from_dict(data: dict[str, Any], source: str) -> Profile:
     _check_keys(data, source)
     try:
         sections = {
-            name: _build(cls, data.get(name) or {}, f"{name}", source) for name, cls in SECTIONS.items()
+            name: build_section(cls, data.get(name) or {}, f"{name}", source)
+            for name, cls in SECTIONS.items()
         }
         name = data.get("name", "custom")
         description = data.get("description", "") or ""
@@ -439,7 +471,8 @@ def profile_from_yaml_file(path: Path) -> Profile:
     return profile_from_dict(read_yaml_mapping(path), source=str(path))
 
 
-def _suggest(key: str, valid: list[str]) -> str:
+def suggest(key: str, valid: list[str]) -> str:
+    """` (did you mean X?)` for a misspelt key, else ` (valid: ...)`."""
     close = difflib.get_close_matches(key[:100], valid, n=1, cutoff=0.5)
     return f" (did you mean {close[0]}?)" if close else f" (valid: {', '.join(valid)})"
 
@@ -448,7 +481,7 @@ def _check_keys(data: dict[str, Any], source: str) -> None:
     top = ["name", "description", "extends", *SECTIONS]
     for key, value in data.items():
         if key not in top:
-            raise AlbertError(f"{source}: unknown key {shorten(str(key))}{_suggest(str(key), top)}")
+            raise AlbertError(f"{source}: unknown key {shorten(str(key))}{suggest(str(key), top)}")
         if key in SECTIONS:
             if value is None:
                 continue
@@ -458,17 +491,44 @@ def _check_keys(data: dict[str, Any], source: str) -> None:
             for sub in value:
                 if sub not in valid:
                     raise AlbertError(
-                        f"{source}: unknown key {key}.{shorten(str(sub))}{_suggest(str(sub)[:100], valid)}"
+                        f"{source}: unknown key {key}.{shorten(str(sub))}{suggest(str(sub)[:100], valid)}"
                     )
 
 
-def _build(cls: type, values: dict[str, Any], prefix: str, source: str) -> Any:
+def build_section(cls: type, values: dict[str, Any], prefix: str, source: str) -> Any:
+    """`cls(**values)` with every value type-checked; messages name `prefix.key`."""
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in fields(cls):
         if f.name in values:
             kwargs[f.name] = _coerce(values[f.name], hints[f.name], f"{prefix}.{f.name}", source)
     return cls(**kwargs)
+
+
+def load_section(
+    cls: type, name: str, values: dict[str, Any], overrides: Overrides = (), source: str = "--set"
+) -> Any:
+    """One config section (e.g. `task`) from a file's `values` with `--set name.key=value` on
+    top; overrides of other sections are left to their own loaders. Unknown keys suggest the
+    nearest valid one; every message is prefixed with `source` (plus " with --set" if any applied)."""
+    valid = [f.name for f in fields(cls)]
+    for key in values:
+        if key not in valid:
+            raise AlbertError(f"{source}: unknown key {name}.{key}{suggest(str(key), valid)}")
+    merged = dict(values)
+    for o in parse_overrides(overrides):
+        if o.section != name:
+            continue
+        if len(o.keys) != 2 or o.keys[1] not in valid:
+            sub = ".".join(o.keys[1:])
+            raise AlbertError(f"--set {o.text!r}: unknown key {name}.{sub}{suggest(sub, valid)}")
+        merged[o.keys[1]] = copy.deepcopy(o.value)
+        source = source if source.endswith(" with --set") else f"{source} with --set"
+    try:
+        return build_section(cls, merged, name, source)
+    except AlbertError as err:
+        msg = str(err)
+        raise AlbertError(msg if msg.startswith(f"{source}:") else f"{source}: {msg}") from None
 
 
 def _type_name(tp: Any) -> str:

@@ -77,7 +77,10 @@ def _exact(value: Any) -> str:
 
 
 def print_json(data: Any) -> None:
-    """Plain JSON on stdout (no colour, no wrapping), for scripts."""
+    """Plain JSON on stdout (no colour, no wrapping), for scripts; a pipeline's result as its
+    `to_dict()`."""
+    if hasattr(data, "to_dict"):
+        data = data.to_dict()
     print(json.dumps(data, indent=2, default=_json_default))
 
 

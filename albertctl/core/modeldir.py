@@ -48,6 +48,36 @@ MANIFEST = "manifest.json"
 MODEL_DIR = "an albertctl model directory"
 
 
+HEAD_FIELDS = ("kind", "task", "num_labels", "labels", "task_config")
+
+
+@dataclass(frozen=True)
+class HeadRecord:
+    """The `head` of a model directory's manifest, typed: which head the weights carry and,
+    fine-tuned, the task, its labels and settings. Keys this record does not name (`source`,
+    `converted_from`, `pretraining_data`, `global_step`, own-data `data`, ...) stay in `extra`.
+    `from_dict(d).to_dict() == d`, key order included, so the manifest on disk is unchanged."""
+
+    kind: str = "pretraining"  # pretraining, classify, regress, span, squad2-beam, choice
+    task: str | None = None  # the task fine-tuned on
+    num_labels: int | None = None
+    labels: list[str] | None = None
+    task_config: dict[str, Any] | None = None  # the TaskConfig it was fine-tuned with
+    extra: dict[str, Any] = field(default_factory=dict)
+    order: tuple[str, ...] = field(default=("kind",), compare=False, repr=False)  # keys as read, in order
+
+    @classmethod
+    def from_dict(cls, head: dict[str, Any]) -> HeadRecord:
+        known = {k: head[k] for k in HEAD_FIELDS if k in head}
+        extra = {k: v for k, v in head.items() if k not in HEAD_FIELDS}
+        return cls(**known, extra=extra, order=tuple(head))
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {k: getattr(self, k) for k in HEAD_FIELDS} | self.extra
+        keys = [k for k in self.order if k in values] + [k for k in values if k not in self.order]
+        return {k: values[k] for k in keys if k in self.order or k in self.extra or values[k] is not None}
+
+
 @dataclass
 class ModelDir:
     path: Path
@@ -55,6 +85,10 @@ class ModelDir:
     state_dict: dict[str, torch.Tensor]
     spm_model: Path | None  # the vocabulary file: spiece.model, or vocab.txt for WordPiece
     head: dict[str, Any] = field(default_factory=lambda: {"kind": "pretraining"})
+
+    @property
+    def head_record(self) -> HeadRecord:
+        return HeadRecord.from_dict(self.head)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

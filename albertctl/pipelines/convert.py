@@ -18,6 +18,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ from albertctl.convert.tf_bundle import TensorBundle, find_checkpoint_prefix
 from albertctl.core import outputs
 from albertctl.core.config import Profile
 from albertctl.core.errors import AlbertError
-from albertctl.core.modeldir import check_model_dir_output, load_model_dir, save_model_dir
+from albertctl.core.modeldir import HeadRecord, check_model_dir_output, load_model_dir, save_model_dir
+from albertctl.core.results import Result
 from albertctl.core.safeload import quote, shorten
 from albertctl.data.wordpiece import WordPieceTokenizer
 from albertctl.tasks.base import Task, get_task, load_task_config
@@ -45,6 +47,26 @@ from albertctl.tasks.base import Task, get_task, load_task_config
 SOURCES = ("tf", "tf-hub", "hf", "albertctl")
 TARGETS = ("albertctl", "hf")
 HEADS = ("pretraining", "classify", "regress", "choice", "span")
+
+
+@dataclass(frozen=True)
+class ConvertResult(Result):
+    """What `albertctl convert` prints; `to_dict()` is its --json output ("from" for `from_`)."""
+
+    from_: str  # tf, tf-hub, hf or albertctl
+    source: str
+    to: str
+    out: str
+    head: HeadRecord  # the head written into the manifest
+    model: dict[str, Any]  # the model section of the profile
+    counts: dict[str, int]  # loaded / skipped / missing
+    rows: list[dict[str, Any]]  # one per variable: status, key, source, shape, note
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["head"] = self.head.to_dict()
+        return {("from" if k == "from_" else k): v for k, v in out.items()}
 
 
 def run(
@@ -56,7 +78,7 @@ def run(
     spm_model: Path | None = None,
     head: str | None = None,
     task: str | None = None,
-) -> dict[str, Any]:
+) -> ConvertResult:
     check_arguments(source_kind, to, head, out)
     inputs = [source, config, spm_model]
     if to == "hf":  # before reading anything: may the output be replaced?
@@ -97,17 +119,17 @@ def run(
         else:
             save_model_dir(out, profile, converted.state_dict, spm_path, converted.head, inputs)
     counts = {s: sum(r["status"] == s for r in converted.rows) for s in ("loaded", "skipped", "missing")}
-    return {
-        "from": source_kind,
-        "source": str(source),
-        "to": to,
-        "out": str(out),
-        "head": converted.head,
-        "model": profile.to_dict()["model"],
-        "counts": counts,
-        "rows": converted.rows,
-        "notes": notes,
-    }
+    return ConvertResult(
+        from_=source_kind,
+        source=str(source),
+        to=to,
+        out=str(out),
+        head=HeadRecord.from_dict(converted.head),
+        model=profile.to_dict()["model"],
+        counts=counts,
+        rows=converted.rows,
+        notes=notes,
+    )
 
 
 def check_arguments(source_kind: str, to: str, head: str | None, out: Path) -> None:
@@ -153,7 +175,9 @@ def task_head(task: Task, head: dict[str, Any]) -> dict[str, Any]:
             f"the task has {task.num_labels} labels ({', '.join(task.labels)})"
         )
     span_head = next((key for key, value in task.span_heads.items() if value == kind), None)
-    config = load_task_config(task, [f"task.span_head={span_head}"] if span_head else [])
+    config = load_task_config(task)
+    if span_head:  # squad2: the checkpoint's span head picks the task's setting
+        config = dataclasses.replace(config, span_head=span_head)
     return {
         "task": task.name,
         "num_labels": task.num_labels,

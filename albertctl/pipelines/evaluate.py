@@ -12,13 +12,15 @@ Task evaluation (`albertctl eval TASK --model DIR`) lives with fine-tuning
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from albertctl.core.config import parse_override, with_overrides
+from albertctl.core.config import Overrides, parse_overrides, with_overrides
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir
+from albertctl.core.results import Result
 from albertctl.core.safeload import BadJson, decode_json, parse_yaml
 from albertctl.data.pretraining import (
     PretrainingCollator,
@@ -83,25 +85,38 @@ def global_step_of(model_dir: Path, head: dict[str, Any]) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class PretrainingReport(Result):
+    """What `albertctl eval --model DIR` prints; `to_dict()` (its --json output) is flat:
+    global_step, data, then the metrics."""
+
+    global_step: int
+    data: str  # the prepared data scored (its held-out split)
+    metrics: dict[str, Any]  # pretraining_metrics(): losses, accuracies, eval_examples, ...
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"global_step": self.global_step, "data": self.data, **self.metrics}
+
+
 def run_pretraining(
     model_dir: Path,
     data_dir: Path | None,
     batch_size: int = EVAL_BATCH_SIZE,
     max_examples: int | None = None,
-    overrides: Sequence[str] = (),
+    overrides: Overrides = (),
     progress: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+) -> PretrainingReport:
     """`albertctl eval --model DIR --data DIR`: the report on the data's held-out split.
     Without `data_dir`: the data the model was pretrained on, when its model dir records it
     (`pretrain` does) and it is still there.
 
     Dynamically masked data is masked with the model profile's `data` recipe; `overrides`
     (`data.key=value` only) change it, e.g. to score a model under another masking."""
-    for text in overrides:
-        keys, _ = parse_override(text)
-        if keys[0] != "data" or len(keys) != 2:
+    overrides = parse_overrides(overrides)
+    for o in overrides:
+        if o.section != "data" or len(o.keys) != 2:
             raise AlbertError(
-                f"--set {text!r}: the pretraining report takes data.KEY=VALUE only (the held-out masking, "
+                f"--set {o.text!r}: the pretraining report takes data.KEY=VALUE only (the held-out masking, "
                 "e.g. --set data.ngram=1)"
             )
     md = load_model_dir(model_dir)
@@ -132,7 +147,7 @@ def run_pretraining(
         max_examples=max_examples,
         progress=progress,
     )
-    return {"global_step": global_step_of(Path(model_dir), md.head), "data": str(data_dir), **report}
+    return PretrainingReport(global_step_of(Path(model_dir), md.head), str(data_dir), report)
 
 
 # --------------------------------------------------------------------------- curves

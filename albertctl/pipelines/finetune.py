@@ -26,9 +26,17 @@ import torch
 from torch import nn
 
 from albertctl.core import outputs
-from albertctl.core.config import Profile, TrainConfig, _build, with_overrides
+from albertctl.core.config import (
+    Overrides,
+    Profile,
+    TrainConfig,
+    build_section,
+    parse_overrides,
+    with_overrides,
+)
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import MANIFEST, ModelDir, load_model_dir, save_model_dir
+from albertctl.core.results import Result
 from albertctl.data import tokenizer as tokenizers
 from albertctl.data.tokenizer import Tokenizer
 from albertctl.model.heads import AlbertForTask
@@ -72,6 +80,23 @@ class TaskResult:
         return out
 
 
+@dataclass(frozen=True)
+class EvalResult(Result):
+    """What `albertctl eval TASK` prints; `to_dict()` is its --json output."""
+
+    task: str
+    model: str
+    metrics: dict[str, float]  # dev metrics ({} when only predicting)
+    predictions: list[str]  # files written under --predict
+    report: dict[str, list[dict[str, Any]]] | None = None  # per-class rows by split, for tasks that have one
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if self.report is None:
+            del out["report"]
+        return out
+
+
 # ---------------------------------------------------------------------------------------------
 # finetune
 
@@ -81,7 +106,7 @@ def run(
     model: Path,
     out_dir: Path,
     data: Path | None = None,
-    overrides: Sequence[str] = (),
+    overrides: Overrides = (),
     resume: bool = False,
     progress: ProgressFn | None = None,
     own: dict[str, Any] | None = None,
@@ -119,7 +144,7 @@ def finetune_task(
     model_path: Path,
     out_dir: Path,
     data: Path | None = None,
-    overrides: Sequence[str] = (),
+    overrides: Overrides = (),
     resume: bool = False,
     progress: ProgressFn | None = None,
     own: dict[str, Any] | None = None,
@@ -319,7 +344,7 @@ def rank_micro_batch(config: TaskConfig, world_size: int) -> int:
     return config.micro_batch
 
 
-def check_world_size(task_name: str, overrides: Sequence[str], world_size: int) -> None:
+def check_world_size(task_name: str, overrides: Overrides, world_size: int) -> None:
     """Before the launcher starts processes: each trained task's global batch must split into
     micro-batches over `world_size` ranks (one line naming the task settings otherwise)."""
     task_overrides, _ = split_overrides(overrides)
@@ -440,10 +465,10 @@ def evaluate(
     model: Path,
     data: Path | None = None,
     predict_dir: Path | None = None,
-    overrides: Sequence[str] = (),
+    overrides: Overrides = (),
     own: dict[str, Any] | None = None,
     progress: ProgressFn | None = None,
-) -> dict[str, Any]:
+) -> EvalResult:
     """Dev metrics of a fine-tuned model; with `predict_dir`, test-set submission files too.
     `progress` gets the `evaluating` events of every split scored or predicted.
     A task over your own files scores `data` (labelled), or with `predict_dir` writes one
@@ -512,7 +537,7 @@ def evaluate(
                 written = task.write_predictions(tmp, split, ex, preds)  # one file, or several (own data)
                 names += [p.name for p in (written if isinstance(written, list) else [written])]
         result["predictions"] = [str(Path(predict_dir) / name) for name in names]
-    return result
+    return EvalResult(**result)
 
 
 PREDICTIONS = "a predictions file albertctl wrote"
@@ -542,7 +567,7 @@ def is_predictions_file(path: Path) -> bool:
 QUICK_TRIAL_KEYS = ("max_train_samples", "max_eval_samples", "early_stopping_patience")
 
 
-def stored_task_config(source: ModelDir, overrides: Sequence[str]) -> TaskConfig:
+def stored_task_config(source: ModelDir, overrides: Overrides) -> TaskConfig:
     """The TaskConfig the model was fine-tuned with, `--set task.key=value` on top."""
     stored = dict(source.head.get("task_config") or {})
     for key in QUICK_TRIAL_KEYS:  # a quick trial's subset or patience says nothing about scoring
@@ -551,12 +576,12 @@ def stored_task_config(source: ModelDir, overrides: Sequence[str]) -> TaskConfig
     values = {k: v for k, v in stored.items() if k in valid}
     task = get_task(source.head["task"])
     base = load_task_config(task, overrides)  # validates the overrides, gives defaults
-    for text in overrides:
-        key = text.split("=", 1)[0].strip().split(".", 1)[1]
-        values[key] = getattr(base, key)
+    for o in parse_overrides(overrides):
+        if o.section == "task":
+            values[o.keys[1]] = getattr(base, o.keys[1])
     if not values:
         return base
-    return _build(TaskConfig, values, "task", str(source.path / MANIFEST))
+    return build_section(TaskConfig, values, "task", str(source.path / MANIFEST))
 
 
 # ---------------------------------------------------------------------------------------------

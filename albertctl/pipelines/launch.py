@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from albertctl.core.errors import AlbertError
@@ -40,6 +41,17 @@ def world_size(num_gpus: int | None, num_nodes: int | None) -> int:
 def wanted(num_gpus: int | None, num_nodes: int | None, hostfile: Path | None) -> bool:
     """Whether the options ask for the launcher (and this process is not one of its ranks)."""
     return not launched() and ((num_gpus or 1) > 1 or num_nodes is not None or hostfile is not None)
+
+
+def relaunch_if_wanted(
+    num_gpus: int | None, num_nodes: int | None, hostfile: Path | None, check: Callable[[int], object]
+) -> int | None:
+    """When the options ask for the launcher: `check(world_size)` (user errors before any process
+    starts), then this command again on every rank; the launcher's exit status. None: run here."""
+    if not wanted(num_gpus, num_nodes, hostfile):
+        return None
+    check(world_size(num_gpus, num_nodes))
+    return relaunch(sys.argv[1:], num_gpus, num_nodes, hostfile)
 
 
 def relaunch(argv: list[str], num_gpus: int | None, num_nodes: int | None, hostfile: Path | None) -> int:

@@ -22,6 +22,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from albertctl.core import outputs
 from albertctl.core.config import DataConfig, Profile
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import sha256_file, vocab_name
+from albertctl.core.results import Result
 from albertctl.data.corpus import DatasetSource, ReadStats, input_bytes, iter_documents
 from albertctl.data.pretraining import (
     FORMAT,
@@ -56,6 +58,39 @@ TIMING_KEYS = ("seconds", "documents_per_second", "mb_per_second", "instances_pe
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
+@dataclass(frozen=True)
+class PrepareResult(Result):
+    """What `albertctl prepare` prints; `to_dict()` is its --json output. The fields up to
+    `instances_per_second` are `statistics()` (the manifest keeps them, timings left out)."""
+
+    documents: int
+    documents_train: int
+    documents_eval: int
+    sentences: int
+    instances: int
+    instances_train: int
+    instances_eval: int
+    tokens: int
+    tokens_per_instance: float
+    padding_share: float
+    masked_share: float
+    masked_share_from: str
+    max_predictions_at_max_seq_length: int
+    span_lengths: dict[str, int]
+    span_length_shares: dict[str, float]
+    replacement_shares: dict[str, float]
+    label_1_share: float
+    input_bytes: int
+    seconds: float
+    documents_per_second: float
+    mb_per_second: float
+    instances_per_second: float
+    warnings: list[str]
+    output: str
+    skipped: dict[str, int]  # why input was dropped -> count
+    adjusted: dict[str, int]  # what was changed to fit -> count
+
+
 def run(
     profile: Profile,
     inputs: list[str | Path] | DatasetSource | None = None,
@@ -66,7 +101,7 @@ def run(
     progress: ProgressFn | None = None,
     shard_bytes: int = 256 << 20,
     chunk_documents: int = CHUNK_DOCUMENTS,
-) -> dict[str, Any]:
+) -> PrepareResult:
     """Prepare pretraining data from files/globs, a dataset, or (no input) the sample corpus.
     Returns the statistics the CLI prints (also stored in the manifest)."""
     data = profile.data
@@ -139,7 +174,7 @@ def run(
             )
         elapsed = time.perf_counter() - started
         result = statistics(counts, documents, stats, data, elapsed)
-        result["warnings"] = _warnings(counts, stats, tokenizer, profile)
+        warnings = _warnings(counts, stats, tokenizer, profile)
         manifest = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -175,7 +210,7 @@ def run(
                 "nsp_without_other_document": counts["nsp_without_other_document"],
             },
             # timings stay out, so the directory is byte-identical for a seed whatever num_proc
-            "statistics": {k: v for k, v in result.items() if k not in TIMING_KEYS and k != "warnings"},
+            "statistics": {k: v for k, v in result.items() if k not in TIMING_KEYS},
         }
         manifest["files"] = {
             p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
@@ -183,14 +218,15 @@ def run(
             if p.is_file()
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    result["output"] = str(output)
-    result["skipped"] = manifest["skipped"]
-    result["adjusted"] = manifest["adjusted"]
     if vocab_summary is not None:
-        result["warnings"].insert(
-            0, "no --vocab given: trained one on the same input (spiece.model in the output)"
-        )
-    return result
+        warnings.insert(0, "no --vocab given: trained one on the same input (spiece.model in the output)")
+    return PrepareResult(
+        **result,
+        warnings=warnings,
+        output=str(output),
+        skipped=manifest["skipped"],
+        adjusted=manifest["adjusted"],
+    )
 
 
 PREPARED = "prepared data"

@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from albertctl.core.config import Profile
 from albertctl.core.console import human_bytes, human_duration
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir, save_model_dir
+from albertctl.core.results import Result
 from albertctl.data.corpus import cache_dir
 from albertctl.data.pretraining import (
     PretrainingCollator,
@@ -74,6 +76,22 @@ def mlm_sop_loss(model: nn.Module, batch: Batch) -> LossOutput:
 # the recipe
 
 
+@dataclass(frozen=True)
+class PretrainResult(Result):
+    """What `albertctl pretrain` prints; `to_dict()` is its --json output."""
+
+    rank: int  # only rank 0 renders
+    stopped: str  # "finished", "interrupted" or "early"
+    global_step: int
+    seconds: float
+    train: dict[str, Any]  # the last logged training metrics
+    eval: dict[str, Any]  # the held-out report (global_step first), {} when none ran
+    checkpoint: str | None
+    model_dir: str
+    run_dir: str
+    data_dir: str
+
+
 def run(
     profile: Profile,
     data: Path | None,
@@ -83,7 +101,7 @@ def run(
     progress: ProgressFn | None = None,
     report_to: Sequence[str] = (),
     resume_from: Path | None = None,
-) -> dict[str, Any]:
+) -> PretrainResult:
     """Pretrain; returns the training summary and the held-out eval report (rank 0's).
     `report_to`: experiment trackers for the metrics (training.trackers; default: auto).
     `resume_from`: continue from this checkpoint directory (any world size and ZeRO stage)."""
@@ -111,18 +129,18 @@ def run(
             profile, data, out, resume, init_dir, dist, progress, what, trackers_used, resume_from
         )
     report = {"global_step": result.global_step, **result.eval_metrics}
-    return {
-        "rank": dist.rank,
-        "stopped": result.stopped,
-        "global_step": result.global_step,
-        "seconds": result.seconds,
-        "train": result.last_metrics,
-        "eval": report if result.eval_metrics else {},
-        "checkpoint": str(result.checkpoint) if result.checkpoint else None,
-        "model_dir": str(final),
-        "run_dir": str(out),
-        "data_dir": str(data_dir),
-    }
+    return PretrainResult(
+        rank=dist.rank,
+        stopped=result.stopped,
+        global_step=result.global_step,
+        seconds=result.seconds,
+        train=result.last_metrics,
+        eval=report if result.eval_metrics else {},
+        checkpoint=str(result.checkpoint) if result.checkpoint else None,
+        model_dir=str(final),
+        run_dir=str(out),
+        data_dir=str(data_dir),
+    )
 
 
 def _train(
@@ -305,6 +323,11 @@ def plan(profile: Profile, world_size: int) -> dict[str, Any]:
         "memory_model_states_bytes": memory["model_states"],
         "memory_activations_bytes": memory["activations"],
     }
+
+
+def dry_run(profile: Profile, world_size: int) -> dict[str, Any]:
+    """`pretrain --dry-run`: the plan and the time estimate, in one mapping (its --json output)."""
+    return {**plan(profile, world_size), **estimate(profile, world_size)}
 
 
 # A run whose time at the device's matmul peak (a lower bound) exceeds this is called far too big.

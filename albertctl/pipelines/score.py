@@ -6,16 +6,24 @@ task's dev data, so it runs in about a second.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from albertctl.core.errors import AlbertError
+from albertctl.core.results import Result
 from albertctl.tasks.base import get_task, read_split
+
+
+@dataclass(frozen=True)
+class ScoreResult(Result):
+    task: str
+    predictions: str  # the file scored
+    metrics: dict[str, float]
 
 
 def score_predictions(
     task_name: str, predictions: Path, data: Path | None, na_probs: Path | None = None
-) -> dict[str, Any]:
+) -> ScoreResult:
     """Scores of a predictions file ({question id: answer}) against a span task's dev data;
     `na_probs` ({id: no-answer probability}) adds the best-threshold scores of squad2."""
     from albertctl.tasks import squad
@@ -28,4 +36,4 @@ def score_predictions(
         raise AlbertError("--na-probs applies to squad2 (v1.1 has no unanswerable questions)")
     examples = read_split(task, data, "dev")
     metrics = squad.score_files(version, examples, Path(predictions), na_probs)
-    return {"task": task.name, "predictions": str(predictions), "metrics": metrics}
+    return ScoreResult(task.name, str(predictions), metrics)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import sentencepiece as spm
 from albertctl.core import outputs
 from albertctl.core.config import Profile
 from albertctl.core.errors import AlbertError
+from albertctl.core.results import Result
 from albertctl.data.corpus import DatasetSource, ReadStats, iter_documents
 from albertctl.data.tokenizer import Tokenizer, load_tokenizer, normalize_text
 from albertctl.data.wordpiece import SPECIAL_TOKENS as WORDPIECE_SPECIALS
@@ -51,6 +53,28 @@ SAMPLE_SENTENCES = 2000  # held back (in memory) to measure coverage after train
 KINDS = ("sentencepiece", "wordpiece")
 
 
+@dataclass(frozen=True)
+class VocabResult(Result):
+    """What `albertctl vocab` prints; `to_dict()` is its --json output."""
+
+    model: str  # the trained file (.model, or vocab.txt for WordPiece)
+    vocab: str  # the piece list (.vocab; the same vocab.txt for WordPiece)
+    vocab_size: int
+    special_ids: dict[str, int]
+    inputs: list[str]
+    input_bytes: int
+    sentences: int
+    decode_error_lines: int
+    too_long_sentences: int
+    sample_sentences: int  # held back to measure coverage on
+    token_coverage: float  # share of sample tokens that are not <unk>
+    tokens_per_word: float
+    example: str
+    example_pieces: list[str]
+    flags: dict[str, Any]  # the trainer's settings (num_threads left out: it does not change the output)
+    warnings: list[str]
+
+
 def run(
     profile: Profile,
     inputs: list[str | Path] | DatasetSource | None = None,
@@ -60,7 +84,7 @@ def run(
     seed: int | None = None,
     num_threads: int = 1,
     kind: str = "sentencepiece",
-) -> dict[str, Any]:
+) -> VocabResult:
     """Train `<output>.model` and `<output>.vocab` (SentencePiece; output default `spiece`) or
     `<output>.txt` (WordPiece; default `vocab`) from files/globs, a dataset, or (no input) the
     built-in sample corpus. Returns the summary the CLI prints."""
@@ -178,7 +202,7 @@ def run_wordpiece(
     inputs: list[str | Path] | DatasetSource | None,
     output: Path | str,
     vocab_size: int | None = None,
-) -> dict[str, Any]:
+) -> VocabResult:
     """Train a WordPiece `<output>.txt`; written whole or not at all."""
     from tokenizers import trainers
 
@@ -301,7 +325,7 @@ def summarize(
     stats: ReadStats,
     counts: dict[str, int],
     sample: list[str],
-) -> dict[str, Any]:
+) -> VocabResult:
     """Vocabulary size, special ids, coverage of the held-back sample, a tokenised sentence."""
     tok = load_tokenizer(model_file, profile.data.do_lower_case)
     encoded = _encode_sample(tok, sample)
@@ -324,27 +348,27 @@ def summarize(
             f"vocabulary has {tok.vocab_size} pieces but profile {profile.name} has "
             f"model.vocab_size {profile.model.vocab_size}; pretrain with --set model.vocab_size={tok.vocab_size}"
         )
-    return {
-        "model": str(model_file),
-        "vocab": str(model_file if tok.kind == "wordpiece" else model_file.with_suffix(".vocab")),
-        "vocab_size": tok.vocab_size,
-        "special_ids": {
+    return VocabResult(
+        model=str(model_file),
+        vocab=str(model_file if tok.kind == "wordpiece" else model_file.with_suffix(".vocab")),
+        vocab_size=tok.vocab_size,
+        special_ids={
             ("[PAD]" if tok.kind == "wordpiece" else "<pad>"): tok.pad_id,
             ("[UNK]" if tok.kind == "wordpiece" else "<unk>"): tok.unk_id,
             "[CLS]": tok.cls_id,
             "[SEP]": tok.sep_id,
             "[MASK]": tok.mask_id,
         },
-        "inputs": stats.sources,
-        "input_bytes": stats.bytes,
-        "sentences": counts["sentences"],
-        "decode_error_lines": stats.decode_error_lines,
-        "too_long_sentences": counts["too_long_sentences"],
-        "sample_sentences": len(sample),
-        "token_coverage": 1.0 - unk / total if total else 0.0,  # share of sample tokens that are not <unk>
-        "tokens_per_word": total / words if words else 0.0,
-        "example": example,
-        "example_pieces": [tok.id_to_piece(i) for i in _encode_sample(tok, [example])[0]] if example else [],
-        "flags": {k: v for k, v in flags.items() if k != "num_threads"},
-        "warnings": warnings,
-    }
+        inputs=stats.sources,
+        input_bytes=stats.bytes,
+        sentences=counts["sentences"],
+        decode_error_lines=stats.decode_error_lines,
+        too_long_sentences=counts["too_long_sentences"],
+        sample_sentences=len(sample),
+        token_coverage=1.0 - unk / total if total else 0.0,  # share of sample tokens that are not <unk>
+        tokens_per_word=total / words if words else 0.0,
+        example=example,
+        example_pieces=[tok.id_to_piece(i) for i in _encode_sample(tok, [example])[0]] if example else [],
+        flags={k: v for k, v in flags.items() if k != "num_threads"},
+        warnings=warnings,
+    )

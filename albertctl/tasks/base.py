@@ -23,18 +23,19 @@ import difflib
 import importlib
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import numpy as np
 
 from albertctl.core.config import (
-    _build,
-    _suggest,
-    parse_override,
+    Overrides,
+    load_section,
+    parse_overrides,
     profiles_dir,
     read_yaml_mapping,
+    suggest,
 )
 from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
@@ -343,7 +344,7 @@ def tasks_profiles_dir() -> Path:
     return profiles_dir() / "tasks"
 
 
-def load_task_config(task: Task, overrides: Sequence[str] = (), path: Path | None = None) -> TaskConfig:
+def load_task_config(task: Task, overrides: Overrides = (), path: Path | None = None) -> TaskConfig:
     """profiles/tasks/<task>.yaml (its `task:` section) with `--set task.key=value` on top.
 
     Overrides for other sections (`train.`, `model.`) are ignored here; the caller routes them.
@@ -354,37 +355,19 @@ def load_task_config(task: Task, overrides: Sequence[str] = (), path: Path | Non
         data = read_yaml_mapping(path)
         for key in data:
             if key not in ("task", "description"):
-                raise AlbertError(f"{path}: unknown key {key}{_suggest(str(key), ['task', 'description'])}")
+                raise AlbertError(f"{path}: unknown key {key}{suggest(str(key), ['task', 'description'])}")
         section = data.get("task") or {}
         if not isinstance(section, dict):
             raise AlbertError(f"{path}: task must be a mapping of settings, got {section!r}")
         values.update(section)
-    source = str(path)
-    valid = [f.name for f in fields(TaskConfig)]
-    for key in values:
-        if key not in valid:
-            raise AlbertError(f"{source}: unknown key task.{key}{_suggest(str(key), valid)}")
-    for text in overrides:
-        keys, value = parse_override(text)
-        if keys[0] != "task":
-            continue
-        if len(keys) != 2 or keys[1] not in valid:
-            sub = ".".join(keys[1:])
-            raise AlbertError(f"--set {text!r}: unknown key task.{sub}{_suggest(sub, valid)}")
-        values[keys[1]] = value
-        source = f"{path} with --set"
-    try:
-        return _build(TaskConfig, values, "task", source)
-    except AlbertError as err:
-        msg = str(err)
-        raise AlbertError(msg if msg.startswith(f"{source}:") else f"{source}: {msg}") from None
+    return load_section(TaskConfig, "task", values, overrides, str(path))
 
 
-def split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
-    """`--set` values -> (task.* ones, the rest for the model profile)."""
+def split_overrides(overrides: Overrides) -> tuple[list[Any], list[Any]]:
+    """`--set` values -> (task.* ones, the rest for the model profile), each as given."""
     task, rest = [], []
-    for text in overrides:
-        (task if text.strip().startswith("task.") else rest).append(text)
+    for item, parsed in zip(overrides, parse_overrides(overrides), strict=True):
+        (task if parsed.section == "task" and len(parsed.keys) > 1 else rest).append(item)
     return task, rest
 
 
