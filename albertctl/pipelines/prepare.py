@@ -139,84 +139,26 @@ def run(
         else:
             shutil.copyfile(vocab, tmp / vocab_file)
         tokenizer = load_tokenizer(tmp / vocab_file, data.do_lower_case)
-        static = data.masking == "static"
-        writers = {split: ShardWriter(tmp, split, static, shard_bytes) for split in SPLITS}
-        counts: Counter = Counter()
-        documents = 0
-        for result in _process(
-            chunks(iter_documents(inputs, stats), stats, chunk_documents),
-            tmp / vocab_file,
-            data,
-            seed,
-            num_proc,
-        ):
-            for split in SPLITS:
-                writers[split].write(result.batches[split])
-            counts.update(result.counts)
-            documents += result.documents
-            if progress is not None:
-                progress(
-                    {
-                        "documents": documents,
-                        "bytes": result.bytes_read,
-                        "total_bytes": total_bytes,
-                        "instances": counts["instances/train"] + counts["instances/eval"],
-                        "elapsed": time.perf_counter() - started,
-                    }
-                )
-        shards = {split: writers[split].close() for split in SPLITS}
-        if documents == 0:
-            raise AlbertError(f"no documents in {_describe(inputs, stats)} (empty input)")
-        if counts["instances/train"] == 0:
-            raise AlbertError(
-                f"no training instances from {documents} document(s) in {_describe(inputs, stats)}: "
-                f"{_skipped_text(counts)}; add text or lower data.held_out_fraction"
-            )
+        documents_in = chunks(iter_documents(inputs, stats), stats, chunk_documents)
+        shards, counts, documents = _write_shards(
+            documents_in, tmp, vocab_file, data, seed, num_proc, shard_bytes, progress, total_bytes, started
+        )
+        _check_something_came_out(documents, counts, inputs, stats)
         elapsed = time.perf_counter() - started
         result = statistics(counts, documents, stats, data, elapsed)
         warnings = _warnings(counts, stats, tokenizer, profile)
-        manifest = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "created_by": f"albertctl {__version__}",
-            "objective": "nsp" if data.random_next_sentence else "sop",
-            "masking": data.masking,
-            "seed": seed,
-            "data": profile.to_dict()["data"],
-            "vocab": {
-                "file": vocab_file,
-                "vocab_size": tokenizer.vocab_size,
-                "sha256": sha256_file(tmp / vocab_file),
-                "trained_here": vocab_summary is not None,
-            },
-            "inputs": stats.sources,
-            "splits": {
-                split: {
-                    "shards": shards[split],
-                    "instances": counts[f"instances/{split}"],
-                    "documents": counts[f"documents/{split}"],
-                    "tokens": counts[f"tokens/{split}"],
-                }
-                for split in SPLITS
-            },
-            "skipped": {
-                k.removeprefix("skipped_"): counts[k] for k in sorted(counts) if k.startswith("skipped_")
-            },
-            "adjusted": {
-                "decode_error_lines": stats.decode_error_lines,
-                "long_sentences_split": counts["long_sentences_split"],
-                "one_sentence_chunks_split": counts["one_sentence_chunks_split"],
-                "tokens_truncated": counts["tokens_truncated"],
-                "nsp_without_other_document": counts["nsp_without_other_document"],
-            },
-            # timings stay out, so the directory is byte-identical for a seed whatever num_proc
-            "statistics": {k: v for k, v in result.items() if k not in TIMING_KEYS},
-        }
-        manifest["files"] = {
-            p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(tmp.rglob("*"))
-            if p.is_file()
-        }
+        manifest = _manifest(
+            tmp,
+            profile,
+            seed,
+            vocab_file,
+            tokenizer,
+            vocab_summary is not None,
+            stats,
+            shards,
+            counts,
+            result,
+        )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     if vocab_summary is not None:
         warnings.insert(0, "no --vocab given: trained one on the same input (spiece.model in the output)")
@@ -227,6 +169,110 @@ def run(
         skipped=manifest["skipped"],
         adjusted=manifest["adjusted"],
     )
+
+
+def _check_something_came_out(documents: int, counts: Counter, inputs: Any, stats: ReadStats) -> None:
+    if documents == 0:
+        raise AlbertError(f"no documents in {_describe(inputs, stats)} (empty input)")
+    if counts["instances/train"] == 0:
+        raise AlbertError(
+            f"no training instances from {documents} document(s) in {_describe(inputs, stats)}: "
+            f"{_skipped_text(counts)}; add text or lower data.held_out_fraction"
+        )
+
+
+def _write_shards(
+    documents_in: Iterator,
+    tmp: Path,
+    vocab_file: str,
+    data: DataConfig,
+    seed: int,
+    num_proc: int,
+    shard_bytes: int,
+    progress: ProgressFn | None,
+    total_bytes: int | None,
+    started: float,
+) -> tuple[dict[str, Any], Counter, int]:
+    """Turn the document chunks into instances (in `num_proc` workers) and write both splits'
+    shards under `tmp`; returns the shard lists, the counts and the number of documents."""
+    writers = {split: ShardWriter(tmp, split, data.masking == "static", shard_bytes) for split in SPLITS}
+    counts: Counter = Counter()
+    documents = 0
+    for result in _process(documents_in, tmp / vocab_file, data, seed, num_proc):
+        for split in SPLITS:
+            writers[split].write(result.batches[split])
+        counts.update(result.counts)
+        documents += result.documents
+        if progress is not None:
+            progress(
+                {
+                    "documents": documents,
+                    "bytes": result.bytes_read,
+                    "total_bytes": total_bytes,
+                    "instances": counts["instances/train"] + counts["instances/eval"],
+                    "elapsed": time.perf_counter() - started,
+                }
+            )
+    return {split: writers[split].close() for split in SPLITS}, counts, documents
+
+
+def _manifest(
+    tmp: Path,
+    profile: Profile,
+    seed: int,
+    vocab_file: str,
+    tokenizer: Tokenizer,
+    trained_here: bool,
+    stats: ReadStats,
+    shards: dict[str, Any],
+    counts: Counter,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    """manifest.json of the directory being written in `tmp` (its files' checksums included)."""
+    data = profile.data
+    manifest = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "created_by": f"albertctl {__version__}",
+        "objective": "nsp" if data.random_next_sentence else "sop",
+        "masking": data.masking,
+        "seed": seed,
+        "data": profile.to_dict()["data"],
+        "vocab": {
+            "file": vocab_file,
+            "vocab_size": tokenizer.vocab_size,
+            "sha256": sha256_file(tmp / vocab_file),
+            "trained_here": trained_here,
+        },
+        "inputs": stats.sources,
+        "splits": {
+            split: {
+                "shards": shards[split],
+                "instances": counts[f"instances/{split}"],
+                "documents": counts[f"documents/{split}"],
+                "tokens": counts[f"tokens/{split}"],
+            }
+            for split in SPLITS
+        },
+        "skipped": {
+            k.removeprefix("skipped_"): counts[k] for k in sorted(counts) if k.startswith("skipped_")
+        },
+        "adjusted": {
+            "decode_error_lines": stats.decode_error_lines,
+            "long_sentences_split": counts["long_sentences_split"],
+            "one_sentence_chunks_split": counts["one_sentence_chunks_split"],
+            "tokens_truncated": counts["tokens_truncated"],
+            "nsp_without_other_document": counts["nsp_without_other_document"],
+        },
+        # timings stay out, so the directory is byte-identical for a seed whatever num_proc
+        "statistics": {k: v for k, v in result.items() if k not in TIMING_KEYS},
+    }
+    manifest["files"] = {
+        p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(tmp.rglob("*"))
+        if p.is_file()
+    }
+    return manifest
 
 
 PREPARED = "prepared data"

@@ -103,28 +103,8 @@ def run(
     counts = {"sentences": 0, "too_long_sentences": 0}
     sample: list[str] = []
 
-    interrupted = []  # SentencePiece turns an exception in the iterator into a RuntimeError
-
-    def sentences() -> Iterator[str]:
-        try:
-            yield from _sentences()
-        except KeyboardInterrupt:  # SIGTERM or Ctrl-C while reading
-            interrupted.append(True)
-            raise
-
-    def _sentences() -> Iterator[str]:
-        for doc in iter_documents(inputs, stats):
-            for sentence in doc:
-                text = normalize_text(sentence, profile.data.do_lower_case)
-                if not text:
-                    continue
-                counts["sentences"] += 1
-                if len(text.encode("utf-8")) > int(flags["max_sentence_length"]):
-                    counts["too_long_sentences"] += 1
-                    continue  # SentencePiece would skip it too (or fail an internal check)
-                if len(sample) < SAMPLE_SENTENCES:
-                    sample.append(text)
-                yield text
+    max_bytes = int(flags["max_sentence_length"])
+    feed, interrupted = _sentence_feed(inputs, stats, counts, sample, max_bytes, profile.data.do_lower_case)
 
     files = [output.parent / f"{output.name}{ext}" for ext in (".model", ".vocab")]
     sources = [] if isinstance(inputs, DatasetSource) else list(inputs or [])
@@ -152,7 +132,7 @@ def run(
         spm.set_random_generator_seed(seed)
         try:
             spm.SentencePieceTrainer.Train(
-                sentence_iterator=sentences(), model_prefix=str(tmp / output.name), minloglevel=2, **flags
+                sentence_iterator=feed, model_prefix=str(tmp / output.name), minloglevel=2, **flags
             )
         except RuntimeError as err:
             if interrupted:
@@ -195,6 +175,39 @@ def validate(directory: Path) -> None:
     lines = vocab.read_text(encoding="utf-8").splitlines() if vocab.is_file() else []
     if len(lines) != pieces or not all("\t" in line for line in lines):
         raise AlbertError(f"{vocab}: {len(lines)} lines for {pieces} pieces")
+
+
+def _sentence_feed(
+    inputs: Any, stats: ReadStats, counts: dict[str, int], sample: list[str], max_bytes: int, lower: bool
+) -> tuple[Iterator[str], list[bool]]:
+    """The normalised sentences SentencePiece trains on, counted into `counts` (too long ones
+    skipped, as SentencePiece would) and the first SAMPLE_SENTENCES kept in `sample`. The list
+    returned beside it becomes non-empty when SIGTERM or Ctrl-C stopped the reading (SentencePiece
+    turns an exception in the iterator into a RuntimeError)."""
+    interrupted: list[bool] = []
+
+    def sentences() -> Iterator[str]:
+        for doc in iter_documents(inputs, stats):
+            for sentence in doc:
+                text = normalize_text(sentence, lower)
+                if not text:
+                    continue
+                counts["sentences"] += 1
+                if len(text.encode("utf-8")) > max_bytes:
+                    counts["too_long_sentences"] += 1
+                    continue
+                if len(sample) < SAMPLE_SENTENCES:
+                    sample.append(text)
+                yield text
+
+    def guarded() -> Iterator[str]:
+        try:
+            yield from sentences()
+        except KeyboardInterrupt:
+            interrupted.append(True)
+            raise
+
+    return guarded(), interrupted
 
 
 def run_wordpiece(
