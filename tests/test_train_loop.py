@@ -120,6 +120,24 @@ def test_full_disk_leaves_no_partial_checkpoint(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000003"]
 
 
+def test_bf16_without_zero_checkpoints_and_resumes_like_an_uninterrupted_run(tmp_path):
+    """bf16 under ZeRO 0 (on a CPU DeepSpeed's unfused wrapper: one fp32 copy per parameter, which
+    the optimiser steps) saves the optimiser state under the parameters' names, and a run resumed
+    from step 3 ends where the uninterrupted one does."""
+    p = S.profile(precision="bf16", optimizer="lamb", save_every=3)
+    straight = tmp_path / "straight"
+    loop.train(S.spec(p, straight), p.train, p.deepspeed)
+    step3 = straight / "checkpoints" / ckpt.checkpoint_name(3)
+    saved = ckpt.read_shard(step3, 0)[ckpt.UNIVERSAL]["params"]
+    names = {n for n, _ in S.model(p).named_parameters()}
+    assert set(saved) == names and all({"fp32", "exp_avg", "exp_avg_sq"} <= set(e) for e in saved.values())
+    resumed = tmp_path / "resumed"
+    result = loop.train(S.spec(p, resumed, resume_from=step3), p.train, p.deepspeed)
+    assert result.global_step == 6
+    want, got = S.load_weights(straight, 6), S.load_weights(resumed, 6)
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+
 def test_resume_refuses_a_checkpoint_of_another_profile(tmp_path):
     p = S.profile()
     loop.train(S.spec(p, tmp_path), p.train, p.deepspeed)

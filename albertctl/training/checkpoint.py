@@ -177,11 +177,13 @@ def _pieces(
     ranks (False: every rank holds every parameter whole). Collective when partitioned."""
     names = {id(p): n for n, p in module.named_parameters()}
     masters = _masters(ds_optimizer)
-    if masters is None:
+    if masters is None:  # the client optimiser steps the parameters, or per-parameter fp32 copies
+        copies = ds_compat.unfused_copies(ds_optimizer)
         out = []
         for group in _inner(ds_optimizer).param_groups:
             for p in group["params"]:
-                out.append(_Piece(names[id(p)], tuple(p.shape), 0, p.numel(), p, 0))
+                name = names[id(copies.get(id(p), p))]
+                out.append(_Piece(name, tuple(p.shape), 0, p.numel(), p, 0))
         return out, False
     partitioned = any(layouts[id(flat)].group is not None for flat, _ in masters)
     held = []  # (group, parameter number, its slice) for every slice of this rank

@@ -78,6 +78,16 @@ def full_shape(param: torch.Tensor) -> tuple[int, ...]:
     return tuple(getattr(param, "ds_shape", param.shape))
 
 
+def unfused_copies(ds_optimizer: Any) -> dict[int, torch.Tensor]:
+    """DeepSpeed's unfused bf16/fp16 wrapper (ZeRO 0 where the fused one is unavailable, e.g. bf16
+    on a CPU) keeps one fp32 copy per parameter and hands those copies to the client optimiser:
+    `id(copy) -> the model's parameter`. Empty for every other wrapper."""
+    if not hasattr(ds_optimizer, "fp32_groups") or hasattr(ds_optimizer, "fp32_groups_flat"):
+        return {}
+    pairs = zip(ds_optimizer.fp32_groups, ds_optimizer.fp16_groups, strict=True)
+    return {id(c): p for copies, params in pairs for c, p in zip(copies, params, strict=True)}
+
+
 def inner_optimizer(ds_optimizer: Any) -> torch.optim.Optimizer | None:
     """The client optimiser a wrapper holds; None when `ds_optimizer` is the client itself."""
     inner = getattr(ds_optimizer, "optimizer", None)
