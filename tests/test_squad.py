@@ -19,7 +19,7 @@ from albertctl.core.modeldir import load_model_dir
 from albertctl.model.heads import AlbertForTask, BeamSpanOutput, head_loss
 from albertctl.pipelines import convert, finetune, score
 from albertctl.tasks import squad
-from albertctl.tasks.base import Feature, TaskConfig, get_task, load_task_config
+from albertctl.tasks.base import Feature, TaskConfig, get_task, load_task_config, read_split
 
 TF_FIXTURES = Path(__file__).parent / "fixtures" / "tf"
 MARKER = "cast"  # synthetic task: the answer is the word after the marker
@@ -602,6 +602,23 @@ def test_cli_prints_the_readers_warnings_once(tmp_path, run_cli):
         "warning: dev.json: skipped 1 answer(s) whose answer_start does not match the context and 1 question(s) of 2",
         "warning: pred.json: no prediction for 1 of 1 question(s) (scored 0)",
     ]
+
+
+def test_reader_warnings_reach_rank_0s_progress_only(tmp_path, monkeypatch):
+    """finetune/eval hand the readers a warn that makes `warning` events, on rank 0 only."""
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(squad_json([("", [qa("e", "q?", [])]), ("ok", [qa("k", "q?", [("ok", 0)])])])))
+    messages = [
+        f"{path}: article 0 paragraph 0: empty context, skipped with its 1 question(s)",
+        f"{path}: skipped 0 answer(s) whose answer_start does not match the context and 1 question(s) of 2",
+    ]
+    events: list[dict] = []
+    monkeypatch.delenv("RANK", raising=False)
+    examples = read_split(get_task("squad1"), path, "dev", finetune.warner(events.append))
+    assert [e.qid for e in examples] == ["k"]
+    assert events == [{"event": "warning", "message": m} for m in messages]
+    monkeypatch.setenv("RANK", "1")
+    assert finetune.warner(events.append) is None and finetune.warner(None) is None
 
 
 def test_version_of_the_file_against_the_task():
