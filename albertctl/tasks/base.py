@@ -201,10 +201,9 @@ class Feature:
 
 
 Featuriser = Callable[[Any, Tokenizer, TaskConfig], list[Feature]]
-FileReader = Callable[[Path, str, Warn | None], list[Any]]  # (data dir, split, warn) -> examples
-DatasetReader = Callable[
-    [Any, str, Warn | None], list[Any]
-]  # (datasets.DatasetDict, split, warn) -> examples
+# readers: (data dir, split, warn) -> examples; (datasets.DatasetDict, split, warn) -> examples
+FileReader = Callable[[Path, str, Warn | None], list[Any]]
+DatasetReader = Callable[[Any, str, Warn | None], list[Any]]
 PostProcess = Callable[[Sequence[Any], Sequence[Feature], Sequence[np.ndarray], TaskConfig], list[Any]]
 Metrics = Callable[[Sequence[Any], Sequence[Any]], dict[str, float]]  # (examples, predictions)
 Writer = Callable[
