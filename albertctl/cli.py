@@ -622,7 +622,7 @@ def _eval_scores(task: str | None, model: Path | None, predictions: Path | None,
             "--predictions FILE needs a TASK and no --model, e.g. albertctl eval squad2 "
             "--predictions predictions.json --data dev-v2.0.json [--na-probs null_odds.json]"
         )
-    return score.score_predictions(task, predictions, data, na_probs)
+    return score.score_predictions(task, predictions, data, na_probs, warn=console.warn)
 
 
 def _eval_task(task: str, model: Path, data: Path | None, predict: Path | None, overrides, own):

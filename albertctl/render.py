@@ -99,13 +99,15 @@ def training_progress(title: str, pretraining: bool = False):
 
 
 def eval_progress():
-    """A transient bar for `eval`: one row per split scored or predicted."""
+    """A transient bar for `eval`: one row per split scored or predicted, and the readers' warnings."""
     bar = console.progress(transient=True)
     ids: dict[str, int] = {}
 
     def on_event(event: dict) -> None:
         if event.get("event") == "evaluating":
             _show_evaluating(bar, ids, event)
+        elif event.get("event") == "warning":
+            console.warn(event["message"])
 
     return bar, on_event
 

@@ -19,7 +19,7 @@ from albertctl.core.modeldir import load_model_dir
 from albertctl.model.heads import AlbertForTask, BeamSpanOutput, head_loss
 from albertctl.pipelines import convert, finetune, score
 from albertctl.tasks import squad
-from albertctl.tasks.base import Feature, TaskConfig, get_task, load_task_config
+from albertctl.tasks.base import Feature, TaskConfig, get_task, load_task_config, read_split
 
 TF_FIXTURES = Path(__file__).parent / "fixtures" / "tf"
 MARKER = "cast"  # synthetic task: the answer is the word after the marker
@@ -102,7 +102,7 @@ def test_reader_file_and_directory(tmp_path):
         squad.read_files(2, tmp_path, "train")
 
 
-def test_mismatched_answer_start_skipped_counted_and_warned(tmp_path, capsys):
+def test_mismatched_answer_start_skipped_counted_and_warned(tmp_path):
     body = squad_json(
         [
             (
@@ -117,11 +117,11 @@ def test_mismatched_answer_start_skipped_counted_and_warned(tmp_path, capsys):
     report = squad.read_file(path, 1)
     assert (report.bad_answers, report.skipped_questions) == (2, 1)
     assert [(e.qid, e.answers) for e in report.examples] == [("q1", (("good", 14),)), ("q3", (("plot", 5),))]
-    err = capsys.readouterr().err
-    assert f"warning: {path}: question q1: answer 'good' does not match the context at answer_start 3" in err
-    assert f"warning: {path}: question q2: answer 'movie' does not match the context at answer_start 0" in err
+    err = "\n".join(report.warnings)
+    assert f"{path}: question q1: answer 'good' does not match the context at answer_start 3" in err
+    assert f"{path}: question q2: answer 'movie' does not match the context at answer_start 0" in err
     assert (
-        f"warning: {path}: skipped 2 answer(s) whose answer_start does not match the context and 1 question(s) of 3"
+        f"{path}: skipped 2 answer(s) whose answer_start does not match the context and 1 question(s) of 3"
         in err
     )
 
@@ -162,16 +162,13 @@ def test_missing_fields_are_one_line_errors(tmp_path, body, message):
         squad.read_file(path, 1)
 
 
-def test_empty_context_skipped_with_warning(tmp_path, capsys):
+def test_empty_context_skipped_with_warning(tmp_path):
     body = squad_json([("  ", [qa("e1", "q?", [])]), ("good", [qa("ok", "q?", [("good", 0)])])])
     path = tmp_path / "d.json"
     path.write_text(json.dumps(body), encoding="utf-8")
     report = squad.read_file(path, 1)
     assert [e.qid for e in report.examples] == ["ok"] and report.skipped_paragraphs == 1
-    assert (
-        f"warning: {path}: article 0 paragraph 0: empty context, skipped with its 1 question(s)"
-        in capsys.readouterr().err
-    )
+    assert f"{path}: article 0 paragraph 0: empty context, skipped with its 1 question(s)" in report.warnings
     path.write_text(json.dumps(squad_json([("", [])])), encoding="utf-8")
     with pytest.raises(AlbertError, match="no usable SQuAD questions"):
         squad.read_files(1, path, "dev")
@@ -585,6 +582,43 @@ def test_cli_eval_squad2_predictions_json(tmp_path, run_cli):
         "error: dev.json: a SQuAD v2.0 file, but task squad1 reads v1.1 (its unanswerable questions would "
         "be scored as answerable; use the squad2 task)",
     )
+
+
+def test_cli_prints_the_readers_warnings_once(tmp_path, run_cli):
+    """The reader returns its warnings; the CLI prints each once on stderr, stdout stays JSON."""
+    dev = squad_json(
+        [("the film was good", [qa("a", "how?", [("good", 13), ("film", 0)])]), ("  ", [qa("b", "q?", [])])]
+    )
+    (tmp_path / "dev.json").write_text(json.dumps(dev), encoding="utf-8")
+    (tmp_path / "pred.json").write_text(json.dumps({}), encoding="utf-8")
+    result = run_cli(
+        ["eval", "squad1", "--predictions", "pred.json", "--data", "dev.json", "--json"], cwd=tmp_path
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["metrics"] == {"exact": 0.0, "f1": 0.0}
+    assert result.stderr.splitlines() == [
+        "warning: dev.json: question a: answer 'film' does not match the context at answer_start 0; answer skipped",
+        "warning: dev.json: article 0 paragraph 1: empty context, skipped with its 1 question(s)",
+        "warning: dev.json: skipped 1 answer(s) whose answer_start does not match the context and 1 question(s) of 2",
+        "warning: pred.json: no prediction for 1 of 1 question(s) (scored 0)",
+    ]
+
+
+def test_reader_warnings_reach_rank_0s_progress_only(tmp_path, monkeypatch):
+    """finetune/eval hand the readers a warn that makes `warning` events, on rank 0 only."""
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(squad_json([("", [qa("e", "q?", [])]), ("ok", [qa("k", "q?", [("ok", 0)])])])))
+    messages = [
+        f"{path}: article 0 paragraph 0: empty context, skipped with its 1 question(s)",
+        f"{path}: skipped 0 answer(s) whose answer_start does not match the context and 1 question(s) of 2",
+    ]
+    events: list[dict] = []
+    monkeypatch.delenv("RANK", raising=False)
+    examples = read_split(get_task("squad1"), path, "dev", finetune.warner(events.append))
+    assert [e.qid for e in examples] == ["k"]
+    assert events == [{"event": "warning", "message": m} for m in messages]
+    monkeypatch.setenv("RANK", "1")
+    assert finetune.warner(events.append) is None and finetune.warner(None) is None
 
 
 def test_version_of_the_file_against_the_task():

@@ -248,32 +248,11 @@ def _is_identity(weights: dict[str, torch.Tensor]) -> bool:
     return eye is not None and torch.equal(weight, eye) and (bias is None or not bias.any())
 
 
-def read_hf_dir(path: Path) -> tuple[Profile, Converted, Path | None]:
-    """A transformers ALBERT directory as (profile, converted weights, spiece.model, vocab.txt
-    or None)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise AlbertError(f"{path}: expected a Hugging Face model directory (config.json + weights)")
-    config = read_config_json(path / "config.json")
-    if config.get("model_type") not in ("albert", None):
-        raise AlbertError(f"{path / 'config.json'}: model_type is {config.get('model_type')!r}, not 'albert'")
-    embedded = config.get("albertctl")
-    if isinstance(embedded, dict) and isinstance(embedded.get("profile"), dict):
-        profile = profile_from_dict(embedded["profile"], source=str(path / "config.json"))
-    else:
-        fields = N.model_fields_from_config(config, str(path / "config.json"), "hf")
-        profile, _ = profile_from_fields(fields, str(path / "config.json"))
-    weights = _load_weights(path)
-    N.check_transformers_grouping(profile.model, str(path), "import this transformers model")
-    weight = weights.get(PROJECTION + "weight")
-    if weight is not None and not profile.model.has_embedding_projection and not _is_identity(weights):
-        # E = H under albertctl's own profile, but the E -> H layer holds real weights: keep it
-        model = dataclasses.replace(profile.model, embedding_projection="always")
-        profile = dataclasses.replace(profile, model=model)
-    head = _detect_head(config, set(weights))
-    kind = head["kind"]
-    num_labels = int(head.get("num_labels", 2))
-    expected = fresh_state(profile, kind, num_labels, meta=True)
+def _place_weights(
+    weights: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path
+) -> tuple[dict[str, torch.Tensor], list[dict[str, Any]]]:
+    """Each transformers tensor under our name when this model has it with the same shape, else
+    skipped with the reason; returns (state, the report's rows in checkpoint order)."""
     rows: list[dict[str, Any]] = []
     state: dict[str, torch.Tensor] = {}
     for key, tensor in weights.items():
@@ -306,6 +285,36 @@ def read_hf_dir(path: Path) -> tuple[Profile, Converted, Path | None]:
             )
         state[ours] = tensor
         rows.append({"status": "loaded", "key": ours, "source": key, "shape": list(tensor.shape), "note": ""})
+    return state, rows
+
+
+def read_hf_dir(path: Path) -> tuple[Profile, Converted, Path | None]:
+    """A transformers ALBERT directory as (profile, converted weights, spiece.model, vocab.txt
+    or None)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise AlbertError(f"{path}: expected a Hugging Face model directory (config.json + weights)")
+    config = read_config_json(path / "config.json")
+    if config.get("model_type") not in ("albert", None):
+        raise AlbertError(f"{path / 'config.json'}: model_type is {config.get('model_type')!r}, not 'albert'")
+    embedded = config.get("albertctl")
+    if isinstance(embedded, dict) and isinstance(embedded.get("profile"), dict):
+        profile = profile_from_dict(embedded["profile"], source=str(path / "config.json"))
+    else:
+        fields = N.model_fields_from_config(config, str(path / "config.json"), "hf")
+        profile, _ = profile_from_fields(fields, str(path / "config.json"))
+    weights = _load_weights(path)
+    N.check_transformers_grouping(profile.model, str(path), "import this transformers model")
+    weight = weights.get(PROJECTION + "weight")
+    if weight is not None and not profile.model.has_embedding_projection and not _is_identity(weights):
+        # E = H under albertctl's own profile, but the E -> H layer holds real weights: keep it
+        model = dataclasses.replace(profile.model, embedding_projection="always")
+        profile = dataclasses.replace(profile, model=model)
+    head = _detect_head(config, set(weights))
+    kind = head["kind"]
+    num_labels = int(head.get("num_labels", 2))
+    expected = fresh_state(profile, kind, num_labels, meta=True)
+    state, rows = _place_weights(weights, expected, path)
     decoder = weights.get("predictions.decoder.weight")
     embeddings = state.get("albert.embeddings.word_embeddings.weight")
     if decoder is not None and embeddings is not None and not torch.equal(decoder, embeddings):

@@ -44,6 +44,7 @@ from albertctl.tasks.base import (
     Feature,
     Task,
     TaskConfig,
+    Warn,
     collate,
     featurise_all,
     get_task,
@@ -161,7 +162,8 @@ def finetune_task(
     config = load_task_config(task, task_overrides)
     own = dict(own or {})
     validation = own.pop("validation", None)
-    task = bind_task(task, {"train": data, "dev": validation}, own, None)  # your own files: read now
+    warn = warner(progress)
+    task = bind_task(task, {"train": data, "dev": validation}, own, None, warn)  # your own files: read now
     task = task.with_config(config)  # squad2: the beam or the simple span head
     source = load_model_dir(model_path)
     profile = with_overrides(source.profile, profile_overrides)
@@ -190,12 +192,13 @@ def _finetune(
     """Read and featurise the data, then the loop, keeping `out_dir/best`."""
     tokenizer = load_tokenizer(source, profile)
     best_metric = task.best_metric(config)
+    warn = warner(progress)
 
     started = time.monotonic()
-    train_examples = first(read_split(task, data, task.train_split), config.max_train_samples)
-    train_features = featurise_all(task, train_examples, tokenizer, config)
-    dev = {split: first(read_split(task, data, split), config.max_eval_samples) for split in task.dev_splits}
-    dev_features = {split: featurise_all(task, ex, tokenizer, config) for split, ex in dev.items()}
+    train_examples = first(read_split(task, data, task.train_split, warn), config.max_train_samples)
+    train_features = featurise_all(task, train_examples, tokenizer, config, warn)
+    dev = {s: first(read_split(task, data, s, warn), config.max_eval_samples) for s in task.dev_splits}
+    dev_features = {split: featurise_all(task, ex, tokenizer, config, warn) for split, ex in dev.items()}
 
     network = build_model(task, profile, source, config.seed)
     head = head_info(task, config)
@@ -247,6 +250,14 @@ def _finetune(
             "train_features": len(train_features),
         },
     )
+
+
+def warner(progress: ProgressFn | None) -> Warn | None:
+    """Where the readers' warnings go: `warning` events to `progress`, which the CLI prints.
+    Rank 0's only: under the launcher every rank reads the same data."""
+    if progress is None or os.environ.get("RANK", "0") != "0":
+        return None
+    return lambda message: progress({"event": "warning", "message": message})
 
 
 def first(examples: Sequence[Any], n: int) -> Sequence[Any]:
@@ -321,13 +332,18 @@ def head_info(task: Task, config: TaskConfig) -> dict[str, Any]:
 
 
 def bind_task(
-    task: Task, sources: dict[str, Any], own: dict[str, Any] | None, stored: dict[str, Any] | None
+    task: Task,
+    sources: dict[str, Any],
+    own: dict[str, Any] | None,
+    stored: dict[str, Any] | None,
+    warn: Warn | None = None,
 ) -> Task:
-    """A task over your own files bound to them (and to the columns in `own`); any other task
-    as it is, refusing column options that would be ignored."""
+    """A task over your own files bound to them (and to the columns in `own`), what reading
+    them skipped going to `warn`; any other task as it is, refusing column options that
+    would be ignored."""
     options = {k: v for k, v in (own or {}).items() if v not in (None, "", (), [])}
     if task.bind is not None:
-        return task.bind(sources, options, stored)
+        return task.bind(sources, options, stored, warn)
     if options:
         flag = "--" + next(iter(options)).replace("_", "-")
         raise AlbertError(
@@ -488,7 +504,8 @@ def evaluate(
         )
     task_overrides, profile_overrides = split_overrides(overrides)
     config = stored_task_config(source, task_overrides)
-    task = bind_task(task, {"test" if predict_dir is not None else "dev": data}, own, source.head)
+    warn = warner(progress)
+    task = bind_task(task, {"test" if predict_dir is not None else "dev": data}, own, source.head, warn)
     task = task.with_config(config)
     profile = with_overrides(source.profile, profile_overrides)
     tokenizer = load_tokenizer(source, profile)
@@ -509,8 +526,8 @@ def evaluate(
         if task.write_predictions is None:
             raise AlbertError(f"task {task.name} has no submission format")
         outputs.check_output(Path(predict_dir), None, "", inputs=inputs, flag="--predict")
-    dev = {split: first(read_split(task, data, split), config.max_eval_samples) for split in task.dev_splits}
-    features = {split: featurise_all(task, ex, tokenizer, config) for split, ex in dev.items()}
+    dev = {s: first(read_split(task, data, s, warn), config.max_eval_samples) for s in task.dev_splits}
+    features = {split: featurise_all(task, ex, tokenizer, config, warn) for split, ex in dev.items()}
     kept: dict[str, list[Any]] = {}
     result["metrics"] = dev_metrics(task, network, dev, features, config, tokenizer.pad_id, kept, progress)
     if task.report is not None and kept:
@@ -518,8 +535,8 @@ def evaluate(
     if predict_dir is not None:
         predicted = []
         for split in task.test_splits:
-            examples = read_split(task, data, split)
-            feats = featurise_all(task, examples, tokenizer, config)
+            examples = read_split(task, data, split, warn)
+            feats = featurise_all(task, examples, tokenizer, config, warn)
             raw = predict_outputs(task, network, feats, config, tokenizer.pad_id, progress, split)
             preds = task.predict(examples, feats, raw, config)
             predicted.append((split, examples, preds))

@@ -261,7 +261,7 @@ def build_model(profile: Profile, init: Any | None) -> AlbertForPreTraining:
 def builtin_data(profile: Profile, dist: distributed.Distributed, progress: ProgressFn | None) -> Path:
     """The sample corpus prepared for this profile's vocabulary and data recipe, cached under
     the cache directory (rank 0 prepares, the others wait)."""
-    from albertctl.pipelines import prepare
+    from albertctl.data.preparation import prepare_data
 
     recipe = {
         "data": profile.to_dict()["data"],
@@ -288,7 +288,7 @@ def builtin_data(profile: Profile, dist: distributed.Distributed, progress: Prog
                     def on_prepare(p: dict[str, Any]) -> None:
                         progress({"event": "prepare", **p})
 
-                prepare.run(profile, None, target, num_proc=min(2, os.cpu_count() or 1), progress=on_prepare)
+                prepare_data(profile, None, target, num_proc=min(2, os.cpu_count() or 1), progress=on_prepare)
     distributed.all_reduce_sum([0.0])  # a barrier: the other ranks wait for rank 0's data
     return target
 

@@ -37,7 +37,6 @@ from albertctl.core.config import (
     read_yaml_mapping,
     suggest,
 )
-from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
 from albertctl.core.hub import quiet_hub_logs
 from albertctl.data.tokenizer import Tokenizer
@@ -53,9 +52,23 @@ ExampleT = TypeVar("ExampleT")
 
 @dataclass
 class ReadReport(Generic[ExampleT]):
-    """What reading a task's files found: the examples; each reader adds what it skipped."""
+    """What reading a task's files found: the examples and the warnings about what was skipped
+    (the caller decides where they go); each reader adds its counts."""
 
     examples: list[ExampleT]
+    warnings: list[str] = field(default_factory=list)
+
+
+# Where a reader's or featuriser's warnings go. Library code never prints (every rank would
+# under the launcher): the pipeline passes one down, rank 0's reaching the CLI; None drops them.
+Warn = Callable[[str], None]
+
+
+def pass_on(warn: Warn | None, messages: Sequence[str]) -> None:
+    """Hand `messages` to `warn`, in order (nothing when there is no `warn`)."""
+    if warn is not None:
+        for message in messages:
+            warn(message)
 
 
 @dataclass(frozen=True)
@@ -188,8 +201,9 @@ class Feature:
 
 
 Featuriser = Callable[[Any, Tokenizer, TaskConfig], list[Feature]]
-FileReader = Callable[[Path, str], list[Any]]  # (data dir, split) -> examples
-DatasetReader = Callable[[Any, str], list[Any]]  # (datasets.DatasetDict, split) -> examples
+# readers: (data dir, split, warn) -> examples; (datasets.DatasetDict, split, warn) -> examples
+FileReader = Callable[[Path, str, Warn | None], list[Any]]
+DatasetReader = Callable[[Any, str, Warn | None], list[Any]]
 PostProcess = Callable[[Sequence[Any], Sequence[Feature], Sequence[np.ndarray], TaskConfig], list[Any]]
 Metrics = Callable[[Sequence[Any], Sequence[Any]], dict[str, float]]  # (examples, predictions)
 Writer = Callable[
@@ -225,9 +239,9 @@ class Task:
     model_from: str = ""  # predict-only tasks: the task whose fine-tuned model they use (AX: mnli)
     span_heads: dict[str, HeadKind] = field(default_factory=dict)  # task.span_head -> head kind
     # tasks over the user's own files (custom.py): (sources {split: file}, column options, the
-    # fine-tuned model's manifest head or None) -> the task bound to those files and columns
-    bind: Callable[[dict[str, Any], dict[str, Any], dict[str, Any] | None], Task] | None = None
-    read_own: Callable[[str], list[Any]] | None = None  # a bound task's examples of a split
+    # fine-tuned model's manifest head or None, warn) -> the task bound to those files and columns
+    bind: Callable[[dict[str, Any], dict[str, Any], dict[str, Any] | None, Warn | None], Task] | None = None
+    read_own: Callable[[str, Warn | None], list[Any]] | None = None  # a bound task's examples of a split
     spec: dict[str, Any] = field(default_factory=dict)  # what it was bound with, for the manifest
     metric_names: tuple[str, ...] = ()  # the keys `metrics` returns, when known up front
     report: Callable[[Sequence[Any], Sequence[Any]], list[dict[str, Any]]] | None = None  # eval table
@@ -375,19 +389,20 @@ def split_overrides(overrides: Overrides) -> tuple[list[Any], list[Any]]:
 # data sources
 
 
-def read_split(task: Task, data: Path | None, split: str) -> list[Any]:
+def read_split(task: Task, data: Path | None, split: str, warn: Warn | None = None) -> list[Any]:
     """Examples of one split: from the task's own files under `data`; from a `datasets`
     directory under `data` (saved with `save_to_disk`, or the hub's parquet files, e.g.
-    DIR/mnli/validation_matched-00000-of-00001.parquet), offline; or the hub when `data` is None."""
+    DIR/mnli/validation_matched-00000-of-00001.parquet), offline; or the hub when `data` is None.
+    What the reader skipped goes to `warn`."""
     if task.read_own is not None:  # bound to the user's files, read when it was bound
-        return task.read_own(split)
+        return task.read_own(split, warn)
     if data is not None and not Path(data).exists():
         raise AlbertError(f"data directory {data} not found")
     if data is not None and not _is_saved_dataset(Path(data)) and not _parquet_files(task, Path(data)):
-        return task.read_files(Path(data), split)
+        return task.read_files(Path(data), split, warn)
     if task.read_datasets is None:
         raise AlbertError(f"task {task.name} reads only files: give --data DIR")
-    return task.read_datasets(open_dataset(task, data), split)
+    return task.read_datasets(open_dataset(task, data), split, warn)
 
 
 def dataset_split(
@@ -453,18 +468,20 @@ def open_dataset(task: Task, data: Path | None) -> Any:
 
 
 def featurise_all(
-    task: Task, examples: Sequence[Any], tokenizer: Tokenizer, config: TaskConfig
+    task: Task, examples: Sequence[Any], tokenizer: Tokenizer, config: TaskConfig, warn: Warn | None = None
 ) -> list[Feature]:
-    """Every example's features, in order, each stamped with its example's index."""
+    """Every example's features, in order, each stamped with its example's index; how many
+    examples were truncated goes to `warn`."""
     out: list[Feature] = []
     for index, example in enumerate(examples):
         out.extend(replace(f, example_index=index) for f in task.featurise(example, tokenizer, config))
     cut = {f.example_index for f in out if f.extra.get("truncated")}
     if cut:  # featurisers that truncate say so per feature; the count is never silent
-        warn(
+        message = (
             f"{len(cut)} of {len(examples)} examples are longer than task.max_seq_length "
             f"({config.max_seq_length} tokens) and were truncated"
         )
+        pass_on(warn, [message])
     return out
 
 

@@ -47,7 +47,7 @@ import numpy as np
 from albertctl.core.errors import AlbertError
 from albertctl.data.tokenizer import Tokenizer, truncate_longest_first
 from albertctl.tasks import race, squad
-from albertctl.tasks.base import Feature, Task, TaskConfig, accuracy, register
+from albertctl.tasks.base import Feature, Task, TaskConfig, Warn, accuracy, pass_on, register
 from albertctl.tasks.glue import pearson_spearman
 
 HEADS = {"classify": "classify", "regress": "regress", "qa": "span", "choice": "choice"}
@@ -506,9 +506,11 @@ def _options(cols: Columns, table: Table, i: int) -> tuple[str, ...]:
 # QA: SQuAD-format JSON through squad.py
 
 
-def _read_squad(path: Any, version: int, labelled: bool | None) -> tuple[list[squad.SquadExample], bool]:
+def _read_squad(
+    path: Any, version: int, labelled: bool | None, warn: Warn | None = None
+) -> tuple[list[squad.SquadExample], bool]:
     """Examples of a SQuAD-format file; an unlabelled file (no question has `answers`) reads as
-    questions without answers. Returns (examples, labelled)."""
+    questions without answers. Returns (examples, labelled); what was skipped goes to `warn`."""
     path = Path(str(path))
     if not path.is_file():
         raise AlbertError(f"{path}: file not found (qa reads SQuAD-format JSON files)")
@@ -530,7 +532,9 @@ def _read_squad(path: Any, version: int, labelled: bool | None) -> tuple[list[sq
         for qa in qas:
             qa["answers"] = []
             qa.pop("is_impossible", None)
-    examples = squad.parse_squad(obj, str(path), version).examples
+    report = squad.parse_squad(obj, str(path), version)
+    pass_on(warn, report.warnings)
+    examples = report.examples
     if not examples:
         raise AlbertError(f"{path}: no usable SQuAD questions")
     return examples, labelled
@@ -756,12 +760,19 @@ def _atomic_write(path: Path, text: str) -> None:
 # binding a template to files
 
 
-def bind(kind: str, sources: dict[str, Any], options: dict[str, Any], stored: dict[str, Any] | None) -> Task:
+def bind(
+    kind: str,
+    sources: dict[str, Any],
+    options: dict[str, Any],
+    stored: dict[str, Any] | None,
+    warn: Warn | None = None,
+) -> Task:
     """The `kind` task over `sources` ({split: file or dataset}, splits train/dev/test).
 
     `options`: the column flags given (text_column, label_column, ...); `stored`: the fine-tuned
     model's manifest head (eval), whose columns and labels are the defaults and whose labels
-    are fixed. Every source is read and checked here, before any model is built."""
+    are fixed. Every source is read and checked here, before any model is built; what reading
+    skipped goes to `warn`."""
     for key in options:
         if key not in OPTIONS[kind]:
             takes = ", ".join(f"--{k.replace('_', '-')}" for k in OPTIONS[kind]) or "no column options"
@@ -783,15 +794,15 @@ def bind(kind: str, sources: dict[str, Any], options: dict[str, Any], stored: di
     if kind == "qa":
         version = cols.qa_version
         if "train" in sources:
-            train, _ = _read_squad(sources["train"], 2, True)
+            train, _ = _read_squad(sources["train"], 2, True, warn)
             version = 2 if any(e.is_impossible for e in train) else 1
             examples["train"] = train
         version = version or 2
         cols.qa_version = version
         if "dev" in sources:
-            examples["dev"], _ = _read_squad(sources["dev"], version, True)
+            examples["dev"], _ = _read_squad(sources["dev"], version, True, warn)
         if "test" in sources:
-            examples["test"], labelled = _read_squad(sources["test"], version, None)
+            examples["test"], labelled = _read_squad(sources["test"], version, None, warn)
             if labelled:
                 examples["dev"] = examples["test"]
     else:
@@ -830,7 +841,7 @@ def _bound(kind: str, cols: Columns, examples: dict[str, list[Any]]) -> Task:
             "choice": ("accuracy", ("accuracy",)),
         }[kind]
 
-    def read_own(split: str) -> list[Any]:
+    def read_own(split: str, warn: Warn | None = None) -> list[Any]:  # read and warned about at bind
         if split not in examples:
             raise AlbertError(f"{kind}: no {split} data given")
         return examples[split]
@@ -854,7 +865,7 @@ def _bound(kind: str, cols: Columns, examples: dict[str, list[Any]]) -> Task:
     )
 
 
-def _unbound(kind: str, data: Path, split: str) -> list[Any]:
+def _unbound(kind: str, data: Path, split: str, warn: Warn | None = None) -> list[Any]:
     raise AlbertError(f"task {kind} reads your own files: give --data FILE")
 
 

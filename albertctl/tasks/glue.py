@@ -23,7 +23,7 @@ from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import quote
 from albertctl.data.tokenizer import Tokenizer
 from albertctl.model.head_kinds import KINDS, HeadKind
-from albertctl.tasks.base import Feature, Metrics, Task, TaskConfig, accuracy, dataset_split, register
+from albertctl.tasks.base import Feature, Metrics, Task, TaskConfig, Warn, accuracy, dataset_split, register
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,10 @@ class GlueSpec:
     hub_columns: tuple[str, str | None]
 
 
-def read_files(spec: GlueSpec, task_name: str, data: Path, split: str) -> list[PairExample]:
+def read_files(
+    spec: GlueSpec, task_name: str, data: Path, split: str, warn: Warn | None = None
+) -> list[PairExample]:
+    """Examples of one split's TSV file; a bad row is an error, so nothing goes to `warn`."""
     task = TASKS[task_name]
     if split not in spec.files:
         raise AlbertError(f"task {task.name} has no split '{split}' (have: {', '.join(spec.files)})")
@@ -158,8 +161,11 @@ def read_files(spec: GlueSpec, task_name: str, data: Path, split: str) -> list[P
     return read_tsv(path, layout, task)
 
 
-def read_datasets(spec: GlueSpec, task_name: str, dataset: Any, split: str) -> list[PairExample]:
-    """Examples from a `glue` DatasetDict; its integer labels become our label strings."""
+def read_datasets(
+    spec: GlueSpec, task_name: str, dataset: Any, split: str, warn: Warn | None = None
+) -> list[PairExample]:
+    """Examples from a `glue` DatasetDict; its integer labels become our label strings (a bad
+    row is an error, so nothing goes to `warn`)."""
     task = TASKS[task_name]
     hub_split = spec.hub_splits.get(split)
     a, b = spec.hub_columns

@@ -25,11 +25,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import BadJson, decode_json
 from albertctl.data.tokenizer import Tokenizer
-from albertctl.tasks.base import Feature, ReadReport, Task, TaskConfig, accuracy, dataset_split, register
+from albertctl.tasks.base import (
+    Feature,
+    ReadReport,
+    Task,
+    TaskConfig,
+    Warn,
+    accuracy,
+    dataset_split,
+    pass_on,
+    register,
+)
 
 LETTERS = "ABCD"
 LEVELS = ("middle", "high")
@@ -102,9 +111,11 @@ def parse_passage(text: str, level: str) -> list[RaceExample]:
     return out
 
 
-def read_dir(data: Path, split: str, levels: Sequence[str] = LEVELS, quiet: bool = False) -> RaceReadReport:
-    """Every valid file of `split` at `levels`, in (level, file number) order; bad files warned
-    about and counted in `skipped`."""
+def read_dir(
+    data: Path, split: str, levels: Sequence[str] = LEVELS, warn: Warn | None = None
+) -> RaceReadReport:
+    """Every valid file of `split` at `levels`, in (level, file number) order; bad files
+    counted in `skipped` and named in `warnings` (also handed to `warn`)."""
     root = race_root(data)
     report = RaceReadReport(examples=[], skipped=[])
     found_dir = False
@@ -122,15 +133,15 @@ def read_dir(data: Path, split: str, levels: Sequence[str] = LEVELS, quiet: bool
             except (ValueError, UnicodeDecodeError) as err:
                 reason = str(err) if isinstance(err, ValueError) else "not UTF-8 text"
                 report.skipped.append((str(path), reason))  # type: ignore[union-attr]
-                if not quiet:
-                    warn(f"{path}: skipped ({reason})")
+                report.warnings.append(f"{path}: skipped ({reason})")
     if not found_dir:
         raise AlbertError(
             f"{root}: no {split}/{{{','.join(levels)}}} folders (expected the RACE layout, "
             f"e.g. RACE/{split}/middle/1.txt)"
         )
-    if report.skipped and not quiet:
-        warn(f"{root / split}: skipped {len(report.skipped)} bad file(s) of {report.files}")
+    if report.skipped:
+        report.warnings.append(f"{root / split}: skipped {len(report.skipped)} bad file(s) of {report.files}")
+    pass_on(warn, report.warnings)  # before the error below too: they say why no file was valid
     if not report.examples:
         raise AlbertError(
             f"{root / split}: no valid RACE files ({report.files} found, {len(report.skipped or [])} bad)"
@@ -138,14 +149,17 @@ def read_dir(data: Path, split: str, levels: Sequence[str] = LEVELS, quiet: bool
     return report
 
 
-def read_files(levels: Sequence[str], data: Path, split: str) -> list[RaceExample]:
+def read_files(levels: Sequence[str], data: Path, split: str, warn: Warn | None = None) -> list[RaceExample]:
     if split not in SPLITS:
         raise AlbertError(f"RACE has no split '{split}' (have: {', '.join(SPLITS)})")
-    return read_dir(data, split, levels).examples
+    return read_dir(data, split, levels, warn).examples
 
 
-def read_datasets(levels: Sequence[str], dataset: Any, split: str) -> list[RaceExample]:
-    """Examples from a `race` DatasetDict (columns example_id, article, question, options, answer)."""
+def read_datasets(
+    levels: Sequence[str], dataset: Any, split: str, warn: Warn | None = None
+) -> list[RaceExample]:
+    """Examples from a `race` DatasetDict (columns example_id, article, question, options, answer);
+    each bad row goes to `warn`."""
     hub_split = HUB_SPLITS.get(split, split)
     part = dataset_split(dataset, hub_split, ("article", "question", "options", "answer"))
     out, bad = [], 0
@@ -158,7 +172,7 @@ def read_datasets(levels: Sequence[str], dataset: Any, split: str) -> list[RaceE
         answer = (row["answer"] or "").strip()
         if len(row["options"]) != 4 or (answer and answer not in LETTERS):
             bad += 1
-            warn(f"{hub_split} row {i}: skipped (need 4 options and an answer A-D)")
+            pass_on(warn, [f"{hub_split} row {i}: skipped (need 4 options and an answer A-D)"])
             continue
         n = counter.get(eid, 0)
         counter[eid] = n + 1

@@ -48,12 +48,11 @@ from typing import Any
 
 import numpy as np
 
-from albertctl.core.console import warn
 from albertctl.core.errors import AlbertError
 from albertctl.core.safeload import read_json
 from albertctl.data.tokenizer import Encoding, Tokenizer
 from albertctl.model.head_kinds import unpack_beam
-from albertctl.tasks.base import Feature, ReadReport, Task, TaskConfig, dataset_split, register
+from albertctl.tasks.base import Feature, ReadReport, Task, TaskConfig, Warn, dataset_split, pass_on, register
 
 FILES = {
     1: {"train": "train-v1.1.json", "dev": "dev-v1.1.json"},
@@ -128,8 +127,9 @@ def _check_version(obj: dict, source: str, version: int) -> None:
         )
 
 
-def parse_squad(obj: Any, source: str, version: int, quiet: bool = False) -> SquadReadReport:
-    """Examples of an official SQuAD JSON object; `source` names it in messages."""
+def parse_squad(obj: Any, source: str, version: int) -> SquadReadReport:
+    """Examples of an official SQuAD JSON object; `source` names it in messages (and in the
+    report's warnings about what was skipped)."""
     report = SquadReadReport(examples=[])
     articles = _require(obj, "data", list, source)
     _check_version(obj, source, version)
@@ -143,8 +143,7 @@ def parse_squad(obj: Any, source: str, version: int, quiet: bool = False) -> Squ
             if not context.strip():
                 report.skipped_paragraphs += 1
                 report.skipped_questions += len(qas)
-                if not quiet:
-                    warn(f"{where}: empty context, skipped with its {len(qas)} question(s)")
+                report.warnings.append(f"{where}: empty context, skipped with its {len(qas)} question(s)")
                 continue
             for q, qa in enumerate(qas):
                 qid = str(_require(qa, "id", (str, int), f"{where} question {q}"))
@@ -162,11 +161,10 @@ def parse_squad(obj: Any, source: str, version: int, quiet: bool = False) -> Squ
                     start = _require(answer, "answer_start", int, f"{source}: question {qid} answer")
                     if context[start : start + len(text)] != text or not text:
                         report.bad_answers += 1
-                        if not quiet:
-                            warn(
-                                f"{source}: question {qid}: answer {text!r} does not match the context "
-                                f"at answer_start {start}; answer skipped"
-                            )
+                        report.warnings.append(
+                            f"{source}: question {qid}: answer {text!r} does not match the context "
+                            f"at answer_start {start}; answer skipped"
+                        )
                         continue
                     answers.append((text, start))
                 if impossible:
@@ -179,28 +177,30 @@ def parse_squad(obj: Any, source: str, version: int, quiet: bool = False) -> Squ
                 report.examples.append(
                     SquadExample(qid, question, context, tuple(answers), impossible, title)
                 )
-    if not quiet and (report.bad_answers or report.skipped_questions):
-        warn(
+    if report.bad_answers or report.skipped_questions:
+        report.warnings.append(
             f"{source}: skipped {report.bad_answers} answer(s) whose answer_start does not match "
             f"the context and {report.skipped_questions} question(s) of {len(report.examples) + report.skipped_questions}"
         )
     return report
 
 
-def read_file(path: Path, version: int, quiet: bool = False) -> SquadReadReport:
+def read_file(path: Path, version: int) -> SquadReadReport:
     obj = read_json(path, "not JSON")
-    return parse_squad(obj, str(path), version, quiet)
+    return parse_squad(obj, str(path), version)
 
 
-def read_files(version: int, data: Path, split: str) -> list[SquadExample]:
+def read_files(version: int, data: Path, split: str, warn: Warn | None = None) -> list[SquadExample]:
     path = data_file(version, data, split)
-    examples = read_file(path, version).examples
+    report = read_file(path, version)
+    pass_on(warn, report.warnings)
+    examples = report.examples
     if not examples:
         raise AlbertError(f"{path}: no usable SQuAD questions")
     return examples
 
 
-def read_datasets(version: int, dataset: Any, split: str) -> list[SquadExample]:
+def read_datasets(version: int, dataset: Any, split: str, warn: Warn | None = None) -> list[SquadExample]:
     """Examples from a `squad` / `squad_v2` DatasetDict (id, title, context, question, answers)."""
     hub_split = HUB_SPLITS.get(split, split)
     part = dataset_split(dataset, hub_split, ("id", "context", "question", "answers"))
@@ -217,7 +217,9 @@ def read_datasets(version: int, dataset: Any, split: str) -> list[SquadExample]:
             "is_impossible": not answers["text"],
         }
         obj["data"][0]["paragraphs"].append({"context": row["context"], "qas": [qa]})
-    examples = parse_squad(obj, f"dataset split {hub_split}", version).examples
+    report = parse_squad(obj, f"dataset split {hub_split}", version)
+    pass_on(warn, report.warnings)
+    examples = report.examples
     if not examples:
         raise AlbertError(f"dataset split {hub_split}: no usable SQuAD questions")
     return examples
@@ -612,8 +614,10 @@ def score_files(
     predictions: Path,
     na_probs: Path | None = None,
     metric: str = "auto",
+    warn: Warn | None = None,
 ) -> dict[str, float]:
-    """Score an official-format predictions file ({id: text}) and optional na-prob file."""
+    """Score an official-format predictions file ({id: text}) and optional na-prob file; the
+    questions it has no answer for go to `warn`."""
     preds = read_json_map(predictions, "answer text")
     bad = [k for k, v in preds.items() if not isinstance(v, str)]
     if bad:
@@ -626,7 +630,10 @@ def score_files(
             raise AlbertError(f"{na_probs}: question {bad[0]}: the probability must be a number")
     missing = [e.qid for e in examples if e.qid not in preds]
     if missing:
-        warn(f"{predictions}: no prediction for {len(missing)} of {len(examples)} question(s) (scored 0)")
+        pass_on(
+            warn,
+            [f"{predictions}: no prediction for {len(missing)} of {len(examples)} question(s) (scored 0)"],
+        )
     return squad_scores(gold_texts(examples), preds, probs, 1.0, version, metric)
 
 
