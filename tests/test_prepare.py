@@ -25,6 +25,7 @@ from albertctl.data.pretraining import (
     load_split,
     mask_sequence,
     num_to_mask,
+    rows_at,
     word_spans,
 )
 from albertctl.data.tokenizer import Tokenizer
@@ -326,6 +327,33 @@ def test_collator_dynamic_masks_are_reproducible(dynamic, tok):
         out_, batch["masked_lm_ids"], batch["masked_lm_weights"], batch["sentence_order_labels"]
     )
     assert torch.isfinite(loss.loss)
+
+
+def test_batched_reads_and_batch_tensors_equal_row_by_row(dynamic, tok):
+    """`rows_at` (one columnar read) gives the rows one read each gives, in order, repeats kept;
+    the collated tensors hold each instance padded exactly as a row-by-row fill would."""
+    profile, _, out = dynamic
+    ds = load_split(out, "train")
+    idx = [7, 3, 3, 0, len(ds) - 1]
+    assert rows_at(ds, idx) == [ds[i] for i in idx]
+    assert rows_at(ds, []) == []
+    collate = PretrainingCollator(tok, profile.data, seed=3)
+    examples = rows_at(ds, list(range(12)))
+    batch = collate(examples, batch_index=2)
+    T, P = batch["input_ids"].shape[1], batch["masked_lm_positions"].shape[1]
+    assert {k: v.dtype for k, v in batch.items()} == {
+        **{k: torch.long for k in batch},
+        "masked_lm_weights": torch.float32,
+    }
+    for b, (ids, types, pos, lab, label) in enumerate(collate.instances(examples, 2)):
+        n, k = len(ids), len(pos)
+        assert batch["input_ids"][b].tolist() == [*ids, *[tok.pad_id] * (T - n)]
+        assert batch["token_type_ids"][b].tolist() == [*types, *[0] * (T - n)]
+        assert batch["attention_mask"][b].tolist() == [1] * n + [0] * (T - n)
+        assert batch["masked_lm_positions"][b].tolist() == [*pos, *[0] * (P - k)]
+        assert batch["masked_lm_ids"][b].tolist() == [*lab, *[0] * (P - k)]
+        assert batch["masked_lm_weights"][b].tolist() == [1.0] * k + [0.0] * (P - k)
+        assert batch["sentence_order_labels"][b].item() == label
 
 
 def test_every_pass_pairs_a_chunk_afresh(dynamic, tok):

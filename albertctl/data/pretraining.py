@@ -725,6 +725,15 @@ def load_split(data_dir: Path, split: str) -> datasets.Dataset:
     return ds
 
 
+def rows_at(dataset: Any, indices: list[int]) -> list[dict[str, Any]]:
+    """Rows `indices` of a `load_split` dataset, in that order (repeats allowed): one columnar
+    read instead of a read per row, which is most of the cost of fetching a batch."""
+    if not indices or not hasattr(dataset, "column_names"):  # empty, or a plain list of rows
+        return [dataset[i] for i in indices]
+    columns = dataset[indices]
+    return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
 # --------------------------------------------------------------------------- collator
 
 
@@ -795,22 +804,19 @@ class PretrainingCollator:
         rows = self.instances(examples, batch_index)
         T = max(len(r[0]) for r in rows)
         P = max(num_to_mask(T, self.data), max(len(r[2]) for r in rows))
-        B = len(rows)
-        input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
-        token_type_ids = torch.zeros((B, T), dtype=torch.long)
-        attention_mask = torch.zeros((B, T), dtype=torch.long)
-        positions = torch.zeros((B, P), dtype=torch.long)
-        label_ids = torch.zeros((B, P), dtype=torch.long)
-        weights = torch.zeros((B, P), dtype=torch.float32)
-        for b, (ids, types, pos, lab, _) in enumerate(rows):
-            n = len(ids)
-            input_ids[b, :n] = torch.tensor(ids, dtype=torch.long)
-            token_type_ids[b, :n] = torch.tensor(types, dtype=torch.long)
-            attention_mask[b, :n] = 1
-            if pos:
-                positions[b, : len(pos)] = torch.tensor(pos, dtype=torch.long)
-                label_ids[b, : len(lab)] = torch.tensor(lab, dtype=torch.long)
-                weights[b, : len(pos)] = 1.0
+        pad = self.pad_id
+        # One tensor per field from padded lists: the same values as filling row by row, at a
+        # fraction of the per-row tensor calls (this runs on the training step's critical path).
+        input_ids = torch.tensor([[*r[0], *[pad] * (T - len(r[0]))] for r in rows], dtype=torch.long)
+        token_type_ids = torch.tensor([[*r[1], *[0] * (T - len(r[1]))] for r in rows], dtype=torch.long)
+        attention_mask = torch.tensor(
+            [[1] * len(r[0]) + [0] * (T - len(r[0])) for r in rows], dtype=torch.long
+        )
+        positions = torch.tensor([[*r[2], *[0] * (P - len(r[2]))] for r in rows], dtype=torch.long)
+        label_ids = torch.tensor([[*r[3], *[0] * (P - len(r[3]))] for r in rows], dtype=torch.long)
+        weights = torch.tensor(
+            [[1.0] * len(r[2]) + [0.0] * (P - len(r[2])) for r in rows], dtype=torch.float32
+        )
         labels = torch.tensor([r[4] for r in rows], dtype=torch.long)
         return {
             "input_ids": input_ids,

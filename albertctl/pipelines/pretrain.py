@@ -38,6 +38,7 @@ from albertctl.data.pretraining import (
     load_split,
     pretraining_data_record,
     read_manifest,
+    rows_at,
     vocab_file,
 )
 from albertctl.data.tokenizer import load_tokenizer
@@ -169,7 +170,7 @@ def _train(
     model = build_model(profile, init_dir)
     batches = IndexedBatches(
         len(train_ds),
-        lambda idx: [train_ds[i] for i in idx],
+        lambda idx: rows_at(train_ds, idx),
         collator,
         profile.train.micro_batch_size,
         dist.rank,

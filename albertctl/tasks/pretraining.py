@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from albertctl.core.errors import AlbertError
-from albertctl.data.pretraining import PretrainingCollator
+from albertctl.data.pretraining import PretrainingCollator, rows_at
 from albertctl.model.albert import PretrainingLoss, pretraining_loss
 
 # Every eval batch gets this one batch index: a row's dynamic mask then depends only on its
@@ -75,7 +75,7 @@ def pretraining_metrics(
         progress({"event": "evaluating", "split": "held-out", "done": 0, "total": mine})
     done = 0
     for b in batches:
-        rows = [dataset[i] for i in range(b * batch_size, min(n, (b + 1) * batch_size))]
+        rows = rows_at(dataset, list(range(b * batch_size, min(n, (b + 1) * batch_size))))
         batch = {k: v.to(device) for k, v in collator(rows, EVAL_BATCH_INDEX).items()}
         lo = pretraining_step(model, batch)
         k = float(lo.sentence_order_count)

@@ -144,3 +144,12 @@ def zero3_load(
             "fp32_flat_groups": fp32_flat_groups,
         }
     )
+
+
+def skip_single_rank_allreduce(engine: Any, world_size: int, zero_stage: int) -> None:
+    """Without ZeRO, DeepSpeed's engine averages the gradients over the ranks after every
+    backward (flattening them into a bucket and back) even when there is one rank, where the
+    average is the gradient itself: turn that pass off then. Under ZeRO the same hook feeds the
+    partitioned gradient buffers, so it stays."""
+    if world_size == 1 and zero_stage == 0:
+        engine.enable_backward_allreduce = False

@@ -130,16 +130,19 @@ class Lamb(torch.optim.Optimizer):
                 if group["bias_correction"]:
                     t = state["step"].item()
                     m, v = m / (1 - beta1**t), v / (1 - beta2**t)
-                weight = p.to(dtype)
-                update = m / (v.sqrt() + group["eps"])
+                weight = p.to(dtype)  # p itself in fp32
+                # The original's arithmetic, op for op, into one scratch tensor:
+                # update = m / (sqrt(v) + eps) + wd * w;  w <- w - lr * ratio * update
+                update = v.sqrt().add_(group["eps"])
+                torch.div(m, update, out=update)
                 if group["weight_decay"]:
-                    update = update + group["weight_decay"] * weight
+                    update.add_(group["weight_decay"] * weight)
                 layout = self.layouts.get(id(p))
                 if layout is None:
                     ratio = (
                         trust_ratio(weight.norm(), update.norm(), group["clamp"]) if group["adapt"] else 1.0
                     )
-                    p.copy_(weight - group["lr"] * ratio * update)
+                    _apply(p, weight, update.mul_(group["lr"] * ratio))
                     continue
                 ratios = (
                     trust_ratio(*_slice_norms(weight, update, layout), group["clamp"])
@@ -148,11 +151,20 @@ class Lamb(torch.optim.Optimizer):
                 )
                 for start, length, index in layout.slices:  # padding stays as it is
                     ratio = 1.0 if ratios is None else ratios[index]
-                    piece = weight.narrow(0, start, length) - group["lr"] * ratio * update.narrow(
-                        0, start, length
+                    _apply(
+                        p.narrow(0, start, length),
+                        weight.narrow(0, start, length),
+                        update.narrow(0, start, length).mul_(group["lr"] * ratio),
                     )
-                    p.narrow(0, start, length).copy_(piece)
         return loss
+
+
+def _apply(p: torch.Tensor, weight: torch.Tensor, step: torch.Tensor) -> None:
+    """p <- weight - step, where `weight` is p (fp32) or p's fp32 copy (bf16/fp16 parameters)."""
+    if weight is p:
+        p.sub_(step)
+    else:
+        p.copy_(weight - step)
 
 
 class AdamWeightDecay(Lamb):

@@ -14,7 +14,7 @@ import torch
 from albertctl.core.config import TrainConfig
 from albertctl.core.errors import AlbertError
 from albertctl.training import checkpoint as ckpt
-from albertctl.training import distributed
+from albertctl.training import distributed, ds_compat
 from albertctl.training.batches import Batch
 from albertctl.training.distributed import Distributed
 from albertctl.training.optim import Lamb, build_optimizer, flat_layouts, learning_rate_at
@@ -76,6 +76,7 @@ class Run:
                 )
         finally:
             log.third_party()
+        ds_compat.skip_single_rank_allreduce(engine, dist.world_size, stage)
         # Under ZeRO or bf16/fp16 DeepSpeed gives the optimiser flat tensors: LAMB then needs to know
         # which stretch is which parameter to keep its trust ratio per layer (training/optim.py), and
         # checkpoints store the optimiser state per parameter (training/checkpoint.py).
