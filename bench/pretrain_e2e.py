@@ -216,6 +216,13 @@ def main() -> None:
     single_process()
     info = machine()
     rows = []
+    from albertctl.training.device import cpu_emulates
+
+    skipped = [p for p in args.precisions if not torch.cuda.is_available() and cpu_emulates(p)]
+    if skipped:  # tens of times slower than fp32: nothing a user would run
+        print(f"skipping {', '.join(skipped)}: this CPU has no instructions for it (emulated)", flush=True)
+        info["skipped_precisions"] = skipped
+    args.precisions = [p for p in args.precisions if p not in skipped]
     with tempfile.TemporaryDirectory(prefix="albertctl-bench-") as tmp:
         for name in args.profiles:
             steps = args.steps or (100 if name == "tiny" else 4)

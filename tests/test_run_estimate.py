@@ -17,8 +17,9 @@ GIB = 1024**3
 
 @pytest.fixture
 def machine(monkeypatch):
-    """A CPU machine with 8 GiB of RAM and a 100 GFLOP/s matmul peak."""
+    """A CPU machine with 8 GiB of RAM, a 100 GFLOP/s matmul peak and bf16 instructions."""
     monkeypatch.setattr(device, "current", lambda local_rank=0: device.Device("cpu", "test CPU", 8 * GIB))
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     monkeypatch.setattr(device, "matmul_peak", lambda kind, precision="fp32": 1e11)
 
 
@@ -48,6 +49,20 @@ def test_xxlarge_on_a_cpu_warns_time_and_memory(machine):
     )
     assert warnings[1].startswith("profile 'xxlarge' needs about ")
     assert "this machine has 8.0 GiB of RAM" in warnings[1]
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(machine, monkeypatch):
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    warnings = pretrain.estimate(load_profile("tiny", ["train.precision=bf16"]), 1)["warnings"]
+    assert warnings == [
+        "train.precision is bf16, but this CPU has no bf16 instructions (avx512_bf16 or amx_bf16): its "
+        "matmuls are emulated, tens of times slower than fp32; use --set train.precision=fp32"
+    ]
+    assert pretrain.estimate(load_profile("tiny"), 1)["warnings"] == []  # fp32
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert pretrain.estimate(load_profile("tiny", ["train.precision=bf16"]), 1)["warnings"] == []
+    monkeypatch.setattr(device, "cpu_flags", lambda: frozenset())  # unknown: no guess
+    assert pretrain.estimate(load_profile("tiny", ["train.precision=bf16"]), 1)["warnings"] == []
 
 
 def test_gpus_divide_the_step(monkeypatch):

@@ -357,6 +357,13 @@ def estimate(profile: Profile, world_size: int, local_rank: int = 0) -> dict[str
             f"{human_duration(per_step * steps)} on {where} ({human_duration(per_step)} per step at the "
             f"measured matmul peak); use more GPUs (--num-gpus, --num-nodes) or a smaller profile"
         )
+    precision = profile.train.precision
+    if not on_gpu and device.cpu_emulates(precision):
+        warnings.append(
+            f"train.precision is {precision}, but this CPU has no {precision} instructions "
+            f"({' or '.join(device.NATIVE_CPU_FLAGS[precision])}): its matmuls are emulated, tens of times "
+            "slower than fp32; use --set train.precision=fp32"
+        )
     if dev.memory_bytes and needed > dev.memory_bytes:
         kind = "GPU memory" if on_gpu else "RAM"
         warnings.append(
