@@ -95,8 +95,8 @@ class PrepareResult(Result):
 
 def prepare_data(
     profile: Profile,
-    inputs: list[str | Path] | DatasetSource | None,
-    output: Path | str,
+    inputs: list[str | Path] | DatasetSource | None = None,
+    output: Path | str = "data",
     vocab: Path | str | None = None,
     num_proc: int = 1,
     seed: int | None = None,
@@ -104,8 +104,9 @@ def prepare_data(
     shard_bytes: int = 256 << 20,
     chunk_documents: int = CHUNK_DOCUMENTS,
 ) -> PrepareResult:
-    """Prepare pretraining data from files/globs, a dataset, or (no input) the sample corpus.
-    Returns the statistics the CLI prints (also stored in the manifest)."""
+    """Prepare pretraining data from files/globs, a dataset, or (no input) the sample corpus
+    into `output` (replaced atomically). Returns the statistics the CLI prints (also stored in
+    the manifest)."""
     data = profile.data
     seed = profile.train.seed if seed is None else seed
     if num_proc < 1:

@@ -29,14 +29,7 @@ def current(local_rank: int = 0) -> Device:
         index = local_rank % torch.cuda.device_count()
         props = torch.cuda.get_device_properties(index)
         return Device("cuda", props.name, int(props.total_memory))
-    name = "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    name = _cpuinfo("model name") or "CPU"
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -49,15 +42,20 @@ def current(local_rank: int = 0) -> Device:
 NATIVE_CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
 
 
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (/proc/cpuinfo); empty when unknown."""
+def _cpuinfo(field: str) -> str | None:
+    """The first `field` of /proc/cpuinfo (e.g. "model name", "flags"); None when unknown."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (/proc/cpuinfo); empty when unknown."""
+    return frozenset((_cpuinfo("flags") or "").split())
 
 
 def cpu_emulates(precision: str) -> bool:
