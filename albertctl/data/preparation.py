@@ -10,8 +10,9 @@ The recipe, in order:
 5. write `manifest.json` with the recipe, counts and statistics, and rename the directory
    into place (nothing is left under the output name if anything fails).
 
-Generators are derived from (seed, document index), so the output is byte-identical for a
-given seed whatever `num_proc` is.
+Generators are derived from (seed, document index), so with a given vocabulary the output is
+byte-identical for a seed whatever `num_proc` is. A vocabulary trained here uses `num_proc`
+SentencePiece threads, and SentencePiece's result depends on its thread count.
 """
 
 from __future__ import annotations
