@@ -10,7 +10,7 @@ from albertctl.model.albert import (
     encoder_parameter_count,
     pretraining_loss,
 )
-from albertctl.model.heads import AlbertForTask
+from albertctl.model.heads import AlbertForTask, head_loss
 
 transformers = pytest.importorskip("transformers")
 
@@ -188,6 +188,87 @@ def test_sparse_last_layer_gives_the_same_logits_and_gradients(sharing, groups, 
     assert grads[0].keys() == grads[1].keys()
     for name, g in grads[0].items():
         torch.testing.assert_close(grads[1][name], g, rtol=1e-9, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("sharing", "groups", "inner", "checkpointing", "sparse", "embedding"),
+    [
+        ("all", 1, 1, False, True, 16),
+        ("all", 1, 1, False, False, 16),
+        ("none", 3, 1, False, True, 32),  # E = H: no projection, the embeddings are packed
+        ("attention", 1, 1, True, False, 16),
+        ("ffn", 1, 2, True, True, 16),
+    ],
+)
+def test_unpadded_encoder_gives_the_same_outputs_and_gradients(
+    sharing, groups, inner, checkpointing, sparse, embedding
+):
+    """Running the token-wise layers on the real tokens only (`unpad`) changes no logit, no real
+    position's output and no gradient (float64); padding positions come out as zeros, except
+    those the sparse last layer is asked for."""
+    cfg = small_config(
+        embedding_size=embedding,
+        num_hidden_groups=groups,
+        inner_group_num=inner,
+        sharing=sharing,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        classifier_dropout_prob=0.0,
+    )
+    torch.manual_seed(0)
+    model = AlbertForPreTraining(cfg).double()
+    model.albert.encoder.gradient_checkpointing = checkpointing
+    ids = torch.randint(5, 100, (3, 20))
+    types = (torch.arange(20) >= 12).long().expand(3, -1)
+    mask = torch.ones(3, 20, dtype=torch.long)
+    mask[0, 17:] = 0
+    mask[1, 9:] = 0
+    # Sparse: one masked position on padding (12 in row 1) comes out as the padded encoder's.
+    positions = torch.tensor([[1, 4, 7, 0], [2, 3, 12 if sparse else 8, 0], [5, 9, 18, 19]])
+    outs, grads = [], []
+    for unpad in (False, True):
+        model.albert.encoder.unpad = unpad
+        model.zero_grad()
+        out = model(ids, types, mask, positions, sparse_last_layer=sparse)
+        (out.mlm_logits.square().mean() + out.sop_logits.square().mean()).backward()
+        outs.append(out)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    padded, packed = outs
+    assert packed.sequence_output.shape == padded.sequence_output.shape
+    torch.testing.assert_close(packed.mlm_logits, padded.mlm_logits, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(packed.sop_logits, padded.sop_logits, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(packed.pooled_output, padded.pooled_output, rtol=1e-10, atol=1e-12)
+    if not sparse:
+        real = mask.bool()
+        torch.testing.assert_close(
+            packed.sequence_output[real], padded.sequence_output[real], rtol=1e-10, atol=1e-12
+        )
+        assert packed.sequence_output[~real].abs().max() == 0
+    assert grads[0].keys() == grads[1].keys()
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_unpadded_span_head_gives_the_same_loss():
+    """A fine-tuning head reads the whole sequence output: padding is masked before the softmax,
+    so zeros there instead of the padded encoder's values change nothing."""
+    cfg = small_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.0)
+    torch.manual_seed(0)
+    model = AlbertForTask(cfg, "span", 2).double().train()
+    ids = torch.randint(5, 100, (2, 16))
+    types = (torch.arange(16) >= 6).long().expand(2, -1)
+    mask = torch.ones(2, 16, dtype=torch.long)
+    mask[1, 11:] = 0
+    labels = torch.tensor([[7, 9], [6, 10]])
+    results = []
+    for unpad in (False, True):
+        model.albert.encoder.unpad = unpad
+        out = model(ids, types, mask)
+        results.append((head_loss("span")(out, labels), out))
+    (loss, (start, end)), (packed_loss, (packed_start, packed_end)) = results
+    torch.testing.assert_close(packed_loss, loss, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(packed_start, start, rtol=1e-10, atol=1e-12)  # padding masked in both
+    torch.testing.assert_close(packed_end, end, rtol=1e-10, atol=1e-12)
 
 
 def test_init_is_truncated_normal():

@@ -80,6 +80,20 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path):
     assert losses(split) == losses(straight)
 
 
+def test_unpad_setting_reaches_the_model_and_keeps_the_losses(tmp_path):
+    """train.unpad runs the token-wise layers on real tokens only (the synthetic batches are
+    padded): the same losses up to float rounding, and the setting is what the model runs with."""
+    runs = {}
+    for unpad in (False, True):
+        p = S.profile(save_every=100, unpad=unpad)
+        spec = S.spec(p, tmp_path / str(unpad))
+        loop.train(spec, p.train, p.deepspeed)
+        assert spec.model.albert.encoder.unpad is unpad
+        runs[unpad] = losses(tmp_path / str(unpad))
+    assert len(runs[True]) == 6
+    assert runs[True] == pytest.approx(runs[False], rel=1e-5)
+
+
 def test_non_finite_loss_stops_before_the_step(tmp_path):
     p = S.profile(save_every=1)
     base = S.spec(p, tmp_path)

@@ -179,6 +179,10 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int = 0  # 0: only at the end
     activation_checkpointing: bool = False
+    # Linear layers, LayerNorm and the FFN on the real tokens only, not the padding (attention
+    # keeps the padded layout): the same losses up to float rounding, less work when batches
+    # are padded (README, Performance).
+    unpad: bool = True
     compile: bool = False  # torch.compile the model
 
     def __post_init__(self) -> None:

@@ -46,6 +46,36 @@ class PretrainingOutput(NamedTuple):
     pooled_output: torch.Tensor
 
 
+class Packing(NamedTuple):
+    """Where the real tokens of a padded (B, T) batch sit, to run the token-wise layers (every
+    linear layer, LayerNorm, the FFN) on those N tokens only: `index` (N,) into the B*T
+    positions, in order. Attention alone needs the padded layout, and gets it back."""
+
+    index: torch.Tensor
+    batch: int
+    length: int
+
+    @classmethod
+    def of(cls, attention_mask: torch.Tensor, keep: torch.Tensor | None = None) -> Packing:
+        """The real tokens, plus any position in `keep` (B, K) even where it is padding: its
+        output then equals the padded encoder's (a padding position attends to the real tokens
+        and, through the residual, to itself, never to other padding)."""
+        b, t = attention_mask.shape
+        needed = attention_mask != 0
+        if keep is not None:
+            needed = needed.scatter(1, keep, True)
+        return cls(needed.flatten().nonzero().squeeze(1), b, t)
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (N, D)."""
+        return x.flatten(0, 1).index_select(0, self.index)
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (B, T, D), zeros at the padding."""
+        out = x.new_zeros(self.batch * self.length, x.shape[-1])
+        return out.index_copy(0, self.index, x).view(self.batch, self.length, x.shape[-1])
+
+
 class AlbertEmbeddings(nn.Module):
     """Token + position + segment embeddings of width E, LayerNorm, dropout."""
 
@@ -80,19 +110,34 @@ class AlbertAttention(nn.Module):
         self.output_dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
-        self, x: torch.Tensor, attn_mask: torch.Tensor | None, keep: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        keep: torch.Tensor | None = None,
+        packing: Packing | None = None,
     ) -> torch.Tensor:
         """(B, T, H) -> (B, T, H); with `keep` (B, K) positions, only those K queries are
-        computed (keys and values still come from all T): (B, K, H)."""
-        b, t, h = x.shape
+        computed (keys and values still come from all T): (B, K, H). With `packing`, x is the
+        (N, H) real tokens and so is the output (still (B, K, H) with `keep`)."""
+        h = x.shape[-1]
         nh, hs = self.num_heads, h // self.num_heads
-        xq = x if keep is None else _gather(x, keep)
+        pad = (lambda y: y) if packing is None else packing.unpack
+        if keep is not None:
+            xq = _gather(pad(x), keep)
+            q = self.query(xq)
+        else:
+            xq = x
+            q = pad(self.query(x))
+        k, v = (pad(proj(x)) for proj in (self.key, self.value))
+        b, t, tq = k.shape[0], k.shape[1], q.shape[1]
         # (B, T, H) -> (B, nh, T, hs)
-        q = self.query(xq).view(b, xq.shape[1], nh, hs).transpose(1, 2)
-        k, v = (proj(x).view(b, t, nh, hs).transpose(1, 2) for proj in (self.key, self.value))
+        q = q.view(b, tq, nh, hs).transpose(1, 2)
+        k, v = (y.view(b, t, nh, hs).transpose(1, 2) for y in (k, v))
         dropout = self.attention_dropout if self.training else 0.0
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
-        context = context.transpose(1, 2).reshape(b, xq.shape[1], h)
+        context = context.transpose(1, 2).reshape(b, tq, h)
+        if packing is not None and keep is None:
+            context = packing.pack(context)
         return self.LayerNorm(xq + self.output_dropout(self.dense(context)))
 
 
@@ -153,6 +198,9 @@ class AlbertTransformer(nn.Module):
         else:
             self.unshared_layers = None
         self.gradient_checkpointing = False
+        # Run the token-wise layers on the real tokens only (`Packing`): less work when batches
+        # are padded, the same result up to float rounding (train.unpad).
+        self.unpad = False
 
     def applied_layers(self) -> list[tuple[AlbertLayer, AlbertLayer]]:
         """(attention owner, FFN owner) for each layer application, in order."""
@@ -168,22 +216,30 @@ class AlbertTransformer(nn.Module):
         return out
 
     def forward(
-        self, x: torch.Tensor, attn_mask: torch.Tensor | None, keep: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        keep: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, T, E) -> (B, T, H); with `keep` (B, K) the last layer computes only those
-        positions (the rest of its output would be thrown away): (B, K, H)."""
+        positions (the rest of its output would be thrown away): (B, K, H). `attention_mask`
+        (B, T) 1/0 says which tokens are real, for `unpad`."""
+        packing = Packing.of(attention_mask, keep) if self.unpad and attention_mask is not None else None
+        if packing is not None:
+            x = packing.pack(x)  # (N, E)
         if self.embedding_hidden_mapping_in is not None:
-            x = self.embedding_hidden_mapping_in(x)  # (B, T, E) -> (B, T, H)
+            x = self.embedding_hidden_mapping_in(x)  # E -> H
         layers = self.applied_layers()
         for i, (attention_owner, ffn_owner) in enumerate(layers):
             only = keep if i == len(layers) - 1 else None
             if self.gradient_checkpointing and self.training:
                 x = checkpoint(
-                    _apply_layer, attention_owner, ffn_owner, x, attn_mask, only, use_reentrant=False
+                    _apply_layer, attention_owner, ffn_owner, x, attn_mask, only, packing, use_reentrant=False
                 )
             else:
-                x = _apply_layer(attention_owner, ffn_owner, x, attn_mask, only)
-        return x
+                x = _apply_layer(attention_owner, ffn_owner, x, attn_mask, only, packing)
+        return x if packing is None or keep is not None else packing.unpack(x)
 
 
 def _apply_layer(
@@ -192,8 +248,9 @@ def _apply_layer(
     x: torch.Tensor,
     attn_mask: torch.Tensor | None,
     keep: torch.Tensor | None = None,
+    packing: Packing | None = None,
 ) -> torch.Tensor:
-    return ffn_owner.feed_forward(attention_owner.attention(x, attn_mask, keep))
+    return ffn_owner.feed_forward(attention_owner.attention(x, attn_mask, keep, packing))
 
 
 def _gather(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -226,11 +283,12 @@ class AlbertModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         keep: torch.Tensor | None = None,
     ) -> EncoderOutput:
-        """`keep` (B, K), first column 0 ([CLS]): the sequence output only at those positions."""
+        """`keep` (B, K), first column 0 ([CLS]): the sequence output only at those positions.
+        With `encoder.unpad` the sequence output is zero at padding positions (not in `keep`)."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
-        sequence_output = self.encoder(x, attention_bias(attention_mask, x.dtype), keep)
+        sequence_output = self.encoder(x, attention_bias(attention_mask, x.dtype), keep, attention_mask)
         pooled_output = torch.tanh(self.pooler(sequence_output[:, 0]))
         return EncoderOutput(sequence_output, pooled_output)
 

@@ -64,10 +64,11 @@ class Run:
         `loop.deepspeed_config`) around `spec.model`."""
         import deepspeed
 
-        if t.activation_checkpointing:
-            for module in spec.model.modules():  # the Hugging Face convention, no model knowledge
-                if hasattr(module, "gradient_checkpointing"):
-                    module.gradient_checkpointing = True
+        for module in spec.model.modules():
+            if t.activation_checkpointing and hasattr(module, "gradient_checkpointing"):
+                module.gradient_checkpointing = True  # the Hugging Face convention, no model knowledge
+            if hasattr(module, "unpad"):
+                module.unpad = t.unpad
         optimizer = build_optimizer(spec.model, t)
         try:
             with distributed.single_process_env(), distributed.quiet_deepspeed():
