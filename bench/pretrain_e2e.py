@@ -13,8 +13,12 @@ Three contenders per configuration, alternating in one process, each from the sa
 - `step`: albertctl's model step alone (bench/pretrain_step.py's loop) on a synthetic full batch of the
   same shape: what `pretrain` would reach with no overhead at all.
 
+- `albertctl_padded` (where the profile has `train.unpad`, base and larger): the same run with it off,
+  every layer also computing the padding: what unpadding gains.
+
 `albertctl` and `transformers` count real (non-padding) tokens and sequences of the same batches; the
-`step` comparison uses sequences/s (every row of the step bench is full length). LAMB rows show LAMB's
+`step` comparison is given in sequences/s and in real tokens/s (every row of the step bench is full length, so
+all of the step's tokens are real). LAMB rows show LAMB's
 cost against albertctl's AdamW row; the transformers loop always uses AdamW (transformers has no LAMB).
 
     python bench/pretrain_e2e.py                                  # tiny and base, fp32 and bf16, AdamW and LAMB
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
@@ -85,6 +90,17 @@ def prepared(profile) -> Path:
     from albertctl.training import distributed
 
     return pretrain.builtin_data(profile, distributed.init_distributed(), None)
+
+
+def padded(profile):
+    """`profile` with train.unpad off."""
+    return dataclasses.replace(profile, train=dataclasses.replace(profile.train, unpad=False))
+
+
+def real_fraction(batches: list[dict[str, torch.Tensor]]) -> float:
+    """Real tokens over all token slots of the collated micro-batches."""
+    real = sum(float(b["attention_mask"].sum()) for b in batches)
+    return real / sum(b["attention_mask"].numel() for b in batches)
 
 
 def albertctl_run(profile, data: Path, work: Path) -> dict:
@@ -237,6 +253,9 @@ def main() -> None:
                         "transformers": reference(profile, batches, steps),
                         "step": step_alone(profile, steps, seq),
                     }
+                    if profile.train.unpad:  # the same run on the padding too: what unpadding gains
+                        plain = padded(profile)
+                        runs["albertctl_padded"] = lambda p=plain, d=data: albertctl_run(p, d, Path(tmp))
                     got: dict[str, list[dict]] = {k: [] for k in runs}
                     for _ in range(args.rounds):
                         for k, fn in runs.items():
@@ -257,13 +276,22 @@ def main() -> None:
                         "step_sequences_per_s": med["step"]["sequences"],
                         "ratio_vs_transformers": med["albertctl"]["tokens"] / med["transformers"]["tokens"],
                         "fraction_of_step": med["albertctl"]["sequences"] / med["step"]["sequences"],
+                        # real tokens/s against the step's, whose synthetic batches are all real tokens
+                        "token_fraction_of_step": med["albertctl"]["tokens"]
+                        / (med["step"]["sequences"] * seq),
+                        "real_token_fraction": real_fraction(batches),
                         "runs": got,
                     }
+                    if "albertctl_padded" in med:
+                        row["albertctl_padded_tokens_per_s"] = med["albertctl_padded"]["tokens"]
+                        row["unpad_speedup"] = med["albertctl"]["tokens"] / med["albertctl_padded"]["tokens"]
                     rows.append(row)
                     print(
                         f"{name:5s} {precision:5s} {optimizer:6s} albertctl {row['albertctl_tokens_per_s']:9.0f} tok/s  "
                         f"transformers {row['transformers_tokens_per_s']:9.0f} tok/s  "
-                        f"ratio {row['ratio_vs_transformers']:.2f}x  of step {row['fraction_of_step']:.1%}",
+                        f"ratio {row['ratio_vs_transformers']:.2f}x  of step {row['fraction_of_step']:.1%} (sequences), "
+                        f"{row['token_fraction_of_step']:.1%} (real tokens)"
+                        + (f"  unpad {row['unpad_speedup']:.2f}x" if "unpad_speedup" in row else ""),
                         flush=True,
                     )
     for row in rows:  # LAMB's cost over AdamW, same profile and precision
