@@ -9,7 +9,7 @@ training loop and DeepSpeed on one GPU, on the synthetic batches of pretrain_syn
   (our Lamb with per-parameter layouts).
 - LAMB on a flat buffer equals LAMB on the parameters on CUDA tensors.
 - A run interrupted and resumed ends with the same losses and weights as a straight run.
-- Activation checkpointing on and off give the same losses and weights.
+- Activation checkpointing on and off give the same losses and weights; so do train.unpad on and off.
 - xxlarge fits under ZeRO-3 and steps.
 
 Without a GPU (CI), these tests are collected and skipped with the reason.
@@ -213,6 +213,17 @@ def test_activation_checkpointing_on_and_off_agree(tmp_path, precision):
         runs[on] = tmp_path / f"checkpointing-{on}"
         train(p, runs[on])
     assert_same_run(runs[False], runs[True], precision, f"base {precision}: activation checkpointing")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_unpad_on_and_off_agree(tmp_path, precision):
+    """train.unpad (linear layers on the real tokens only) against the padded encoder; the
+    synthetic batches carry padding."""
+    runs = {}
+    for unpad in (False, True):
+        runs[unpad] = tmp_path / str(unpad)
+        train(gpu_profile("base", precision, 1, unpad=str(unpad).lower()), runs[unpad])
+    assert_same_run(runs[False], runs[True], precision, f"unpad, {precision}")
 
 
 def test_xxlarge_fits_under_zero3_and_steps(tmp_path):
