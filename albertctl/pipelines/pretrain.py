@@ -29,7 +29,7 @@ from albertctl.core import outputs
 from albertctl.core.config import Profile
 from albertctl.core.console import human_bytes, human_duration
 from albertctl.core.errors import AlbertError
-from albertctl.core.modeldir import load_model_dir, save_model_dir
+from albertctl.core.modeldir import HeadRecord, load_model_dir, save_model_dir
 from albertctl.core.results import Result
 from albertctl.data.corpus import cache_dir
 from albertctl.data.pretraining import (
@@ -179,9 +179,7 @@ def _train(
     )
 
     def save_model(state: dict[str, torch.Tensor], target: Path) -> None:
-        save_model_dir(
-            target, profile, state, spm, head={"kind": "pretraining", "pretraining_data": recorded}
-        )
+        save_model_dir(target, profile, state, spm, head=HeadRecord(extra={"pretraining_data": recorded}))
 
     def held_out(module: nn.Module, step: int) -> dict[str, float]:
         return pretraining_metrics(
@@ -222,7 +220,7 @@ def _train(
             profile,
             md.state_dict,
             spm,
-            head={"kind": "pretraining", "global_step": result.global_step, "pretraining_data": recorded},
+            head=HeadRecord(extra={"global_step": result.global_step, "pretraining_data": recorded}),
         )
     return result, final, data_dir
 
