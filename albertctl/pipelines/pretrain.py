@@ -214,15 +214,17 @@ def _train(
     result = loop.train(spec, profile.train, profile.deepspeed, progress)
     final = out / "model"
     if dist.rank == 0 and result.checkpoint is not None:
-        md = load_model_dir(result.checkpoint / "model")
-        save_model_dir(
-            final,
-            profile,
-            md.state_dict,
-            spm,
-            head=HeadRecord(extra={"global_step": result.global_step, "pretraining_data": recorded}),
-        )
+        save_final_model(final, result.checkpoint, result.global_step, profile, spm, recorded)
     return result, final, data_dir
+
+
+def save_final_model(
+    target: Path, checkpoint: Path, global_step: int, profile: Profile, spm: Path, recorded: dict[str, Any]
+) -> None:
+    """RUN_DIR/model: the last checkpoint's weights, its step and the data recorded in the head."""
+    md = load_model_dir(checkpoint / "model")
+    head = HeadRecord(extra={"global_step": global_step, "pretraining_data": recorded})
+    save_model_dir(target, profile, md.state_dict, spm, head=head)
 
 
 def build_model(profile: Profile, init: Any | None) -> AlbertForPreTraining:
