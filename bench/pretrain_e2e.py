@@ -32,7 +32,6 @@ import contextlib
 import dataclasses
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -57,13 +56,9 @@ SHAPES = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def single_process() -> None:
+    from albertctl.core.net import free_port
+
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     for k, v in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
         os.environ.setdefault(k, v)

@@ -9,6 +9,7 @@ from glue_fixtures import task_world, train_spm, write_glue
 
 from albertctl.core.errors import AlbertError
 from albertctl.core.modeldir import load_model_dir
+from albertctl.core.net import free_port
 from albertctl.pipelines import finetune
 from albertctl.tasks import glue
 
@@ -161,14 +162,6 @@ BAD_CLI = [
 ]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize(("argv", "message"), BAD_CLI)
 def test_cli_user_errors(world, tmp_path, run_cli, argv, message):
     root = world["root"]
@@ -219,7 +212,7 @@ def test_cli_finetune_and_json(world, tmp_path, run_cli):
     ]
     # an earlier in-process run left RANK/MASTER_PORT in os.environ (the port still held): a fresh one
     result = run_cli(
-        argv + [f"--set={s}" for s in QUICK], cwd=tmp_path, env={"MASTER_PORT": str(_free_port())}
+        argv + [f"--set={s}" for s in QUICK], cwd=tmp_path, env={"MASTER_PORT": str(free_port())}
     )
     assert result.exit_code == 0, result.stderr
     body = json.loads(result.stdout)

@@ -1,20 +1,14 @@
 """`albertctl eval TASK`: the dev metrics table and JSON, GLUE submission files, one-line errors."""
 
 import json
-import socket
 
 import pytest
 from glue_fixtures import pretrained_dir, train_spm, write_glue
 
+from albertctl.core.net import free_port
 from albertctl.pipelines import finetune
 
 QUICK = ["task.max_seq_length=32", "task.train_steps=2", "task.batch_size=8", "task.eval_every=0"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def test_eval_json_matches_training(trained, run_cli, tmp_path):
         str(trained["data"]),
         "--json",
     ]
-    result = run_cli(argv, cwd=tmp_path, env={"MASTER_PORT": str(_port())})
+    result = run_cli(argv, cwd=tmp_path, env={"MASTER_PORT": str(free_port())})
     assert result.exit_code == 0, result.stderr
     body = json.loads(result.stdout)
     assert body["task"] == "sts-b" and body["metrics"] == pytest.approx(run.metrics)
@@ -49,7 +43,7 @@ def test_eval_table_and_submissions(trained, run_cli, tmp_path):
     result = run_cli(
         ["eval", "mnli", "--model", model, "--data", str(trained["data"]), "--predict", str(out)],
         cwd=tmp_path,
-        env={"MASTER_PORT": str(_port())},
+        env={"MASTER_PORT": str(free_port())},
     )
     assert result.exit_code == 0, result.stderr
     assert "accuracy_m" in result.stdout and "accuracy_mm" in result.stdout
@@ -57,7 +51,7 @@ def test_eval_table_and_submissions(trained, run_cli, tmp_path):
     result = run_cli(
         ["eval", "ax", "--model", model, "--data", str(trained["data"]), "--predict", str(out)],
         cwd=tmp_path,
-        env={"MASTER_PORT": str(_port())},
+        env={"MASTER_PORT": str(free_port())},
     )
     assert result.exit_code == 0, result.stderr
     lines = (out / "AX.tsv").read_text().splitlines()

@@ -4,13 +4,13 @@ keeps question and option whole, accuracy by level by hand, a tiny model learnin
 
 import json
 import random
-import socket
 from pathlib import Path
 
 import pytest
 from glue_fixtures import FILLER, NEGATIVE, POSITIVE, task_world
 
 from albertctl.core.errors import AlbertError
+from albertctl.core.net import free_port
 from albertctl.pipelines import finetune
 from albertctl.tasks import race
 from albertctl.tasks.base import TaskConfig, get_task, load_task_config
@@ -153,12 +153,6 @@ def test_tiny_model_learns_synthetic_race(world, tmp_path):
     assert {"accuracy_middle", "accuracy_high"} <= set(result.metrics)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_cli_finetune_and_eval_json(world, tmp_path, run_cli):
     out = tmp_path / "run"
     quick = [
@@ -181,7 +175,7 @@ def test_cli_finetune_and_eval_json(world, tmp_path, run_cli):
     result = run_cli(
         argv + ["--json"] + [f"--set={s}" for s in quick],
         cwd=tmp_path,
-        env={"MASTER_PORT": str(_free_port())},
+        env={"MASTER_PORT": str(free_port())},
     )
     assert result.exit_code == 0, result.stderr
     [r] = json.loads(result.stdout)["results"]

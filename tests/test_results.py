@@ -65,3 +65,20 @@ def test_head_record_round_trips_key_order_and_unknown_keys():
         "task": None,
     }
     assert HeadRecord().to_dict() == {"kind": "pretraining"}
+
+
+def test_head_record_reads_as_the_manifest_mapping_and_updates_like_dict_update():
+    read = {"kind": "classify", "num_labels": 3, "converted_from": "output_weights"}
+    record = HeadRecord.from_dict(read)
+    assert record == read and record != {"kind": "classify", "num_labels": 3}
+    assert (record["num_labels"], record.get("task"), "labels" in record, len(record)) == (3, None, False, 3)
+    updated = record.updated({"source": "ckpt", "num_labels": 2, "task": "mnli"})
+    want = dict(read)
+    want.update(source="ckpt", num_labels=2, task="mnli")  # what the manifest dict used to go through
+    assert list(updated.to_dict().items()) == list(want.items())
+    assert (updated.task, updated.num_labels, updated.extra) == (
+        "mnli",
+        2,
+        {"converted_from": "output_weights", "source": "ckpt"},
+    )
+    assert record.num_labels == 3 and "source" not in record  # a new record; the old one is unchanged

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from albertctl.core.errors import AlbertError
+from albertctl.core.net import free_port
 from albertctl.training import checkpoint as ckpt
-from albertctl.training import distributed, loop
+from albertctl.training import loop
 
 NO_DROPOUT = {"classifier_dropout_prob": 0.0}
 
@@ -73,7 +74,7 @@ def _launch(runs: list[dict]) -> subprocess.CompletedProcess:
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT", "MASTER_ADDR"):
         env.pop(key, None)
     launcher = Path(sys.executable).parent / "deepspeed"
-    port = ["--master_port", str(distributed.free_port())]
+    port = ["--master_port", str(free_port())]
     script = str(Path(__file__).parent / "launch_synthetic.py")
     args = [str(launcher), "--num_gpus", "2", *port, script, *(json.dumps(r) for r in runs)]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from albertctl.core.net import free_port
 from albertctl.training import loop
 
 pytestmark = pytest.mark.launcher
@@ -31,12 +31,6 @@ SCRIPT = Path(__file__).parent / "launch_synthetic.py"
 def losses(run: Path) -> list[float]:
     events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return [e["loss"] for e in events if e["event"] == "train"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.skipif(

@@ -29,6 +29,7 @@ from albertctl.convert import names as N
 from albertctl.convert.tf import Converted, fresh_state, profile_from_fields, read_config_json
 from albertctl.core.config import Profile, profile_from_dict
 from albertctl.core.errors import AlbertError
+from albertctl.core.modeldir import HeadRecord
 from albertctl.core.outputs import (
     atomic_directory,
     check_output,
@@ -46,9 +47,9 @@ PROJECTION = "albert.encoder.embedding_hidden_mapping_in."
 EMBEDDINGS_KEY = "albert.embeddings.word_embeddings.weight"
 
 
-def hf_config(profile: Profile, head: dict[str, Any]) -> dict[str, Any]:
+def hf_config(profile: Profile, head: HeadRecord) -> dict[str, Any]:
     m = profile.model
-    kind = head.get("kind", "pretraining")
+    kind = head.kind
     if m.sharing in ("attention", "ffn"):
         raise AlbertError(
             f"model.sharing={m.sharing} cannot be expressed in the transformers ALBERT format "
@@ -70,14 +71,14 @@ def hf_config(profile: Profile, head: dict[str, Any]) -> dict[str, Any]:
     }
     if N.HF_ARCHITECTURES[kind] == "AlbertForSequenceClassification":  # classify, regress
         regression = KINDS[kind].regression
-        config["num_labels"] = int(head.get("num_labels", 1 if regression else 2))
+        config["num_labels"] = int(head.num_labels if "num_labels" in head else 1 if regression else 2)
         if regression:
             config["problem_type"] = "regression"
-        labels = head.get("labels") or []
+        labels = head.labels or []
         if len(labels) == config["num_labels"]:  # a head fine-tuned by albertctl names its labels
             config["id2label"] = {str(i): str(label) for i, label in enumerate(labels)}
             config["label2id"] = {str(label): i for i, label in enumerate(labels)}
-    config["albertctl"] = {"profile": profile.to_dict(), "head": head}
+    config["albertctl"] = {"profile": profile.to_dict(), "head": head.to_dict()}
     return config
 
 
@@ -148,7 +149,7 @@ def write_hf_dir(
     profile: Profile,
     state_dict: dict[str, torch.Tensor],
     spm_model: Path | None,
-    head: dict[str, Any],
+    head: HeadRecord,
     inputs: Iterable[Path | str | None] = (),
 ) -> Path:
     """Export atomically, replacing only an earlier export (or an empty directory) that is not
@@ -339,4 +340,4 @@ def read_hf_dir(path: Path) -> tuple[Profile, Converted, Path | None]:
             }
         )
     vocab = next((path / name for name in (SPM, VOCAB) if (path / name).is_file()), None)
-    return profile, Converted(state, head, rows), vocab
+    return profile, Converted(state, HeadRecord.from_dict(head), rows), vocab

@@ -18,6 +18,7 @@ from albertctl.convert import names as N
 from albertctl.convert.tf_bundle import TensorBundle
 from albertctl.core.config import ModelConfig, Profile, load_profile, profile_from_dict
 from albertctl.core.errors import AlbertError
+from albertctl.core.modeldir import HeadRecord
 from albertctl.core.safeload import quote, read_json
 from albertctl.model.albert import AlbertForPreTraining
 from albertctl.model.head_kinds import reads_pooled
@@ -29,7 +30,7 @@ class Converted:
     """A state dict under our names, its head description, and what happened to each tensor."""
 
     state_dict: dict[str, torch.Tensor]
-    head: dict[str, Any]
+    head: HeadRecord
     rows: list[dict[str, Any]] = field(default_factory=list)  # status, key, source, shape, note
 
 
@@ -118,12 +119,11 @@ def _is_meta(state: dict[str, torch.Tensor]) -> bool:
     return any(t.is_meta for t in state.values())
 
 
-def check_state(
-    state_dict: dict[str, torch.Tensor], profile: Profile, head: dict[str, Any], source: str
-) -> None:
+def check_state(state_dict: dict[str, torch.Tensor], profile: Profile, head: HeadRecord, source: str) -> None:
     """Refuse weights that are not those of the model `profile` and `head` describe (a tensor
     missing, transposed or of an integer dtype), before anything is written from them."""
-    kind, num_labels = head.get("kind", "pretraining"), head.get("num_labels", 2)
+    kind = head.kind
+    num_labels = head.num_labels if "num_labels" in head else 2  # a null in a manifest is refused
     if type(num_labels) is not int or not 1 <= num_labels <= 10_000:
         raise AlbertError(
             f"{source}: head num_labels must be an integer from 1 to 10000, got {quote(num_labels)}"
@@ -153,11 +153,11 @@ def convert_bundle(bundle: TensorBundle, profile: Profile, head_kind: str | None
     state, rows, used = _read_mapped(bundle, canon, wanted, config, num_labels)
     rows += _fill_unmapped(state, wanted, profile, kind, num_labels)
     rows += _skipped_rows(bundle, used, config)
-    head: dict[str, Any] = {"kind": kind}
-    if reads_pooled(kind):
-        head["num_labels"] = num_labels
-    if evidence:
-        head["converted_from"] = evidence
+    head = HeadRecord(
+        kind,
+        num_labels=num_labels if reads_pooled(kind) else None,
+        extra={"converted_from": evidence} if evidence else {},
+    )
     return Converted(state, head, rows)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,12 +51,15 @@ MODEL_DIR = "an albertctl model directory"
 HEAD_FIELDS = ("kind", "task", "num_labels", "labels", "task_config")
 
 
-@dataclass(frozen=True)
-class HeadRecord:
+@dataclass(frozen=True, eq=False)
+class HeadRecord(Mapping[str, Any]):
     """The `head` of a model directory's manifest, typed: which head the weights carry and,
     fine-tuned, the task, its labels and settings. Keys this record does not name (`source`,
     `converted_from`, `pretraining_data`, `global_step`, own-data `data`, ...) stay in `extra`.
-    `from_dict(d).to_dict() == d`, key order included, so the manifest on disk is unchanged."""
+    `from_dict(d).to_dict() == d`, key order included, so the manifest on disk is unchanged.
+
+    Code reads the attributes; the record also reads as the manifest's mapping (`head["task"]`,
+    `head.get("data")`, `head == {...}`), as a `Result` reads as its `--json` dict."""
 
     kind: str = "pretraining"  # pretraining, classify, regress, span, squad2-beam, choice
     task: str | None = None  # the task fine-tuned on
@@ -64,10 +67,10 @@ class HeadRecord:
     labels: list[str] | None = None
     task_config: dict[str, Any] | None = None  # the TaskConfig it was fine-tuned with
     extra: dict[str, Any] = field(default_factory=dict)
-    order: tuple[str, ...] = field(default=("kind",), compare=False, repr=False)  # keys as read, in order
+    order: tuple[str, ...] = field(default=("kind",), repr=False)  # keys as read, in order
 
     @classmethod
-    def from_dict(cls, head: dict[str, Any]) -> HeadRecord:
+    def from_dict(cls, head: Mapping[str, Any]) -> HeadRecord:
         known = {k: head[k] for k in HEAD_FIELDS if k in head}
         extra = {k: v for k, v in head.items() if k not in HEAD_FIELDS}
         return cls(**known, extra=extra, order=tuple(head))
@@ -77,6 +80,20 @@ class HeadRecord:
         keys = [k for k in self.order if k in values] + [k for k in values if k not in self.order]
         return {k: values[k] for k in keys if k in self.order or k in self.extra or values[k] is not None}
 
+    def updated(self, values: Mapping[str, Any]) -> HeadRecord:
+        """This record with `values` set, as `dict.update` would: a key already there keeps its
+        place, a new one goes last."""
+        return HeadRecord.from_dict({**self.to_dict(), **values})
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
 
 @dataclass
 class ModelDir:
@@ -84,11 +101,7 @@ class ModelDir:
     profile: Profile
     state_dict: dict[str, torch.Tensor]
     spm_model: Path | None  # the vocabulary file: spiece.model, or vocab.txt for WordPiece
-    head: dict[str, Any] = field(default_factory=lambda: {"kind": "pretraining"})
-
-    @property
-    def head_record(self) -> HeadRecord:
-        return HeadRecord.from_dict(self.head)
+    head: HeadRecord = field(default_factory=HeadRecord)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -202,7 +215,7 @@ def save_model_dir(
     profile: Profile,
     state_dict: dict[str, torch.Tensor],
     spm_model: Path | None,
-    head: dict[str, Any] | None = None,
+    head: HeadRecord | None = None,
     inputs: Iterable[Path | str | None] = (),
 ) -> Path:
     """Write a model directory atomically, replacing only an earlier model directory (or an
@@ -218,7 +231,7 @@ def save_model_dir(
         (tmp / PROFILE).write_text(profile.to_yaml(), encoding="utf-8")
         if spm_model is not None:
             shutil.copyfile(spm_model, tmp / vocab_name(spm_model))
-        write_manifest(tmp, {"head": head or {"kind": "pretraining"}})
+        write_manifest(tmp, {"head": (head if head is not None else HeadRecord()).to_dict()})
     return target
 
 
@@ -244,6 +257,5 @@ def load_model_dir(path: Path, checksums: bool = True) -> ModelDir:
     except (SafetensorError, OSError) as err:
         raise AlbertError(f"{path / WEIGHTS}: unreadable safetensors file ({err})") from None
     spm = path / SPM if (path / SPM).is_file() or not (path / VOCAB).is_file() else path / VOCAB
-    return ModelDir(
-        path, profile, state, spm if spm.is_file() else None, manifest.get("head", {"kind": "pretraining"})
-    )
+    head = HeadRecord.from_dict(manifest.get("head", {"kind": "pretraining"}))
+    return ModelDir(path, profile, state, spm if spm.is_file() else None, head)

@@ -94,7 +94,7 @@ def run(
         if source_kind in ("tf", "tf-hub"):
             local = localise(source, Path(work), source_kind)
             profile, converted, spm_path, notes = read_tf(local, config, spm_model, head)
-            converted.head["source"] = source
+            converted.head = converted.head.updated({"source": source})
         elif source_kind == "hf":
             profile, converted, spm_path = hf_io.read_hf_dir(Path(source))
             spm_path, notes = spm_model or spm_path, []
@@ -111,7 +111,7 @@ def run(
                 f"{source}: no SentencePiece model or WordPiece vocab.txt found; pass --spm FILE"
             )
         if fine_tuned_on is not None:
-            converted.head.update(task_head(fine_tuned_on, converted.head))
+            converted.head = task_head(fine_tuned_on, converted.head)
         check_spm(spm_path, profile)
         check_state(converted.state_dict, profile, converted.head, str(source))
         if to == "hf":
@@ -124,7 +124,7 @@ def run(
         source=str(source),
         to=to,
         out=str(out),
-        head=HeadRecord.from_dict(converted.head),
+        head=converted.head,
         model=profile.to_dict()["model"],
         counts=counts,
         rows=converted.rows,
@@ -160,30 +160,32 @@ def resolve_task(name: str | None, source_kind: str) -> Task | None:
     return task
 
 
-def task_head(task: Task, head: dict[str, Any]) -> dict[str, Any]:
+def task_head(task: Task, head: HeadRecord) -> HeadRecord:
     """The manifest head of a model fine-tuned on `task`, so `eval TASK` and `finetune TASK`
     take it as their own; refused when the converted head cannot be that task's."""
-    kind = head["kind"]
+    kind = head.kind
     kinds = {task.head, *task.span_heads.values()}
     if kind not in kinds:
         raise AlbertError(
             f"--task {task.name}: the checkpoint's head is {kind}, the task needs {' or '.join(sorted(kinds))}"
         )
-    if kind == "classify" and head.get("num_labels") != task.num_labels:
+    if kind == "classify" and head.num_labels != task.num_labels:
         raise AlbertError(
-            f"--task {task.name}: the checkpoint's classifier has {head.get('num_labels')} outputs, "
+            f"--task {task.name}: the checkpoint's classifier has {head.num_labels} outputs, "
             f"the task has {task.num_labels} labels ({', '.join(task.labels)})"
         )
     span_head = next((key for key, value in task.span_heads.items() if value == kind), None)
     config = load_task_config(task)
     if span_head:  # squad2: the checkpoint's span head picks the task's setting
         config = dataclasses.replace(config, span_head=span_head)
-    return {
-        "task": task.name,
-        "num_labels": task.num_labels,
-        "labels": list(task.labels),
-        "task_config": dataclasses.asdict(config),
-    }
+    return head.updated(
+        {
+            "task": task.name,
+            "num_labels": task.num_labels,
+            "labels": list(task.labels),
+            "task_config": dataclasses.asdict(config),
+        }
+    )
 
 
 def localise(source: str, work: Path, kind: str) -> Path:

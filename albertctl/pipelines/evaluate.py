@@ -12,7 +12,7 @@ Task evaluation (`albertctl eval TASK --model DIR`) lives with fine-tuning
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ def original_report(report: dict[str, Any]) -> dict[str, Any]:
 NO_DATA = "eval --model DIR needs --data DIR (the output of albertctl prepare) for the pretraining report"
 
 
-def recorded_data(model_dir: Path, head: dict[str, Any]) -> Path:
+def recorded_data(model_dir: Path, head: Mapping[str, Any]) -> Path:
     """The prepared data a model was pretrained on, as its model dir records it, if it is still
     there with the same vocabulary; otherwise the one-line error asking for --data."""
     record = head.get("pretraining_data")
@@ -72,7 +72,7 @@ def recorded_data(model_dir: Path, head: dict[str, Any]) -> Path:
     return path
 
 
-def global_step_of(model_dir: Path, head: dict[str, Any]) -> int:
+def global_step_of(model_dir: Path, head: Mapping[str, Any]) -> int:
     """A checkpoint's model dir knows its step from ../state.yaml; an exported one from its head."""
     if "global_step" in head:
         return int(head["global_step"])
@@ -120,9 +120,9 @@ def run_pretraining(
                 "e.g. --set data.ngram=1)"
             )
     md = load_model_dir(model_dir)
-    if md.head.get("kind", "pretraining") != "pretraining":
+    if md.head.kind != "pretraining":
         raise AlbertError(
-            f"{model_dir}: a fine-tuned {md.head.get('kind')} model; evaluate it with albertctl eval TASK"
+            f"{model_dir}: a fine-tuned {md.head.kind} model; evaluate it with albertctl eval TASK"
         )
     if data_dir is None:
         data_dir = recorded_data(Path(model_dir), md.head)

@@ -35,7 +35,14 @@ from albertctl.core.config import (
     with_overrides,
 )
 from albertctl.core.errors import AlbertError
-from albertctl.core.modeldir import MANIFEST, ModelDir, load_model_dir, save_model_dir
+from albertctl.core.modeldir import (
+    HEAD_FIELDS,
+    MANIFEST,
+    HeadRecord,
+    ModelDir,
+    load_model_dir,
+    save_model_dir,
+)
 from albertctl.core.results import Result
 from albertctl.data import tokenizer as tokenizers
 from albertctl.data.tokenizer import Tokenizer
@@ -297,9 +304,9 @@ def build_model(task: Task, profile: Profile, source: ModelDir, seed: int = 0) -
         torch.manual_seed(seed)
         network = AlbertForTask(profile.model, task.head, task.num_labels)
     same_head = (
-        source.head.get("task") == task.name
-        and source.head.get("kind") == task.head
-        and source.head.get("labels", []) == list(task.labels)
+        source.head.task == task.name
+        and source.head.kind == task.head
+        and (source.head.labels if "labels" in source.head else []) == list(task.labels)
     )
     wanted = network.state_dict()
     state = {
@@ -320,22 +327,23 @@ def build_model(task: Task, profile: Profile, source: ModelDir, seed: int = 0) -
     return network
 
 
-def head_info(task: Task, config: TaskConfig) -> dict[str, Any]:
-    return {
-        "kind": task.head,
-        "task": task.name,
-        "num_labels": task.num_labels,
-        "labels": list(task.labels),
-        "task_config": dataclasses.asdict(config),
-        **({"data": task.spec} if task.spec else {}),
-    }
+def head_info(task: Task, config: TaskConfig) -> HeadRecord:
+    return HeadRecord(
+        kind=task.head,
+        task=task.name,
+        num_labels=task.num_labels,
+        labels=list(task.labels),
+        task_config=dataclasses.asdict(config),
+        extra={"data": task.spec} if task.spec else {},
+        order=HEAD_FIELDS,
+    )
 
 
 def bind_task(
     task: Task,
     sources: dict[str, Any],
     own: dict[str, Any] | None,
-    stored: dict[str, Any] | None,
+    stored: HeadRecord | None,
     warn: Warn | None = None,
 ) -> Task:
     """A task over your own files bound to them (and to the columns in `own`), what reading
@@ -491,14 +499,10 @@ def evaluate(
     prediction per row of `data` (scored too when it has the label column)."""
     task = get_task(task_name)
     source = load_finetuned(model)
-    trained_on = source.head.get("task")
+    trained_on = source.head.task
     expected = task.model_from or task.name
     if trained_on != expected:
-        what = (
-            f"fine-tuned on {trained_on}"
-            if trained_on
-            else f"not fine-tuned (head: {source.head.get('kind')})"
-        )
+        what = f"fine-tuned on {trained_on}" if trained_on else f"not fine-tuned (head: {source.head.kind})"
         raise AlbertError(
             f"{source.path}: model is {what}; task {task.name} needs a model fine-tuned on {expected}"
         )
@@ -586,12 +590,12 @@ QUICK_TRIAL_KEYS = ("max_train_samples", "max_eval_samples", "early_stopping_pat
 
 def stored_task_config(source: ModelDir, overrides: Overrides) -> TaskConfig:
     """The TaskConfig the model was fine-tuned with, `--set task.key=value` on top."""
-    stored = dict(source.head.get("task_config") or {})
+    stored = dict(source.head.task_config or {})
     for key in QUICK_TRIAL_KEYS:  # a quick trial's subset or patience says nothing about scoring
         stored.pop(key, None)
     valid = {f.name for f in dataclasses.fields(TaskConfig)}
     values = {k: v for k, v in stored.items() if k in valid}
-    task = get_task(source.head["task"])
+    task = get_task(source.head.task)
     base = load_task_config(task, overrides)  # validates the overrides, gives defaults
     for o in parse_overrides(overrides):
         if o.section == "task":

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from albertctl.core.errors import AlbertError
+from albertctl.core.net import free_port
 
 LAUNCHED = "ALBERTCTL_LAUNCHED"
 OPTIONS = ("--num-gpus", "--num-nodes", "--hostfile")
@@ -85,7 +85,7 @@ def launcher_command(
         cmd += ["--num_nodes", str(num_nodes)]
     if hostfile is not None:
         cmd += ["--hostfile", str(hostfile)]
-    cmd += ["--master_port", str(_free_port()), "--no_local_rank", "--module", "albertctl"]
+    cmd += ["--master_port", str(free_port()), "--no_local_rank", "--module", "albertctl"]
     return cmd + strip_launcher_options(argv)
 
 
@@ -102,9 +102,3 @@ def strip_launcher_options(argv: list[str]) -> list[str]:
             continue
         out.append(arg)
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

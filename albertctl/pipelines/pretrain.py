@@ -29,7 +29,7 @@ from albertctl.core import outputs
 from albertctl.core.config import Profile
 from albertctl.core.console import human_bytes, human_duration
 from albertctl.core.errors import AlbertError
-from albertctl.core.modeldir import load_model_dir, save_model_dir
+from albertctl.core.modeldir import HeadRecord, load_model_dir, save_model_dir
 from albertctl.core.results import Result
 from albertctl.data.corpus import cache_dir
 from albertctl.data.pretraining import (
@@ -179,9 +179,7 @@ def _train(
     )
 
     def save_model(state: dict[str, torch.Tensor], target: Path) -> None:
-        save_model_dir(
-            target, profile, state, spm, head={"kind": "pretraining", "pretraining_data": recorded}
-        )
+        save_model_dir(target, profile, state, spm, head=HeadRecord(extra={"pretraining_data": recorded}))
 
     def held_out(module: nn.Module, step: int) -> dict[str, float]:
         return pretraining_metrics(
@@ -216,15 +214,17 @@ def _train(
     result = loop.train(spec, profile.train, profile.deepspeed, progress)
     final = out / "model"
     if dist.rank == 0 and result.checkpoint is not None:
-        md = load_model_dir(result.checkpoint / "model")
-        save_model_dir(
-            final,
-            profile,
-            md.state_dict,
-            spm,
-            head={"kind": "pretraining", "global_step": result.global_step, "pretraining_data": recorded},
-        )
+        save_final_model(final, result.checkpoint, result.global_step, profile, spm, recorded)
     return result, final, data_dir
+
+
+def save_final_model(
+    target: Path, checkpoint: Path, global_step: int, profile: Profile, spm: Path, recorded: dict[str, Any]
+) -> None:
+    """RUN_DIR/model: the last checkpoint's weights, its step and the data recorded in the head."""
+    md = load_model_dir(checkpoint / "model")
+    head = HeadRecord(extra={"global_step": global_step, "pretraining_data": recorded})
+    save_model_dir(target, profile, md.state_dict, spm, head=head)
 
 
 def build_model(profile: Profile, init: Any | None) -> AlbertForPreTraining:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
@@ -210,6 +210,7 @@ Writer = Callable[
     [Path, str, Sequence[Any], Sequence[Any]], Path | list[Path]
 ]  # (out dir, split, examples, preds)
 Loss = Callable[[Any, "torch.Tensor"], "torch.Tensor"]  # (model output, labels) -> scalar
+Binder = Callable[[dict[str, Any], dict[str, Any], Mapping[str, Any] | None, Warn | None], "Task"]
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ class Task:
     span_heads: dict[str, HeadKind] = field(default_factory=dict)  # task.span_head -> head kind
     # tasks over the user's own files (custom.py): (sources {split: file}, column options, the
     # fine-tuned model's manifest head or None, warn) -> the task bound to those files and columns
-    bind: Callable[[dict[str, Any], dict[str, Any], dict[str, Any] | None, Warn | None], Task] | None = None
+    bind: Binder | None = None
     read_own: Callable[[str, Warn | None], list[Any]] | None = None  # a bound task's examples of a split
     spec: dict[str, Any] = field(default_factory=dict)  # what it was bound with, for the manifest
     metric_names: tuple[str, ...] = ()  # the keys `metrics` returns, when known up front

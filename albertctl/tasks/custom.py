@@ -36,7 +36,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -411,7 +411,7 @@ class Columns:
         return spec
 
 
-def _columns(kind: str, options: dict[str, Any], stored: dict[str, Any] | None) -> Columns:
+def _columns(kind: str, options: dict[str, Any], stored: Mapping[str, Any] | None) -> Columns:
     data = (stored or {}).get("data") or {}
     cols = Columns(kind)
     cols.text = _list(options.get("text_column")) or _list(data.get("text_columns"))
@@ -764,7 +764,7 @@ def bind(
     kind: str,
     sources: dict[str, Any],
     options: dict[str, Any],
-    stored: dict[str, Any] | None,
+    stored: Mapping[str, Any] | None,
     warn: Warn | None = None,
 ) -> Task:
     """The `kind` task over `sources` ({split: file or dataset}, splits train/dev/test).

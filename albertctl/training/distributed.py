@@ -14,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+
+from albertctl.core.net import free_port
 
 _LAUNCH_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -94,13 +95,6 @@ def _skip_cpu_inference_op() -> None:
 
     if get_accelerator().device_name() == "cpu":
         ops.__compatible_ops__["deepspeed_shm_comm"] = False
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _world_size() -> int:

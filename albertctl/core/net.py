@@ -1,0 +1,15 @@
+"""The one free-port probe, for DeepSpeed's rendezvous (MASTER_PORT / --master_port).
+
+Torch-free, so that the launcher in `pipelines/launch.py` can pick a port without the
+start-up cost of importing torch."""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
