@@ -136,7 +136,9 @@ def run_pretraining(
             f"{model_dir}: weights do not fit an ALBERT pretraining model "
             f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {name})"
         )
-    recipe = with_overrides(md.profile, overrides).data
+    profile = with_overrides(md.profile, overrides)
+    model.albert.encoder.unpad = profile.train.unpad  # as pretrain's held-out evaluation runs
+    recipe = profile.data
     tokenizer = load_tokenizer(vocab_file(data_dir, manifest), recipe.do_lower_case)
     collator = PretrainingCollator(tokenizer, recipe, md.profile.train.seed)
     report = pretraining_metrics(

@@ -518,6 +518,7 @@ def evaluate(
     missing, unexpected = network.load_state_dict(source.state_dict, strict=False)
     if missing:
         raise AlbertError(f"{source.path}: weights lack {len(missing)} tensors (first: {missing[0]})")
+    network.albert.encoder.unpad = profile.train.unpad  # as fine-tuning's dev evaluation runs
     network.eval()
 
     result: dict[str, Any] = {"task": task.name, "model": str(source.path), "metrics": {}, "predictions": []}
