@@ -4,6 +4,7 @@
 # every start (30-40 ms of `--help`); the annotations here are plain runtime objects.
 
 import contextlib
+import copy
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -58,7 +59,20 @@ class _TeachingHelp:
                 param.metavar = _metavar(param)
             if isinstance(param, TyperArgument):  # its name says it all; no `<str>` beside it
                 param.display_type_rich = lambda ctx: None
+                _hide_argument_type(param)
         return params
+
+
+def _hide_argument_type(param) -> None:
+    """Typer before 0.29 shows an argument's `<type>` from `param.type.get_metavar`: give the
+    argument its own copy of the type (conversion unchanged) that names nothing."""
+    kind = getattr(param, "type", None)
+    if kind is None or getattr(kind, "_albertctl_unnamed", False):
+        return
+    unnamed = copy.copy(kind)
+    unnamed.get_metavar = lambda *args, **kwargs: ""
+    unnamed._albertctl_unnamed = True
+    param.type = unnamed
 
 
 class Group(_TeachingHelp, TyperGroup):

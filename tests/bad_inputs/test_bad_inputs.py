@@ -214,8 +214,8 @@ WORDS = "albert.embeddings.word_embeddings.weight"  # the tiny model has 64 posi
 # "{P}" for the built-in profiles directory
 BAD: list[tuple[str, list[str], str]] = [
     # ---------------------------------------------------------------- option values (Typer/click)
-    ("option-below-minimum", ["prepare", "--num-proc", "0"], "albertctl prepare: Invalid value for '--num-proc': Input should be greater than or equal to 1"),
-    ("option-not-a-number", ["profile", "show", "tiny", "--world-size", "many"], "albertctl profile show: Invalid value for '--world-size': Input should be a valid integer, unable to parse string as an integer"),
+    ("option-below-minimum", ["prepare", "--num-proc", "0"], "albertctl prepare: Invalid value for '--num-proc': 0 is not in the range x>=1."),
+    ("option-not-a-number", ["profile", "show", "tiny", "--world-size", "many"], "albertctl profile show: Invalid value for '--world-size': 'many' is not a valid int range."),
     ("unknown-command", ["pretrian"], "albertctl: No such command 'pretrian'. Did you mean 'pretrain'?"),
     ("missing-argument", ["profile", "show"], "albertctl profile show: Missing argument 'PROFILE'."),
     # ---------------------------------------------------------------- profile
