@@ -150,6 +150,32 @@ def test_partial_sharing_runs_and_differs_per_layer():
     assert out.mlm_logits.shape == (2, 8, 100)
 
 
+def _float64_model(checkpointing: bool, **shape) -> AlbertForPreTraining:
+    """A small pretraining model without dropout, in float64, seeded."""
+    cfg = small_config(
+        **shape, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.0
+    )
+    torch.manual_seed(0)
+    model = AlbertForPreTraining(cfg).double()
+    model.albert.encoder.gradient_checkpointing = checkpointing
+    return model
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ids, segment ids and an all-ones mask for 3 sequences of 20 tokens."""
+    ids = torch.randint(5, 100, (3, 20))
+    types = (torch.arange(20) >= 12).long().expand(3, -1)
+    return ids, types, torch.ones(3, 20, dtype=torch.long)
+
+
+def _step(model, ids, types, mask, positions, sparse: bool):
+    """Outputs and parameter gradients of one forward and backward."""
+    model.zero_grad()
+    out = model(ids, types, mask, positions, sparse_last_layer=sparse)
+    (out.mlm_logits.square().mean() + out.sop_logits.square().mean()).backward()
+    return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
 @pytest.mark.parametrize(
     ("sharing", "groups", "inner", "checkpointing"),
     [("all", 1, 1, False), ("none", 3, 1, False), ("attention", 1, 1, False), ("ffn", 1, 2, True)],
@@ -158,29 +184,11 @@ def test_sparse_last_layer_gives_the_same_logits_and_gradients(sharing, groups, 
     """Computing only [CLS] and the masked positions in the last layer changes no logit and
     no gradient (padding, a masked position at 0 for unused slots, grouped and partial sharing,
     activation checkpointing)."""
-    cfg = small_config(
-        num_hidden_groups=groups,
-        inner_group_num=inner,
-        sharing=sharing,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        classifier_dropout_prob=0.0,
-    )
-    torch.manual_seed(0)
-    model = AlbertForPreTraining(cfg).double()
-    model.albert.encoder.gradient_checkpointing = checkpointing
-    ids = torch.randint(5, 100, (3, 20))
-    types = (torch.arange(20) >= 12).long().expand(3, -1)
-    mask = torch.ones(3, 20, dtype=torch.long)
+    model = _float64_model(checkpointing, num_hidden_groups=groups, inner_group_num=inner, sharing=sharing)
+    ids, types, mask = _batch()
     mask[1, 15:] = 0
     positions = torch.tensor([[1, 4, 7, 0], [2, 3, 14, 0], [5, 9, 18, 19]])
-    outs, grads = [], []
-    for sparse in (False, True):
-        model.zero_grad()
-        out = model(ids, types, mask, positions, sparse_last_layer=sparse)
-        (out.mlm_logits.square().mean() + out.sop_logits.square().mean()).backward()
-        outs.append(out)
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    outs, grads = zip(*(_step(model, ids, types, mask, positions, s) for s in (False, True)), strict=True)
     dense, sparse = outs
     assert sparse.sequence_output.shape == (3, 5, 32)  # [CLS] + 4 positions
     torch.testing.assert_close(sparse.mlm_logits, dense.mlm_logits, rtol=1e-10, atol=1e-12)
@@ -206,21 +214,14 @@ def test_unpadded_encoder_gives_the_same_outputs_and_gradients(
     """Running the token-wise layers on the real tokens only (`unpad`) changes no logit, no real
     position's output and no gradient (float64); padding positions come out as zeros, except
     those the sparse last layer is asked for."""
-    cfg = small_config(
+    model = _float64_model(
+        checkpointing,
         embedding_size=embedding,
         num_hidden_groups=groups,
         inner_group_num=inner,
         sharing=sharing,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        classifier_dropout_prob=0.0,
     )
-    torch.manual_seed(0)
-    model = AlbertForPreTraining(cfg).double()
-    model.albert.encoder.gradient_checkpointing = checkpointing
-    ids = torch.randint(5, 100, (3, 20))
-    types = (torch.arange(20) >= 12).long().expand(3, -1)
-    mask = torch.ones(3, 20, dtype=torch.long)
+    ids, types, mask = _batch()
     mask[0, 17:] = 0
     mask[1, 9:] = 0
     # Sparse: one masked position on padding (12 in row 1) comes out as the padded encoder's.
@@ -228,11 +229,9 @@ def test_unpadded_encoder_gives_the_same_outputs_and_gradients(
     outs, grads = [], []
     for unpad in (False, True):
         model.albert.encoder.unpad = unpad
-        model.zero_grad()
-        out = model(ids, types, mask, positions, sparse_last_layer=sparse)
-        (out.mlm_logits.square().mean() + out.sop_logits.square().mean()).backward()
+        out, grad = _step(model, ids, types, mask, positions, sparse)
         outs.append(out)
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        grads.append(grad)
     padded, packed = outs
     assert packed.sequence_output.shape == padded.sequence_output.shape
     torch.testing.assert_close(packed.mlm_logits, padded.mlm_logits, rtol=1e-10, atol=1e-12)
