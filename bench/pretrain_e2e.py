@@ -23,6 +23,7 @@ cost against albertctl's AdamW row; the transformers loop always uses AdamW (tra
 
     python bench/pretrain_e2e.py                                  # tiny and base, fp32 and bf16, AdamW and LAMB
     python bench/pretrain_e2e.py --profiles base --precisions fp32 --optimizers adamw --rounds 5
+    python bench/pretrain_e2e.py --device cuda --profiles base --precisions bf16   # on a GPU (not yet run)
 """
 
 from __future__ import annotations
@@ -56,10 +57,11 @@ SHAPES = {
 }
 
 
-def single_process() -> None:
+def single_process(device: torch.device) -> None:
     from albertctl.core.net import free_port
 
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if device.type == "cpu":  # albertctl's run then trains on the CPU like the other two
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     for k, v in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
         os.environ.setdefault(k, v)
     os.environ.setdefault("MASTER_PORT", str(free_port()))
@@ -141,7 +143,13 @@ def hf_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     }
 
 
-def reference(profile, batches: list[dict[str, torch.Tensor]], steps: int):
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so a timer reads finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reference(profile, batches: list[dict[str, torch.Tensor]], steps: int, device: torch.device):
     """The plain loop over batches[steps:2 * steps] (the first `steps` warm it up), as a callable
     returning real tokens/s and sequences/s of the timed half."""
     import transformers
@@ -151,6 +159,7 @@ def reference(profile, batches: list[dict[str, torch.Tensor]], steps: int):
     t = profile.train
     hf = transformers.AlbertForPreTraining(hf_config(profile.model)).train()
     copy_weights(build_model(profile, None), hf)
+    hf.to(device)
     opt = torch.optim.AdamW(
         hf.parameters(),
         lr=t.learning_rate,
@@ -158,10 +167,10 @@ def reference(profile, batches: list[dict[str, torch.Tensor]], steps: int):
         eps=t.epsilon,
         weight_decay=t.weight_decay,
     )
-    inputs = [hf_inputs(b) for b in batches]
+    inputs = [{k: v.to(device) for k, v in hf_inputs(b).items()} for b in batches]
     state = {k: v.clone() for k, v in hf.state_dict().items()}
     autocast = (
-        (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
         if t.precision == "bf16"
         else contextlib.nullcontext
     )
@@ -179,9 +188,11 @@ def reference(profile, batches: list[dict[str, torch.Tensor]], steps: int):
         opt.state.clear()
         for b in inputs[:steps]:
             one(b)
+        sync(device)
         start = time.perf_counter()
         for b in inputs[steps : 2 * steps]:
             one(b)
+        sync(device)
         seconds = time.perf_counter() - start
         timed = batches[steps : 2 * steps]
         return {
@@ -192,23 +203,23 @@ def reference(profile, batches: list[dict[str, torch.Tensor]], steps: int):
     return run
 
 
-def step_alone(profile, steps: int, seq: int):
+def step_alone(profile, steps: int, seq: int, device: torch.device):
     """albertctl's model step (bench/pretrain_step.py) on a synthetic full batch of the run's shape."""
     from albertctl.pipelines.pretrain import build_model
 
     t = profile.train
-    ours = build_model(profile, None).train()
-    batch = make_batch(
-        profile.model.vocab_size, t.micro_batch_size, seq, predictions(seq), torch.device("cpu")
-    )
-    fn = step_fns(ours, torch.nn.Linear(1, 1), batch, t.precision, torch.device("cpu"))["albertctl"]
+    ours = build_model(profile, None).to(device).train()
+    batch = make_batch(profile.model.vocab_size, t.micro_batch_size, seq, predictions(seq), device)
+    fn = step_fns(ours, torch.nn.Linear(1, 1), batch, t.precision, device)["albertctl"]
 
     def run() -> dict:
         for _ in range(steps):
             fn()
+        sync(device)
         start = time.perf_counter()
         for _ in range(steps):
             fn()
+        sync(device)
         seconds = time.perf_counter() - start
         return {"sequences": t.micro_batch_size * steps / seconds}
 
@@ -223,13 +234,22 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=0, help="timed steps per run (default: 100 tiny, 4 base)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/pretrain_e2e.json"))
+    ap.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        choices=["cpu", "cuda"],
+        help="where all three run; albertctl trains on the GPU whenever one is visible",
+    )
     args = ap.parse_args()
-    single_process()
+    if args.device == "cpu" and torch.cuda.is_available():
+        ap.error("albertctl trains on a visible GPU: for a CPU comparison run with CUDA_VISIBLE_DEVICES=")
+    device = torch.device(args.device)
+    single_process(device)
     info = machine()
     rows = []
     from albertctl.training.device import cpu_emulates
 
-    skipped = [p for p in args.precisions if not torch.cuda.is_available() and cpu_emulates(p)]
+    skipped = [p for p in args.precisions if device.type == "cpu" and cpu_emulates(p)]
     if skipped:  # tens of times slower than fp32: nothing a user would run
         print(f"skipping {', '.join(skipped)}: this CPU has no instructions for it (emulated)", flush=True)
         info["skipped_precisions"] = skipped
@@ -245,8 +265,8 @@ def main() -> None:
                     seq = profile.data.max_seq_length
                     runs = {
                         "albertctl": lambda p=profile, d=data: albertctl_run(p, d, Path(tmp)),
-                        "transformers": reference(profile, batches, steps),
-                        "step": step_alone(profile, steps, seq),
+                        "transformers": reference(profile, batches, steps, device),
+                        "step": step_alone(profile, steps, seq, device),
                     }
                     if profile.train.unpad:  # the same run on the padding too: what unpadding gains
                         plain = padded(profile)
