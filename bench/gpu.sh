@@ -7,9 +7,10 @@
 # 1. `pytest -m gpu` (tests/test_gpu.py): fp32/bf16/fp16 x ZeRO 0-3 pretraining steps on base
 #    (and large) at sequence 512 agree within the precision's tolerance; LAMB on flat buffers
 #    equals LAMB on the parameters; interrupt + resume is exact; activation
-#    checkpointing on/off agree; xxlarge fits under ZeRO-3 and steps.
+#    checkpointing on/off agree; train.unpad on/off agree; xxlarge fits under ZeRO-3 and steps.
 # 2. bench/pretrain_step.py --device cuda: albertctl vs transformers in the same run, tokens/s,
-#    MFU against the bf16 matmul peak measured in the same run, peak memory, at sequence 512.
+#    MFU against the bf16 matmul peak measured in the same run, peak memory, at sequence 512;
+#    then bench/pretrain_e2e.py --device cuda: the whole `pretrain` path against a transformers loop.
 #
 # Test failures do not stop the benches (the figures are wanted either way); the script exits
 # non-zero if the tests failed. Without a GPU it stops at once with a one-line reason.
@@ -46,6 +47,9 @@ else
         --batch 16 --out "$out/pretrain_step_large_seq512.json"
     python bench/pretrain_step.py --device cuda --seq 128 --profiles tiny base --precisions fp32 bf16 \
         --batch 128 --out "$out/pretrain_step_seq128.json"
+    # `albertctl pretrain` end to end (prepared sample corpus, train.unpad as the profile) vs transformers.
+    python bench/pretrain_e2e.py --device cuda --profiles tiny base --precisions fp32 bf16 \
+        --out "$out/pretrain_e2e.json"
 fi
 
 echo "tests exit status: $tests; results in $out/"
