@@ -36,9 +36,7 @@ def _metavar(param) -> str:
         return ""
     if isinstance(param, TyperArgument):
         return (param.name or "").upper()
-    descriptor = getattr(param, "type_descriptor", None)  # typer >= 0.20
-    kind = getattr(descriptor, "annotation", None) or getattr(getattr(param, "type", None), "name", "")
-    kind = str(kind).lower()
+    kind = str(getattr(getattr(param, "type", None), "name", "")).lower()  # click's: path, integer, ...
     if "path" in kind:
         return "PATH"
     if "int" in kind:
@@ -58,13 +56,12 @@ class _TeachingHelp:
             if param.metavar is None:
                 param.metavar = _metavar(param)
             if isinstance(param, TyperArgument):  # its name says it all; no `<str>` beside it
-                param.display_type_rich = lambda ctx: None
                 _hide_argument_type(param)
         return params
 
 
 def _hide_argument_type(param) -> None:
-    """Typer before 0.29 shows an argument's `<type>` from `param.type.get_metavar`: give the
+    """Typer's help shows an argument's `<type>` from `param.type.get_metavar`: give the
     argument its own copy of the type (conversion unchanged) that names nothing."""
     kind = getattr(param, "type", None)
     if kind is None or getattr(kind, "_albertctl_unnamed", False):
