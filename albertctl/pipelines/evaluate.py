@@ -30,7 +30,7 @@ from albertctl.data.pretraining import (
     vocab_file,
 )
 from albertctl.data.tokenizer import load_tokenizer
-from albertctl.model.albert import AlbertForPreTraining
+from albertctl.model.albert import AlbertForPreTraining, set_unpad
 from albertctl.tasks.pretraining import EVAL_BATCH_SIZE, pretraining_metrics
 
 REPORT_KEYS = (
@@ -137,7 +137,7 @@ def run_pretraining(
             f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {name})"
         )
     profile = with_overrides(md.profile, overrides)
-    model.albert.encoder.unpad = profile.train.unpad  # as pretrain's held-out evaluation runs
+    set_unpad(model, profile.train.unpad)
     recipe = profile.data
     tokenizer = load_tokenizer(vocab_file(data_dir, manifest), recipe.do_lower_case)
     collator = PretrainingCollator(tokenizer, recipe, md.profile.train.seed)

@@ -46,6 +46,7 @@ from albertctl.core.modeldir import (
 from albertctl.core.results import Result
 from albertctl.data import tokenizer as tokenizers
 from albertctl.data.tokenizer import Tokenizer
+from albertctl.model.albert import set_unpad
 from albertctl.model.heads import AlbertForTask
 from albertctl.tasks.base import (
     Feature,
@@ -518,7 +519,7 @@ def evaluate(
     missing, unexpected = network.load_state_dict(source.state_dict, strict=False)
     if missing:
         raise AlbertError(f"{source.path}: weights lack {len(missing)} tensors (first: {missing[0]})")
-    network.albert.encoder.unpad = profile.train.unpad  # as fine-tuning's dev evaluation runs
+    set_unpad(network, profile.train.unpad)
     network.eval()
 
     result: dict[str, Any] = {"task": task.name, "model": str(source.path), "metrics": {}, "predictions": []}

@@ -13,6 +13,7 @@ import torch
 
 from albertctl.core.config import TrainConfig
 from albertctl.core.errors import AlbertError
+from albertctl.model.albert import set_unpad
 from albertctl.training import checkpoint as ckpt
 from albertctl.training import distributed, ds_compat
 from albertctl.training.batches import Batch
@@ -67,8 +68,7 @@ class Run:
         for module in spec.model.modules():
             if t.activation_checkpointing and hasattr(module, "gradient_checkpointing"):
                 module.gradient_checkpointing = True  # the Hugging Face convention, no model knowledge
-            if hasattr(module, "unpad"):
-                module.unpad = t.unpad
+        set_unpad(spec.model, t.unpad)
         optimizer = build_optimizer(spec.model, t)
         try:
             with distributed.single_process_env(), distributed.quiet_deepspeed():
