@@ -57,6 +57,7 @@ class _TeachingHelp:
                 param.metavar = _metavar(param)
             if isinstance(param, TyperArgument):  # its name says it all; no `<str>` beside it
                 _hide_argument_type(param)
+            _explain_numbers(param)
         return params
 
 
@@ -70,6 +71,37 @@ def _hide_argument_type(param) -> None:
     unnamed.get_metavar = lambda *args, **kwargs: ""
     unnamed._albertctl_unnamed = True
     param.type = unnamed
+
+
+def _explain_numbers(param) -> None:
+    """A bad number says what was expected and what came (`expected an integer >= 1, got '0'`)
+    instead of click's `0 is not in the range x>=1.` / `'many' is not a valid int range.`: the
+    parameter gets its own copy of its number type whose conversion errors say so."""
+    kind = getattr(param, "type", None)
+    number = getattr(kind, "_number_class", None)
+    if number not in (int, float) or getattr(kind, "_albertctl_explained", False):
+        return
+    bounds = [
+        f"{op}{'' if is_open else '='} {bound}"
+        for op, bound, is_open in (
+            (">", getattr(kind, "min", None), getattr(kind, "min_open", False)),
+            ("<", getattr(kind, "max", None), getattr(kind, "max_open", False)),
+        )
+        if bound is not None
+    ]
+    what = " ".join(["an integer" if number is int else "a number", " and ".join(bounds)]).rstrip()
+    explained = copy.copy(kind)
+    convert = kind.convert
+
+    def checked(value, param, ctx):
+        try:
+            return convert(value, param, ctx)
+        except click_errors.BadParameter:
+            explained.fail(f"expected {what}, got {value!r}", param, ctx)
+
+    explained.convert = checked
+    explained._albertctl_explained = True
+    param.type = explained
 
 
 class Group(_TeachingHelp, TyperGroup):

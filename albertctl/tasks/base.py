@@ -398,7 +398,7 @@ def read_split(task: Task, data: Path | None, split: str, warn: Warn | None = No
     if task.read_own is not None:  # bound to the user's files, read when it was bound
         return task.read_own(split, warn)
     if data is not None and not Path(data).exists():
-        raise AlbertError(f"data directory {data} not found")
+        raise AlbertError(f"--data {data}: no such file or directory")
     if data is not None and not _is_saved_dataset(Path(data)) and not _parquet_files(task, Path(data)):
         return task.read_files(Path(data), split, warn)
     if task.read_datasets is None:

@@ -214,8 +214,9 @@ WORDS = "albert.embeddings.word_embeddings.weight"  # the tiny model has 64 posi
 # "{P}" for the built-in profiles directory
 BAD: list[tuple[str, list[str], str]] = [
     # ---------------------------------------------------------------- option values (Typer/click)
-    ("option-below-minimum", ["prepare", "--num-proc", "0"], "albertctl prepare: Invalid value for '--num-proc': 0 is not in the range x>=1."),
-    ("option-not-a-number", ["profile", "show", "tiny", "--world-size", "many"], "albertctl profile show: Invalid value for '--world-size': 'many' is not a valid int range."),
+    ("option-below-minimum", ["prepare", "--num-proc", "0"], "albertctl prepare: Invalid value for '--num-proc': expected an integer >= 1, got '0'"),
+    ("option-not-a-number", ["profile", "show", "tiny", "--world-size", "many"], "albertctl profile show: Invalid value for '--world-size': expected an integer >= 1, got 'many'"),
+    ("option-not-an-integer", ["prepare", "--seed", "1.5"], "albertctl prepare: Invalid value for '--seed': expected an integer, got '1.5'"),
     ("unknown-command", ["pretrian"], "albertctl: No such command 'pretrian'. Did you mean 'pretrain'?"),
     ("missing-argument", ["profile", "show"], "albertctl profile show: Missing argument 'PROFILE'."),
     # ---------------------------------------------------------------- profile
@@ -272,7 +273,7 @@ BAD: list[tuple[str, list[str], str]] = [
     ("finetune-model-corrupt", ["finetune", "sst-2", "--model", "{A}/flipped", "--data", "{A}/glue", "--out", "run"], "{A}/flipped/model.safetensors: corrupt (sha256 differs from manifest.json)"),
     ("finetune-tsv-missing-column", ["finetune", "sst-2", "--model", "{A}/model", "--data", "{A}/sst_nolabel", *SHORT, "--out", "run"], "{A}/sst_nolabel/SST-2/train.tsv: line 1: missing column 'label' (header has: sentence)"),
     ("finetune-tsv-bad-label", ["finetune", "sst-2", "--model", "{A}/model", "--data", "{A}/sst_badlabel", *SHORT, "--out", "run"], "{A}/sst_badlabel/SST-2/train.tsv:2: unknown label '7' (expected one of: 0, 1)"),
-    ("finetune-data-missing", ["finetune", "sst-2", "--model", "{A}/model", "--data", "nodata", *SHORT, "--out", "run"], "data directory nodata not found"),
+    ("finetune-data-missing", ["finetune", "sst-2", "--model", "{A}/model", "--data", "nodata", *SHORT, "--out", "run"], "--data nodata: no such file or directory"),
     ("finetune-zero-batch", ["finetune", "sst-2", "--model", "{A}/model", "--data", "{A}/glue", "--set", "task.batch_size=0", "--out", "run"], "{P}/tasks/sst-2.yaml with --set: task.batch_size must be at least 1, got 0"),
     ("finetune-tsv-not-utf8", ["finetune", "sst-2", "--model", "{A}/model", "--data", "{A}/sst_latin1", *SHORT, "--out", "run"], "{A}/sst_latin1/SST-2/train.tsv: not UTF-8 text (invalid continuation byte at byte 18)"),
     ("finetune-unknown-task-key", ["finetune", "sst-2", "--model", "{A}/model", "--data", "{A}/glue", "--set", "task.batchsize=8", "--out", "run"], "--set 'task.batchsize=8': unknown key task.batchsize (did you mean batch_size?)"),
