@@ -207,6 +207,17 @@ def test_digit_comma_split_matches_the_original(digit_model):
     assert pieces("\u0663,") == ["▁", "<unk>", ","]  # an unknown digit: its piece is <unk>
 
 
+def test_tables_read_every_piece_of_the_model(digit_model):
+    """The per-id tables (built in one pass over the pieces) say what SentencePiece says of each id."""
+    tok = Tokenizer(digit_model)
+    sp = spm.SentencePieceProcessor(model_file=str(digit_model))
+    ids = range(sp.GetPieceSize())
+    assert [tok.id_to_piece(i) for i in ids] == [sp.IdToPiece(i) for i in ids]
+    assert [tok.is_word_start(i) for i in ids] == [sp.IdToPiece(i).startswith("\u2581") for i in ids]
+    assert tok.special_ids == {i for i in ids if sp.IsControl(i) or sp.IsUnknown(i)} | {tok.pad_id}
+    assert tok.special_ids >= {tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id}
+
+
 def test_digit_comma_offsets_stay_exact(digit_model):
     """encode_with_offsets gives encode's ids; every token's span in the original text
     normalises to the token's piece (without "▁"), also for re-split pieces."""

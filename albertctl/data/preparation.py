@@ -117,8 +117,8 @@ def prepare_data(
     outputs.check_output(
         output, owns_prepared_data, PREPARED, inputs=sources, flag="--output", read_dirs=True
     )
-    if vocab is not None:
-        load_tokenizer(vocab, data.do_lower_case)  # a clear error before any work if it lacks [CLS] etc.
+    # a given vocabulary is read once, before any work: a clear error if it lacks [CLS] etc.
+    tokenizer = load_tokenizer(vocab, data.do_lower_case) if vocab is not None else None
     started = time.perf_counter()
     stats = ReadStats()
     total_bytes = input_bytes(inputs)
@@ -133,17 +133,27 @@ def prepare_data(
         read_dirs=True,
     ) as tmp:
         vocab_summary = None
-        if vocab is None:
+        if tokenizer is None:
             vocab_summary = train_sentencepiece(
                 profile, inputs, tmp / "spiece", seed=seed, num_threads=num_proc
             )
             (tmp / "spiece.vocab").unlink()
+            tokenizer = load_tokenizer(tmp / vocab_file, data.do_lower_case)
         else:
             shutil.copyfile(vocab, tmp / vocab_file)
-        tokenizer = load_tokenizer(tmp / vocab_file, data.do_lower_case)
         documents_in = chunks(iter_documents(inputs, stats), stats, chunk_documents)
         shards, counts, documents = _write_shards(
-            documents_in, tmp, vocab_file, data, seed, num_proc, shard_bytes, progress, total_bytes, started
+            documents_in,
+            tmp,
+            vocab_file,
+            tokenizer,
+            data,
+            seed,
+            num_proc,
+            shard_bytes,
+            progress,
+            total_bytes,
+            started,
         )
         _check_something_came_out(documents, counts, inputs, stats)
         elapsed = time.perf_counter() - started
@@ -187,6 +197,7 @@ def _write_shards(
     documents_in: Iterator,
     tmp: Path,
     vocab_file: str,
+    tokenizer: Tokenizer,
     data: DataConfig,
     seed: int,
     num_proc: int,
@@ -200,7 +211,7 @@ def _write_shards(
     writers = {split: ShardWriter(tmp, split, data.masking == "static", shard_bytes) for split in SPLITS}
     counts: Counter = Counter()
     documents = 0
-    for result in _process(documents_in, tmp / vocab_file, data, seed, num_proc):
+    for result in _process(documents_in, tokenizer, tmp / vocab_file, data, seed, num_proc):
         for split in SPLITS:
             writers[split].write(result.batches[split])
         counts.update(result.counts)
@@ -320,14 +331,20 @@ def chunks(
 
 
 def _process(
-    chunk_iter: Iterator[Chunk], vocab_file: Path, data: DataConfig, seed: int, num_proc: int
+    chunk_iter: Iterator[Chunk],
+    tokenizer: Tokenizer,
+    vocab_file: Path,
+    data: DataConfig,
+    seed: int,
+    num_proc: int,
 ) -> Iterator[ChunkResult]:
     """Results in chunk order. With several processes at most 2 x num_proc chunks are in
-    flight, so reading never runs ahead of the workers (Pool.imap would read everything)."""
+    flight, so reading never runs ahead of the workers (Pool.imap would read everything).
+    One process uses `tokenizer`; workers load `vocab_file` (the output's copy of it)."""
     first = next(chunk_iter, None)
     second = next(chunk_iter, None)
     if num_proc == 1 or second is None:  # one chunk: starting workers would only cost time
-        builder = InstanceBuilder(vocab_file, data, seed)
+        builder = InstanceBuilder(tokenizer, data, seed)
         for chunk in itertools.chain([first, second], chunk_iter):
             if chunk is not None:
                 yield builder(chunk)

@@ -427,8 +427,8 @@ class InstanceBuilder:
     is stored for dynamic masking.
     """
 
-    def __init__(self, vocab_file: Path, data: DataConfig, seed: int, stats_every: int = 8) -> None:
-        self.tokenizer = load_tokenizer(vocab_file, data.do_lower_case)
+    def __init__(self, tokenizer: Tokenizer, data: DataConfig, seed: int, stats_every: int = 8) -> None:
+        self.tokenizer = tokenizer
         self.vocab = MaskingVocab.from_tokenizer(self.tokenizer)
         self.data = data
         self.seed = seed
@@ -535,7 +535,7 @@ def init_worker(vocab_file: Path, data: DataConfig, seed: int) -> None:
     """Pool initializer: one `InstanceBuilder` per worker process (this module imports no
     torch, so spawned workers start in well under a second)."""
     global _worker_builder
-    _worker_builder = InstanceBuilder(vocab_file, data, seed)
+    _worker_builder = InstanceBuilder(load_tokenizer(vocab_file, data.do_lower_case), data, seed)
 
 
 def build_chunk(chunk: Chunk) -> ChunkResult:

@@ -119,18 +119,20 @@ class Tokenizer:
         self.sep_id = self.sp.PieceToId("[SEP]")
         self.mask_id = self.sp.PieceToId("[MASK]")
         self.vocab_size = self.sp.GetPieceSize()
-        self._word_start = [self.sp.IdToPiece(i).startswith(WORD_START) for i in range(self.vocab_size)]
+        # One call per id for the pieces and one for their type: the tables below are built for
+        # every load (each process of prepare, pretrain, fine-tuning), 30,000 ids for ALBERT's.
+        self.pieces = [self.sp.IdToPiece(i) for i in range(self.vocab_size)]
+        # control pieces ([CLS], <pad>, ...) and the unknown piece (a model has exactly one)
+        controls = frozenset(i for i in range(self.vocab_size) if self.sp.IsControl(i)) | {self.unk_id}
+        self._word_start = [piece.startswith(WORD_START) for piece in self.pieces]
         # id -> the ids it is re-split into (the original's digit-comma rule), for every
         # vocabulary piece the rule applies to; unknown pieces are handled from their text.
         self._resplit = {
-            i: self._resplit_piece(self.sp.IdToPiece(i))
-            for i in range(self.vocab_size)
-            if not (self.sp.IsControl(i) or self.sp.IsUnknown(i))
-            and splits_at_digit_comma(self.sp.IdToPiece(i))
+            i: self._resplit_piece(piece)
+            for i, piece in enumerate(self.pieces)
+            if i not in controls and splits_at_digit_comma(piece)
         }
-        self.special_ids = frozenset(
-            i for i in range(self.vocab_size) if self.sp.IsControl(i) or self.sp.IsUnknown(i)
-        ) | {self.pad_id}
+        self.special_ids = controls | {self.pad_id}
 
     def normalize(self, text: str) -> str:
         return normalize_text(text, self.do_lower_case)
@@ -213,7 +215,7 @@ class Tokenizer:
         return self._word_start[token_id]
 
     def id_to_piece(self, token_id: int) -> str:
-        return self.sp.IdToPiece(token_id)
+        return self.pieces[token_id]
 
     def decode(self, ids: list[int]) -> str:
         return self.sp.DecodeIds([i for i in ids if i not in self.special_ids])
