@@ -228,6 +228,26 @@ def test_whole_words_are_never_split(static, tok):
             assert set(word) <= masked or not set(word) & masked, (word, masked)
 
 
+def test_progress_counts_the_reading_from_zero(workdir, corpus, spm_file):
+    """The first event comes before any document (a bar starts its clock there) and the last one
+    has read the whole input; `elapsed` counts from the first."""
+    events = []
+    profile = TINY.replace(data={"max_seq_length": 64})
+    prepare.run(profile, [corpus], workdir / "progress", spm_file, chunk_documents=40, progress=events.append)
+    assert len(events) >= 3
+    assert events[0] | {"elapsed": 0} == {
+        "documents": 0,
+        "bytes": 0,
+        "total_bytes": corpus.stat().st_size,
+        "instances": 0,
+        "elapsed": 0,
+    }
+    assert events[0]["elapsed"] < 1.0
+    assert events[-1]["bytes"] == corpus.stat().st_size and events[-1]["instances"] > 0
+    assert [e["elapsed"] for e in events] == sorted(e["elapsed"] for e in events)
+    assert [e["documents"] for e in events] == sorted(e["documents"] for e in events)
+
+
 def test_same_output_whatever_num_proc(workdir, corpus, spm_file):
     profile = TINY.replace(data={"max_seq_length": 64, "masking": "static", "dupe_factor": 2})
     one = prepare.run(profile, [corpus], workdir / "np1", spm_file, num_proc=1, seed=7, chunk_documents=40)
