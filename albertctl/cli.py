@@ -564,7 +564,13 @@ def prepare(
         ),
     ] = None,
     num_proc: Annotated[
-        int, typer.Option("--num-proc", min=1, help="Worker processes; the output does not depend on it")
+        int,
+        typer.Option(
+            "--num-proc",
+            min=1,
+            help="Worker processes (and SentencePiece's threads without --vocab); with --vocab the output "
+            "does not depend on it",
+        ),
     ] = 1,
     profile: ProfileOpt = "tiny",
     overrides: SetOpt = None,
