@@ -9,9 +9,9 @@ from albertctl.model.albert import (
     AlbertForPreTraining,
     encoder_parameter_count,
     pretraining_loss,
-    set_unpad,
 )
 from albertctl.model.heads import AlbertForTask, head_loss
+from albertctl.training.run import set_unpad
 
 transformers = pytest.importorskip("transformers")
 

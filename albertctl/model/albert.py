@@ -422,14 +422,6 @@ def init_weights(module: nn.Module, config: ModelConfig) -> None:
             nn.init.zeros_(sub.bias)
 
 
-def set_unpad(model: nn.Module, on: bool) -> None:
-    """train.unpad for every ALBERT encoder inside `model` (pretraining, its held-out
-    evaluation and fine-tuning all go through here, so they run the same arithmetic)."""
-    for module in model.modules():
-        if isinstance(module, AlbertTransformer):
-            module.unpad = on
-
-
 def count_parameters(module: nn.Module) -> int:
     """Unique parameters (shared ones counted once)."""
     return sum(p.numel() for p in module.parameters())

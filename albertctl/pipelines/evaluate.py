@@ -30,8 +30,9 @@ from albertctl.data.pretraining import (
     vocab_file,
 )
 from albertctl.data.tokenizer import load_tokenizer
-from albertctl.model.albert import AlbertForPreTraining, set_unpad
+from albertctl.model.albert import AlbertForPreTraining
 from albertctl.tasks.pretraining import EVAL_BATCH_SIZE, pretraining_metrics
+from albertctl.training.run import set_unpad
 
 REPORT_KEYS = (
     "global_step",

@@ -46,7 +46,6 @@ from albertctl.core.modeldir import (
 from albertctl.core.results import Result
 from albertctl.data import tokenizer as tokenizers
 from albertctl.data.tokenizer import Tokenizer
-from albertctl.model.albert import set_unpad
 from albertctl.model.heads import AlbertForTask
 from albertctl.tasks.base import (
     Feature,
@@ -67,6 +66,7 @@ from albertctl.tasks.glue import paper_table
 from albertctl.tasks.predict import dev_metrics, predict_outputs
 from albertctl.training import checkpoint as ckpt
 from albertctl.training import distributed, loop, trackers
+from albertctl.training.run import set_unpad
 
 ProgressFn = Callable[[dict[str, Any]], None]
 EMBEDDINGS_KEY = "albert.embeddings.word_embeddings.weight"

@@ -13,7 +13,6 @@ import torch
 
 from albertctl.core.config import TrainConfig
 from albertctl.core.errors import AlbertError
-from albertctl.model.albert import set_unpad
 from albertctl.training import checkpoint as ckpt
 from albertctl.training import distributed, ds_compat
 from albertctl.training.batches import Batch
@@ -29,6 +28,15 @@ def dropout_seed(seed: int, rank: int) -> int:
     """The one place the global RNG (dropout) is seeded: from the profile's seed and the rank.
     A resumed run restores the saved generator state instead."""
     return (seed * 1_000_003 + rank * 7919 + 17) % (2**63)
+
+
+def set_unpad(model: torch.nn.Module, on: bool) -> None:
+    """train.unpad on every module that offers it (ALBERT's encoder), set by attribute as
+    activation checkpointing is, so this layer needs no model knowledge. Training, pretraining's
+    held-out evaluation and fine-tuned predictions all go through here: the same arithmetic."""
+    for module in model.modules():
+        if hasattr(module, "unpad"):
+            module.unpad = on
 
 
 @dataclass
