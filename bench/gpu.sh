@@ -33,7 +33,8 @@ out=bench/results/gpu
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/device.csv"
 
-python -m pytest -m gpu -rs -v tests/test_gpu.py 2>&1 | tee "$out/tests.log"
+# -n 0: one GPU, so the tests run one after another (pyproject runs the CPU suite on 2 workers)
+python -m pytest -n 0 -m gpu -rs -v tests/test_gpu.py 2>&1 | tee "$out/tests.log"
 tests=${PIPESTATUS[0]}
 
 if (( quick )); then

@@ -189,7 +189,8 @@ def assets(tmp_path_factory) -> Path:
     tarball("symlink.tar.gz", member("ok.txt"), member("link", tarfile.SYMTYPE, link="/etc/passwd"))
     tarball("hardlink.tar.gz", member("ok.txt"), member("hard", tarfile.LNKTYPE, link="ok.txt"))
     tarball("dotdot.tar.gz", member("../escaped.txt"))
-    tarball("absolute.tar.gz", member(str(a / "escaped.txt")))
+    # a short absolute name: the message shortens long member names, and the tmp path's length varies
+    tarball("absolute.tar.gz", member("/albertctl-escaped.txt"))
     tarball("fifo.tar.gz", member("pipe", tarfile.FIFOTYPE))
     tarball("device.tar.gz", member("dev", tarfile.CHRTYPE))
     big = tarfile.TarInfo("huge.bin")
@@ -330,7 +331,7 @@ BAD: list[tuple[str, list[str], str]] = [
     ("tar-symlink", ["convert", "{A}/symlink.tar.gz", "--from", "tf", "--out", "out"], "{A}/symlink.tar.gz: member 'link' is a symbolic link; only regular files and directories are extracted"),
     ("tar-hardlink", ["convert", "{A}/hardlink.tar.gz", "--from", "tf", "--out", "out"], "{A}/hardlink.tar.gz: member 'hard' is a hard link; only regular files and directories are extracted"),
     ("tar-dotdot", ["convert", "{A}/dotdot.tar.gz", "--from", "tf-hub", "--out", "out"], "{A}/dotdot.tar.gz: member '../escaped.txt': absolute paths and '..' are not allowed"),
-    ("tar-absolute", ["convert", "{A}/absolute.tar.gz", "--from", "tf", "--out", "out"], "{A}/absolute.tar.gz: member '{A}/escaped.txt': absolute paths and '..' are not allowed"),
+    ("tar-absolute", ["convert", "{A}/absolute.tar.gz", "--from", "tf", "--out", "out"], "{A}/absolute.tar.gz: member '/albertctl-escaped.txt': absolute paths and '..' are not allowed"),
     ("tar-fifo", ["convert", "{A}/fifo.tar.gz", "--from", "tf", "--out", "out"], "{A}/fifo.tar.gz: member 'pipe' is a FIFO; only regular files and directories are extracted"),
     ("tar-device", ["convert", "{A}/device.tar.gz", "--from", "tf", "--out", "out"], "{A}/device.tar.gz: member 'dev' is a device; only regular files and directories are extracted"),
     ("tar-size-bomb", ["convert", "{A}/bomb.tar", "--from", "tf", "--out", "out"], "{A}/bomb.tar: members declare more than 8 GiB (the limit for a checkpoint archive); extract it yourself and pass the directory"),
