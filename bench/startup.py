@@ -19,8 +19,8 @@ that ends the process with exit code 99 on the first document it yields, then ru
 `albertctl prepare` entry point. So it covers interpreter start, imports, option parsing,
 profile loading, the output-directory checks and loading the --vocab model, and nothing of
 the pass over the data. It runs once with a 300-piece vocabulary and once with 30,000 pieces
-(ALBERT's size), since loading the vocabulary grows with it. The wrapper's own cost is one import of the light corpus module,
-which prepare imports anyway.
+(ALBERT's size), since loading the vocabulary grows with it. The wrapper's own cost is one
+import of the light corpus module, which prepare imports anyway.
 
 Targets (issue 21): --help and profile show <= 0.5 s over the floor; eval --predictions on
 the 4,961-question SQuAD v1.1 slice <= 1.5 s; prepare start-up <= 0.5 s (over the floor).
@@ -110,9 +110,10 @@ def _workdir(tmp: Path, vocab_sizes: list[int]) -> dict[int, list[str]]:
     from tests.prepare_fixtures import documents, write_corpus
 
     corpus = write_corpus(tmp / "corpus.txt", documents(200, (4, 10), (5, 15)))
+    lexicon = _lexicon_text(tmp / "lexicon.txt", lines=48_000) if max(vocab_sizes) > 300 else None
     args = {}
     for size in vocab_sizes:
-        text = corpus if size <= 300 else _lexicon_text(tmp / f"lexicon-{size}.txt", lines=48_000)
+        text = corpus if size <= 300 else lexicon
         vocab = [
             sys.executable,
             "-m",
